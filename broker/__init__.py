@@ -1,0 +1,1 @@
+"""The Strata broker: TCP server, Raft-replicated partitions, controller and CLI."""

@@ -1,0 +1,1 @@
+"""Raft, one group per partition: a pure state machine and its driver."""

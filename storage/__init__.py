@@ -1,0 +1,1 @@
+"""Strata's storage engine: segment files, indexes and the partition log."""

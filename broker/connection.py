@@ -1,0 +1,295 @@
+"""One TCP connection to the broker: framing, the handshake, pipelining, ordered responses.
+
+Requests on a connection are handled concurrently but answered in the order they arrived
+(the wire contract). The number of requests in flight is bounded: past the bound the
+connection stops reading, so a client that pipelines without limit slows itself down
+instead of the broker. Bad bytes get an error response when the frame could be parsed far
+enough to answer (we know its correlation id), then the connection is closed; the broker
+itself carries on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from strata.client.errors import ErrorCode
+from strata.client.protocol import (
+    NEED_DATA,
+    Api,
+    FrameDecoder,
+    ProtocolError,
+    encode_frame,
+    error_response,
+    response_header,
+    validate_request,
+)
+
+log = logging.getLogger("strata.broker.connection")
+
+#: Below this size a file slice is copied through Python; above it, os.sendfile in a thread.
+SENDFILE_MIN_BYTES = 256 << 10
+
+
+@dataclass(slots=True)
+class FileSlice:
+    """Bytes of a segment file to be written to the socket as they are."""
+
+    fd: int
+    position: int
+    size: int
+
+
+@dataclass(slots=True)
+class Response:
+    header: dict
+    #: Raw payload parts: bytes-like, or FileSlice to be sent from a file.
+    parts: list
+    close_after: bool = False
+
+
+Handler = Callable[["ClientConnection", dict, memoryview], Awaitable[Response | None]]
+
+
+class ClientConnection(asyncio.Protocol):
+    """Serves one client or peer connection."""
+
+    def __init__(self, server) -> None:
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+        self.decoder = FrameDecoder(
+            max_frame_bytes=server.config.limits.max_frame_bytes,
+            max_header_bytes=server.config.limits.max_header_bytes,
+        )
+        self.handshaken = False
+        self.peer_id: int | None = None
+        self.client_id = ""
+        self.closed = False
+        self._pending: deque[asyncio.Future] = deque()
+        self._wakeup = asyncio.Event()
+        self._writer: asyncio.Task | None = None
+        self._paused = False
+        self._can_write = asyncio.Event()
+        self._can_write.set()
+        self.remote = ""
+
+    # -- asyncio.Protocol ----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        self.remote = f"{peer[0]}:{peer[1]}" if peer else "?"
+        self._writer = asyncio.get_running_loop().create_task(self._write_loop())
+        self.server.connection_opened(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._wakeup.set()
+        self._can_write.set()
+        for _, fut in self._pending:
+            if not fut.done():
+                fut.cancel()
+        self.server.connection_closed(self)
+
+    def pause_writing(self) -> None:
+        self._can_write.clear()
+
+    def resume_writing(self) -> None:
+        self._can_write.set()
+
+    def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
+        try:
+            self.decoder.receive_data(data)
+            while not self.closed:
+                frame = self.decoder.next_frame()
+                if frame is NEED_DATA:
+                    break
+                self._dispatch(frame.header, frame.payload)
+        except ProtocolError as exc:
+            self._fail(exc.code, exc.message, exc.header)
+
+    def eof_received(self) -> bool | None:
+        # Let the writer finish what was asked, then close.
+        self._enqueue_close()
+        return True
+
+    # -- dispatch ------------------------------------------------------------------------
+
+    def _dispatch(self, header: dict, payload: memoryview) -> None:
+        api = header["api"]
+        if not self.handshaken and api != Api.HANDSHAKE:
+            self._fail(ErrorCode.INVALID_REQUEST, "the first request on a connection must be a handshake", header)
+            return
+        try:
+            validate_request(header)  # fills in defaults
+        except ProtocolError as exc:
+            self._fail(exc.code, exc.message, header)
+            return
+        handler = self.server.handler_for(api)
+        if handler is None:
+            self._fail(ErrorCode.UNKNOWN_API, f"api {api} is not served by this broker", header)
+            return
+        coro = handler(self, header, payload)
+        fut = asyncio.ensure_future(coro)
+        if header.get("oneway"):
+            # Peer messages and acks=0 produce: no response slot, errors only logged.
+            fut.add_done_callback(_log_oneway_failure)
+            return
+        fut.add_done_callback(self._on_done)
+        self._pending.append((header, fut))
+        if len(self._pending) >= self.server.config.limits.max_in_flight_per_connection and not self._paused:
+            self._paused = True
+            self.transport.pause_reading()
+
+    def _on_done(self, _fut) -> None:
+        self._wakeup.set()
+
+    def _fail(self, code: ErrorCode, message: str, header: dict | None) -> None:
+        """Answer a request we cannot serve (when we know its correlation id), then close."""
+        log.info("closing connection from %s: %s (%s)", self.remote, message, code.name)
+        self.server.metrics_protocol_error(code)
+        if header is not None and type(header.get("cid")) is int:
+            fut = asyncio.get_running_loop().create_future()
+            fut.set_result(Response({}, [], close_after=True))
+            self._pending.append(({"error": error_response(header, code, message)}, fut))
+            self._wakeup.set()
+        else:
+            self._enqueue_close()
+        # Stop reading: nothing after a bad frame can be trusted.
+        self.closed_for_reading()
+
+    def closed_for_reading(self) -> None:
+        if self.transport and not self.transport.is_closing():
+            try:
+                self.transport.pause_reading()
+            except RuntimeError:
+                pass
+        self.decoder = _DeadDecoder()
+
+    def _enqueue_close(self) -> None:
+        fut = asyncio.get_running_loop().create_future()
+        fut.set_result(None)
+        self._pending.append(({"close": True}, fut))
+        self._wakeup.set()
+
+    # -- ordered writes ------------------------------------------------------------------
+
+    async def _write_loop(self) -> None:
+        try:
+            while True:
+                while not self._pending:
+                    if self.closed:
+                        return
+                    self._wakeup.clear()
+                    await self._wakeup.wait()
+                header_in, fut = self._pending[0]
+                if not fut.done():
+                    self._wakeup.clear()
+                    await self._wakeup.wait()
+                    continue
+                self._pending.popleft()
+                if self._paused and len(self._pending) < self.server.config.limits.max_in_flight_per_connection // 2:
+                    self._paused = False
+                    if not self.closed:
+                        self.transport.resume_reading()
+                if self.closed:
+                    return
+                if header_in.get("close"):
+                    self.transport.close()
+                    return
+                if "error" in header_in:
+                    self.transport.writelines(encode_frame(header_in["error"]))
+                    self.transport.close()
+                    return
+                try:
+                    resp = fut.result()
+                except asyncio.CancelledError:
+                    return
+                except Exception as exc:  # a handler bug must not take the broker down
+                    log.exception("handler for api %s failed", header_in.get("api"))
+                    resp = Response({"err": int(ErrorCode.UNKNOWN), "msg": f"internal error: {exc!r}"}, [])
+                if resp is None:
+                    continue
+                resp.header = response_header(header_in, resp.header)
+                await self._write_response(resp)
+                if resp.close_after:
+                    self.transport.close()
+                    return
+        except Exception:
+            log.exception("connection writer for %s failed", self.remote)
+            if self.transport:
+                self.transport.close()
+
+    async def _write_response(self, resp: Response) -> None:
+        size = 0
+        for part in resp.parts:
+            size += part.size if isinstance(part, FileSlice) else len(part)
+        t = self.transport
+        t.writelines(encode_frame(resp.header, payload_len=size))
+        for part in resp.parts:
+            if isinstance(part, FileSlice):
+                await self._write_file_slice(part)
+            elif part:
+                t.write(part)
+        if not self._can_write.is_set():
+            await self._can_write.wait()
+
+    async def _write_file_slice(self, part: FileSlice) -> None:
+        """Send a segment file slice: zero-copy with os.sendfile when it is large enough."""
+        t = self.transport
+        if part.size < SENDFILE_MIN_BYTES or t.is_closing():
+            t.write(os.pread(part.fd, part.size, part.position))
+            return
+        # sendfile needs the socket to itself: wait until the transport's buffer is empty.
+        while t.get_write_buffer_size() and not t.is_closing():
+            self._can_write.clear()
+            t.set_write_buffer_limits(high=1, low=0)
+            await self._can_write.wait()
+        t.set_write_buffer_limits()
+        sock = t.get_extra_info("socket")
+        if sock is None or t.is_closing():
+            t.write(os.pread(part.fd, part.size, part.position))
+            return
+        await asyncio.get_running_loop().run_in_executor(
+            None, _sendfile_blocking, sock.fileno(), part.fd, part.position, part.size
+        )
+
+
+def _sendfile_blocking(sock_fd: int, file_fd: int, position: int, size: int) -> None:
+    """Push a file slice to a non-blocking socket from a worker thread, waiting when it is full."""
+    import select
+
+    sent = 0
+    while sent < size:
+        try:
+            n = os.sendfile(sock_fd, file_fd, position + sent, size - sent)
+        except BlockingIOError:
+            select.select([], [sock_fd], [], 5.0)
+            continue
+        if n == 0:
+            raise ConnectionError("socket closed during sendfile")
+        sent += n
+
+
+def _log_oneway_failure(fut: asyncio.Future) -> None:
+    if fut.cancelled():
+        return
+    exc = fut.exception()
+    if exc is not None:
+        log.error("one-way request failed: %r", exc, exc_info=exc)
+
+
+class _DeadDecoder:
+    """Swallows everything after a protocol error."""
+
+    def receive_data(self, data: bytes) -> None:
+        pass
+
+    def next_frame(self):
+        return NEED_DATA

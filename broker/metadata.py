@@ -1,0 +1,188 @@
+"""The cluster metadata: a deterministic state machine over the controller's Raft log.
+
+Every broker applies the same committed records in the same order, so every broker holds
+the same image: brokers, topics with their partition assignments and configs, and the
+producer-id blocks handed out. The records are msgpack maps with a ``t`` (type) field,
+carried as record values in the controller partition's batches.
+
+Nothing here does I/O; the controller (``broker/controller.py``) feeds committed records in.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import msgpack
+
+from strata.client.errors import ErrorCode
+
+INTERNAL_TOPIC_PREFIX = "__"
+OFFSETS_TOPIC = "__consumer_offsets"
+METADATA_TOPIC = "__cluster_metadata"
+TOPIC_NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+PRODUCER_ID_BLOCK = 1000
+
+#: Per-topic configs a user may set, with their types and bounds.
+TOPIC_CONFIGS: dict[str, tuple[int, int]] = {
+    "retention.ms": (-1, 2**62),
+    "retention.bytes": (-1, 2**62),
+    "segment.bytes": (1 << 14, 1 << 31),
+    "segment.ms": (1000, 2**62),
+}
+
+
+class MetadataError(Exception):
+    """A request the metadata cannot accept; carries a wire error code."""
+
+    def __init__(self, code: ErrorCode, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(slots=True)
+class BrokerInfo:
+    node_id: int
+    host: str
+    port: int
+    metrics_port: int | None = None
+
+
+@dataclass(slots=True)
+class TopicInfo:
+    name: str
+    topic_id: int
+    replicas: list[list[int]]
+    configs: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def partitions(self) -> int:
+        return len(self.replicas)
+
+
+@dataclass(slots=True)
+class MetadataImage:
+    """What every broker knows once it has applied the controller log up to ``applied_offset``."""
+
+    brokers: dict[int, BrokerInfo] = field(default_factory=dict)
+    topics: dict[str, TopicInfo] = field(default_factory=dict)
+    next_topic_id: int = 1
+    next_producer_id: int = 1
+    producer_id_blocks: dict[int, tuple[int, int]] = field(default_factory=dict)
+    applied_offset: int = -1
+
+    # -- applying committed records ---------------------------------------------------
+
+    def apply(self, offset: int, record: dict) -> None:
+        """Apply one committed record. Records that no longer make sense are ignored, never raise:
+        the log is the truth, and a record validated on the leader may be stale by commit time
+        (for example two creates of one name racing)."""
+        assert offset > self.applied_offset, (offset, self.applied_offset)
+        self.applied_offset = offset
+        kind = record.get("t")
+        if kind == "broker":
+            self.brokers[record["id"]] = BrokerInfo(
+                record["id"], record["host"], record["port"], record.get("mport")
+            )
+        elif kind == "topic":
+            name = record["name"]
+            if name in self.topics:
+                return
+            self.topics[name] = TopicInfo(
+                name, self.next_topic_id, [list(r) for r in record["replicas"]], dict(record.get("configs", {}))
+            )
+            self.next_topic_id += 1
+        elif kind == "delete_topic":
+            self.topics.pop(record["name"], None)
+        elif kind == "pid_block":
+            start = self.next_producer_id
+            self.producer_id_blocks[record["broker"]] = (start, PRODUCER_ID_BLOCK)
+            self.next_producer_id += PRODUCER_ID_BLOCK
+        elif kind == "config":
+            topic = self.topics.get(record["name"])
+            if topic is not None:
+                topic.configs.update(record["configs"])
+
+    # -- validating proposals (on the controller leader) -------------------------------
+
+    def validate_create(
+        self, name: str, partitions: int, replication_factor: int, configs: dict, live: list[int],
+        *, max_partitions: int, allow_internal: bool = False,
+    ) -> dict[str, int]:
+        if not isinstance(name, str) or not TOPIC_NAME_RE.match(name) or name in (".", ".."):
+            raise MetadataError(
+                ErrorCode.INVALID_TOPIC,
+                f"topic name {name!r} is invalid: use 1-249 characters from [A-Za-z0-9._-]",
+            )
+        if name.startswith(INTERNAL_TOPIC_PREFIX) and not allow_internal:
+            raise MetadataError(ErrorCode.INVALID_TOPIC, f"topic names starting with '__' are internal: {name!r}")
+        if name in self.topics:
+            raise MetadataError(ErrorCode.TOPIC_ALREADY_EXISTS, f"topic {name!r} already exists")
+        if not 1 <= partitions <= max_partitions:
+            raise MetadataError(
+                ErrorCode.INVALID_PARTITIONS, f"partitions must be between 1 and {max_partitions}, got {partitions}"
+            )
+        if replication_factor < 1:
+            raise MetadataError(ErrorCode.INVALID_REPLICATION_FACTOR, "replication factor must be at least 1")
+        if replication_factor > len(live):
+            raise MetadataError(
+                ErrorCode.INVALID_REPLICATION_FACTOR,
+                f"replication factor {replication_factor} is larger than the {len(live)} live broker(s) "
+                f"({', '.join(map(str, sorted(live)))})",
+            )
+        clean: dict[str, int] = {}
+        for key, value in (configs or {}).items():
+            if key not in TOPIC_CONFIGS:
+                raise MetadataError(
+                    ErrorCode.INVALID_CONFIG, f"unknown topic config {key!r}; known: {', '.join(TOPIC_CONFIGS)}"
+                )
+            try:
+                ivalue = int(value)
+            except (TypeError, ValueError):
+                raise MetadataError(ErrorCode.INVALID_CONFIG, f"config {key}={value!r} is not an integer") from None
+            lo, hi = TOPIC_CONFIGS[key]
+            if not lo <= ivalue <= hi:
+                raise MetadataError(ErrorCode.INVALID_CONFIG, f"config {key}={ivalue} is outside [{lo}, {hi}]")
+            clean[key] = ivalue
+        return clean
+
+    def assign_replicas(self, partitions: int, replication_factor: int, live: list[int]) -> list[list[int]]:
+        """Spread replicas and preferred leaders evenly, as Kafka's rack-unaware assignment does.
+
+        Partition ``p`` gets ``replication_factor`` consecutive brokers (in id order) starting at
+        a position that rotates with ``p``, so preferred leaders (the first replica) go round
+        the brokers; the start is the broker that leads the fewest partitions so far.
+        """
+        brokers = sorted(live)
+        n = len(brokers)
+        lead_count = dict.fromkeys(brokers, 0)
+        for topic in self.topics.values():
+            for reps in topic.replicas:
+                if reps and reps[0] in lead_count:
+                    lead_count[reps[0]] += 1
+        start = min(range(n), key=lambda i: (lead_count[brokers[i]], i))
+        return [
+            [brokers[(start + p + i) % n] for i in range(replication_factor)] for p in range(partitions)
+        ]
+
+    # -- snapshots (for tests and debugging) --------------------------------------------
+
+    def to_dict(self) -> dict:
+        return {
+            "brokers": {i: [b.host, b.port, b.metrics_port] for i, b in self.brokers.items()},
+            "topics": {n: {"id": t.topic_id, "replicas": t.replicas, "configs": t.configs} for n, t in self.topics.items()},
+            "next_topic_id": self.next_topic_id,
+            "next_producer_id": self.next_producer_id,
+        }
+
+
+def encode_record(record: dict) -> bytes:
+    return msgpack.packb(record, use_bin_type=True)
+
+
+def decode_record(data: bytes) -> dict:
+    rec = msgpack.unpackb(data, raw=False, strict_map_key=False)
+    if not isinstance(rec, dict) or "t" not in rec:
+        raise ValueError(f"metadata record is not a typed map: {rec!r:.80}")
+    return rec

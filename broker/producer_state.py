@@ -1,0 +1,126 @@
+"""Idempotent producers: per producer and partition, the last few batches' sequence numbers.
+
+A retried batch is answered with the offsets it was first written at; a batch that skips a
+sequence is refused with ``OUT_OF_ORDER_SEQUENCE``; a batch from an older producer epoch is
+fenced. The table is rebuilt from the batch headers in the log whenever the log may have
+changed under it (opening, truncation, a new leader), so it always matches the log: the log
+is the only truth, as in Kafka's ``ProducerStateManager``.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from enum import Enum
+
+from strata.client.batch import NO_PRODUCER_ID, BatchHeader
+
+#: How many recent batches per producer are remembered for duplicate detection (Kafka: 5).
+CACHED_BATCHES = 5
+MAX_SEQUENCE = 0x7FFFFFFF
+
+
+class Verdict(Enum):
+    APPEND = "append"
+    DUPLICATE = "duplicate"
+    OUT_OF_ORDER = "out_of_order"
+    FENCED = "fenced"
+    UNKNOWN_PRODUCER = "unknown_producer"
+
+
+@dataclass(slots=True, frozen=True)
+class BatchSeq:
+    first_seq: int
+    last_seq: int
+    base_offset: int
+    last_offset: int
+
+
+@dataclass(slots=True)
+class ProducerEntry:
+    epoch: int
+    batches: deque[BatchSeq] = field(default_factory=lambda: deque(maxlen=CACHED_BATCHES))
+
+    @property
+    def last_seq(self) -> int:
+        return self.batches[-1].last_seq if self.batches else -1
+
+
+@dataclass(slots=True, frozen=True)
+class Decision:
+    verdict: Verdict
+    #: For a duplicate: where the batch was first written.
+    duplicate_of: BatchSeq | None = None
+    detail: str = ""
+
+
+def _next_seq(seq: int) -> int:
+    return 0 if seq == MAX_SEQUENCE else seq + 1
+
+
+class ProducerStateTable:
+    """Sequence state for one partition."""
+
+    __slots__ = ("_producers",)
+
+    def __init__(self) -> None:
+        self._producers: dict[int, ProducerEntry] = {}
+
+    def __len__(self) -> int:
+        return len(self._producers)
+
+    def check(self, h: BatchHeader) -> Decision:
+        """Decide what to do with a batch about to be appended by the leader."""
+        pid = h.producer_id
+        if pid == NO_PRODUCER_ID:
+            return Decision(Verdict.APPEND)
+        entry = self._producers.get(pid)
+        first, last = h.base_sequence, h.last_sequence
+        if entry is None:
+            if first == 0:
+                return Decision(Verdict.APPEND)
+            return Decision(
+                Verdict.UNKNOWN_PRODUCER,
+                detail=f"producer {pid} has no state on this partition and its batch starts at sequence {first}",
+            )
+        if h.producer_epoch < entry.epoch:
+            return Decision(
+                Verdict.FENCED, detail=f"producer {pid} epoch {h.producer_epoch} is older than {entry.epoch}"
+            )
+        if h.producer_epoch > entry.epoch:
+            if first == 0:
+                return Decision(Verdict.APPEND)
+            return Decision(
+                Verdict.OUT_OF_ORDER,
+                detail=f"producer {pid} new epoch {h.producer_epoch} must start at sequence 0, got {first}",
+            )
+        for b in entry.batches:
+            if b.first_seq == first and b.last_seq == last:
+                return Decision(Verdict.DUPLICATE, duplicate_of=b)
+        expected = _next_seq(entry.last_seq)
+        if first == expected:
+            return Decision(Verdict.APPEND)
+        return Decision(
+            Verdict.OUT_OF_ORDER,
+            detail=f"producer {pid} sent sequence {first}, expected {expected}",
+        )
+
+    def update(self, h: BatchHeader) -> None:
+        """Record an appended batch (leader or follower; called in log order)."""
+        pid = h.producer_id
+        if pid == NO_PRODUCER_ID or h.is_control:
+            return
+        entry = self._producers.get(pid)
+        if entry is None or h.producer_epoch > entry.epoch:
+            entry = ProducerEntry(h.producer_epoch)
+            self._producers[pid] = entry
+        entry.batches.append(BatchSeq(h.base_sequence, h.last_sequence, h.base_offset, h.last_offset))
+
+    def clear(self) -> None:
+        self._producers.clear()
+
+    def rebuild(self, headers) -> None:
+        """Rebuild from the log's batch headers, oldest first."""
+        self._producers.clear()
+        for h in headers:
+            self.update(h)

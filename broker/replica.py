@@ -1,0 +1,514 @@
+"""A partition replica: the storage ``Log`` driven by its own Raft group, and the I/O around it.
+
+The Raft core decides; this driver does what it decides, in the order Raft's safety needs
+(see ``strata.broker.raft.node``):
+
+1. inputs (ticks, peer messages, proposals) go into the core;
+2. ``rd = node.ready()``: ``rd.messages`` leave at once (a leader's appends may travel
+   while its own fsync runs); the term/vote file is written (write, fsync, rename); the
+   log is synced through ``rd.sync_end`` — group-committed: the appends of every replica in
+   one loop turn share one fsync per log, run in a worker thread;
+3. ``node.advance(rd)`` hands out the messages that depended on that (votes, acks);
+4. the commit becomes the high watermark: ``acks=all`` producers waiting below it are
+   answered, long-polling fetches are woken.
+
+While step 2 awaits the disk, new inputs are queued (bounded) and fed in after
+``advance`` — the core takes no input between ``ready`` and ``advance``. The hot path
+touches batch headers only, never records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgpack
+
+from strata.broker import hardstate
+from strata.broker.producer_state import ProducerStateTable, Verdict
+from strata.broker.raft.membership import Membership
+from strata.broker.raft.node import (
+    HardState,
+    NotLeaderError,
+    ProposalDroppedError,
+    RaftConfig,
+    RaftNode,
+    Role,
+)
+from strata.broker.raft_log import StorageRaftLog
+from strata.client.batch import CorruptBatchError, iter_batches, validate_batches
+from strata.client.errors import ErrorCode
+from strata.client.records import build_control_batch, decode_batch
+
+log = logging.getLogger("strata.broker.replica")
+
+GroupKey = tuple[str, int]
+
+#: Control record type carrying a Raft configuration (KRaft's "voters" record type).
+MEMBERSHIP_CONTROL_TYPE = 6
+#: Inputs queued while a Ready is being persisted; past this, peer messages are dropped
+#: (Raft resends) and proposals refused with a retriable error.
+MAX_QUEUED_INPUTS = 10_000
+
+
+class ReplicaError(Exception):
+    def __init__(self, code: ErrorCode, message: str, **details):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.details = details
+
+
+@dataclass(slots=True)
+class ProduceResult:
+    base_offset: int
+    last_offset: int
+    log_start_offset: int
+
+
+def _noop_batch() -> bytes:
+    """The control batch a new leader appends to commit its term (Raft §5.4.2)."""
+    return build_control_batch("leader_change")
+
+
+def _membership_batch(m: Membership) -> bytes:
+    return build_control_batch(MEMBERSHIP_CONTROL_TYPE, value=msgpack.packb(m.to_wire()))
+
+
+def _decode_membership(batch: memoryview) -> Membership | None:
+    try:
+        decoded = decode_batch(batch, check_crc=False)
+    except CorruptBatchError:
+        return None
+    if not decoded.header.is_control:
+        return None
+    for c in decoded.control_records():
+        if c.type == MEMBERSHIP_CONTROL_TYPE and c.value:
+            return Membership.from_wire(msgpack.unpackb(c.value))
+    return None
+
+
+class Replica:
+    """One replica of one partition (or of the controller's metadata log)."""
+
+    def __init__(
+        self,
+        *,
+        key: GroupKey,
+        node_id: int,
+        voters: list[int],
+        log_obj,
+        directory: Path,
+        broker,
+        on_commit: Callable[[Replica, int, int], None] | None = None,
+    ) -> None:
+        self.key = key
+        self.name = f"{key[0]}-{key[1]}"
+        self.wire_key = [key[0], key[1]]
+        self.node_id = node_id
+        self.voters = list(voters)
+        self.log = log_obj
+        self.dir = directory
+        self.broker = broker
+        self.config = broker.config
+        self.on_commit = on_commit
+        self.producers = ProducerStateTable()
+        self._commit_waiters: deque[tuple[int, asyncio.Future]] = deque()
+        self._data_event = asyncio.Event()
+        self._kick = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._stopped = False
+        self._busy = False
+        self._inbox: deque = deque()
+        self._queued_ticks = 0
+        self._ticks = 0
+        self._heard: dict[int, int] = {}
+        self.raft_log = StorageRaftLog(self.log)
+        stored = hardstate.load(directory)
+        hs = HardState.from_wire(stored["hs"]) if "hs" in stored else None
+        timing = self.config.raft
+        limits = self.config.limits
+        faults = frozenset()
+        self.node = RaftNode(
+            RaftConfig(
+                node_id=node_id,
+                noop_batch=_noop_batch,
+                membership_batch=_membership_batch,
+                decode_membership=_decode_membership,
+                election_timeout=timing.election_ticks,
+                heartbeat_interval=timing.heartbeat_ticks,
+                max_inflight_msgs=limits.max_raft_inflight_msgs,
+                max_inflight_bytes=limits.max_raft_inflight_bytes,
+                faults=faults,
+            ),
+            self.raft_log,
+            random.Random(hash((node_id, key)) ^ random.getrandbits(32)),
+            hs,
+            initial=Membership(frozenset(self.voters)),
+            storage_faulty=bool(self.log.recovery.corrupt),
+        )
+        self.high_watermark = self.node.commit
+        self.role = self.node.role
+        self.leader_id: int | None = None
+        self._rebuild_producers()
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._ready_loop(), name=f"replica-{self.name}")
+        self._kick.set()
+
+    async def stop(self) -> None:
+        """Stop driving this replica; fail whoever still waits on it."""
+        self._stopped = True
+        self._kick.set()
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+        self._fail_waiters(ErrorCode.NOT_LEADER, f"{self.name} is no longer served by broker {self.node_id}")
+        for item in self._inbox:
+            if item[0] == "propose" and not item[2].done():
+                item[2].set_exception(self.not_leader_error())
+        self._inbox.clear()
+        self._data_event.set()
+
+    # -- inputs --------------------------------------------------------------------------
+
+    def tick(self) -> None:
+        self._ticks += 1
+        if self._stopped:
+            return
+        if self._busy:
+            self._queued_ticks += 1
+            return
+        self.node.tick()
+        if self.node.has_ready():
+            self._kick.set()
+
+    def step(self, msg) -> None:
+        if self._stopped:
+            return
+        self._heard[msg.src] = self._ticks
+        if self._busy:
+            if len(self._inbox) < MAX_QUEUED_INPUTS:
+                self._inbox.append(("step", msg))
+            return
+        self._step(msg)
+        if self.node.has_ready():
+            self._kick.set()
+
+    def _step(self, msg) -> None:
+        try:
+            self.node.step(msg)
+        except Exception:
+            log.exception("%s: raft step failed for %r", self.name, type(msg).__name__)
+            raise
+
+    @property
+    def is_leader(self) -> bool:
+        return self.node.role is Role.LEADER
+
+    def not_leader_error(self) -> ReplicaError:
+        leader = self.node.leader
+        return ReplicaError(
+            ErrorCode.NOT_LEADER,
+            f"broker {self.node_id} is not the leader of {self.name}"
+            + (f"; broker {leader} is" if leader is not None else "; no leader is known yet"),
+            leader=leader,
+        )
+
+    def transfer_leadership(self, to: int) -> None:
+        if self._busy:
+            self._inbox.append(("transfer", to))
+            return
+        try:
+            self.node.transfer_leadership(to)
+        except (NotLeaderError, ValueError):
+            return
+        self._kick.set()
+
+    async def propose(self, batch: bytes) -> tuple[int, int]:
+        """Append a validated batch as leader; returns its (base, last) offsets."""
+        if not self.is_leader or self._stopped:
+            raise self.not_leader_error()
+        if self._busy:
+            if len(self._inbox) >= MAX_QUEUED_INPUTS:
+                raise ReplicaError(ErrorCode.NOT_ENOUGH_REPLICAS, f"{self.name}: too many appends queued; retry")
+            fut = asyncio.get_running_loop().create_future()
+            self._inbox.append(("propose", batch, fut))
+            return await fut
+        return self._propose(batch)
+
+    def _propose(self, batch: bytes) -> tuple[int, int]:
+        try:
+            base, last = self.node.propose(batch)
+        except NotLeaderError:
+            raise self.not_leader_error() from None
+        except ProposalDroppedError as exc:
+            raise ReplicaError(ErrorCode.NOT_LEADER, f"{self.name}: {exc}; retry shortly",
+                               leader=self.node.leader) from None
+        self._kick.set()
+        return base, last
+
+    async def produce(self, payload: memoryview, acks: int, timeout_s: float) -> ProduceResult:
+        """Validate, de-duplicate, append and (for acks=all) wait for commit."""
+        if not self.is_leader:
+            raise self.not_leader_error()
+        limits = self.config.limits
+        if len(payload) > limits.max_batch_bytes:
+            raise ReplicaError(
+                ErrorCode.BATCH_TOO_LARGE,
+                f"batch of {len(payload)} bytes is larger than the broker's limit of {limits.max_batch_bytes}",
+            )
+        try:
+            headers = validate_batches(payload)
+        except CorruptBatchError as exc:
+            raise ReplicaError(ErrorCode.CORRUPT_BATCH, str(exc)) from None
+        if len(headers) != 1:
+            raise ReplicaError(ErrorCode.INVALID_REQUEST,
+                               f"send exactly one record batch per partition per request, not {len(headers)}")
+        h = headers[0]
+        if h.is_control:
+            raise ReplicaError(ErrorCode.INVALID_REQUEST, "clients may not write control batches")
+        decision = self.producers.check(h)
+        if decision.verdict is Verdict.DUPLICATE:
+            dup = decision.duplicate_of
+            assert dup is not None
+            if acks == -1:
+                await self.wait_committed(dup.last_offset, timeout_s)
+            return ProduceResult(dup.base_offset, dup.last_offset, self.log.log_start_offset)
+        if decision.verdict is Verdict.OUT_OF_ORDER:
+            raise ReplicaError(ErrorCode.OUT_OF_ORDER_SEQUENCE, decision.detail)
+        if decision.verdict is Verdict.FENCED:
+            raise ReplicaError(ErrorCode.INVALID_PRODUCER_EPOCH, decision.detail)
+        if decision.verdict is Verdict.UNKNOWN_PRODUCER:
+            raise ReplicaError(ErrorCode.UNKNOWN_PRODUCER_ID, decision.detail)
+        pending = self.log.log_end_offset - self.high_watermark
+        if len(self._commit_waiters) >= limits.max_pending_appends:
+            raise ReplicaError(
+                ErrorCode.NOT_ENOUGH_REPLICAS,
+                f"{len(self._commit_waiters)} appends ({pending} offsets) already await replication on "
+                f"{self.name}; retry later",
+            )
+        base, last = await self.propose(bytes(payload))
+        # The producer state mirrors the log: record the batch with the offsets it got.
+        self.producers.update(_with_offsets(h, base))
+        if acks == -1 and "ack-before-commit" not in self.config.unsafe:
+            await self.wait_committed(last, timeout_s)
+        return ProduceResult(base, last, self.log.log_start_offset)
+
+    async def wait_committed(self, last_offset: int, timeout_s: float) -> None:
+        if self.high_watermark > last_offset:
+            return
+        if not self.is_leader:
+            raise self.not_leader_error()
+        fut = asyncio.get_running_loop().create_future()
+        waiters = self._commit_waiters
+        if waiters and waiters[-1][0] > last_offset:
+            # A duplicate waiting on an older offset: keep the deque sorted by offset.
+            items = sorted([*waiters, (last_offset, fut)], key=lambda x: x[0])
+            waiters.clear()
+            waiters.extend(items)
+        else:
+            waiters.append((last_offset, fut))
+        try:
+            async with asyncio.timeout(timeout_s):
+                await fut
+        except TimeoutError:
+            raise ReplicaError(
+                ErrorCode.TIMED_OUT,
+                f"offset {last_offset} of {self.name} was appended but not committed within "
+                f"{timeout_s:.1f}s (is a majority of its replicas up?); it may still commit",
+            ) from None
+
+    def _fail_waiters(self, code: ErrorCode, message: str) -> None:
+        while self._commit_waiters:
+            _, fut = self._commit_waiters.popleft()
+            if not fut.done():
+                fut.set_exception(ReplicaError(code, message, leader=self.node.leader))
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def read(self, offset: int, max_bytes: int):
+        """Whole batches from ``offset`` below the high watermark (a storage FileSlice or None)."""
+        hw = self.high_watermark
+        start = self.log.log_start_offset
+        if offset < start or offset > hw:
+            raise ReplicaError(
+                ErrorCode.OFFSET_OUT_OF_RANGE,
+                f"offset {offset} is out of range for {self.name}: valid offsets are {start} to {hw}",
+                log_start_offset=start,
+                high_watermark=hw,
+            )
+        if offset == hw:
+            return None
+        try:
+            return self.log.read(offset, max(1, max_bytes), max_offset=hw)
+        except CorruptBatchError as exc:
+            raise ReplicaError(ErrorCode.STORAGE_ERROR,
+                               f"{self.name}: corrupt data at offset {offset} on broker {self.node_id}: {exc}; "
+                               "not served") from None
+
+    async def wait_for_data(self, offset: int, timeout_s: float) -> None:
+        """Long poll: return once the high watermark passes ``offset`` or the time is up."""
+        if timeout_s <= 0:
+            return
+        try:
+            async with asyncio.timeout(timeout_s):
+                while self.high_watermark <= offset and not self._stopped:
+                    await self._data_event.wait()
+        except TimeoutError:
+            return
+
+    def in_sync_replicas(self) -> list[int]:
+        """The leader plus followers caught up to the high watermark and heard from lately."""
+        node = self.node
+        if node.role is not Role.LEADER:
+            return []
+        horizon = 2 * self.config.raft.election_ticks
+        out = [self.node_id]
+        for peer, pr in node.progress.items():
+            if peer == self.node_id:
+                continue
+            heard = self._heard.get(peer)
+            if (pr.match + 1 >= self.high_watermark and not pr.faulty and heard is not None
+                    and self._ticks - heard <= horizon):
+                out.append(peer)
+        return sorted(out)
+
+    def best_transfer_target(self) -> int | None:
+        isr = [p for p in self.in_sync_replicas() if p != self.node_id]
+        if not isr:
+            return None
+        return max(isr, key=lambda p: self.node.progress[p].match)
+
+    # -- the ready loop ------------------------------------------------------------------
+
+    async def _ready_loop(self) -> None:
+        gc = self.broker.group_commit
+        send = self.broker.transport.send
+        wire_key = self.wire_key
+        always = self.config.flush_policy == "always"
+        node = self.node
+        while not self._stopped:
+            await self._kick.wait()
+            self._kick.clear()
+            while not self._stopped and node.has_ready():
+                rd = node.ready()
+                self._busy = True
+                try:
+                    for m in rd.messages:
+                        fields, payload = m.to_wire()
+                        send(m.dst, wire_key, fields, payload)
+                    if rd.hard_state is not None:
+                        hardstate.save(self.dir, {"hs": rd.hard_state.to_wire()})
+                    if always and rd.sync_end > self.log.flushed_offset:
+                        await gc.durable(self.log, rd.sync_end - 1)
+                    after = node.advance(rd)
+                finally:
+                    self._busy = False
+                for m in after:
+                    fields, payload = m.to_wire()
+                    send(m.dst, wire_key, fields, payload)
+                self._after_ready(rd)
+                self._drain_inbox()
+
+    def _drain_inbox(self) -> None:
+        node = self.node
+        ticks, self._queued_ticks = self._queued_ticks, 0
+        for _ in range(ticks):
+            node.tick()
+        inbox = self._inbox
+        while inbox:
+            item = inbox.popleft()
+            kind = item[0]
+            if kind == "step":
+                self._step(item[1])
+            elif kind == "propose":
+                fut = item[2]
+                if fut.done():
+                    continue
+                try:
+                    fut.set_result(self._propose(item[1]))
+                except ReplicaError as exc:
+                    fut.set_exception(exc)
+            elif kind == "transfer":
+                try:
+                    node.transfer_leadership(item[1])
+                except (NotLeaderError, ValueError):
+                    pass
+
+    def _after_ready(self, rd) -> None:
+        node = self.node
+        if rd.role is not self.role or rd.leader != self.leader_id:
+            old_role = self.role
+            self.role = rd.role
+            self.leader_id = rd.leader
+            if old_role is Role.LEADER and rd.role is not Role.LEADER:
+                self._fail_waiters(
+                    ErrorCode.NOT_LEADER,
+                    f"broker {self.node_id} lost leadership of {self.name}; the write may or may not have "
+                    "committed: retry (an idempotent producer will not duplicate it)",
+                )
+            if rd.role is Role.LEADER:
+                log.info("broker %d leads %s in term %d", self.node_id, self.name, rd.term)
+                self._rebuild_producers()
+            self.broker.leadership_changed(self)
+        if rd.truncated_to is not None:
+            self._rebuild_producers()
+        new_hw = rd.commit
+        if new_hw > self.high_watermark:
+            old = self.high_watermark
+            self.high_watermark = new_hw
+            waiters = self._commit_waiters
+            while waiters and waiters[0][0] < new_hw:
+                _, fut = waiters.popleft()
+                if not fut.done():
+                    fut.set_result(None)
+            ev, self._data_event = self._data_event, asyncio.Event()
+            ev.set()
+            if self.on_commit:
+                self.on_commit(self, old, new_hw)
+        elif new_hw < self.high_watermark:
+            # The commit never moves back while a replica runs; a restart recomputes it.
+            assert node.commit >= self.high_watermark or self.high_watermark <= self.log.log_start_offset, (
+                self.name, new_hw, self.high_watermark)
+
+    def _rebuild_producers(self) -> None:
+        """Producer state always mirrors the log: rebuild it from batch headers."""
+        self.producers.rebuild(self._iter_headers())
+
+    def _iter_headers(self):
+        offset = self.log.log_start_offset
+        end = self.log.log_end_offset
+        while offset < end:
+            try:
+                sl = self.log.read(offset, 1 << 20)
+            except CorruptBatchError:
+                return
+            if sl is None:
+                return
+            last = None
+            for _, h in iter_batches(sl.read_bytes()[: sl.size], check_crc=False):
+                last = h
+                yield h
+            if last is None:
+                return
+            offset = last.next_offset
+
+
+def _with_offsets(h, base: int):
+    """The header as it is in the log: the broker stamped ``base`` as its base offset."""
+    from dataclasses import replace
+
+    return replace(h, base_offset=base)
+
+

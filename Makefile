@@ -7,9 +7,8 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 SEEDS  ?= 100000
-DURATION ?= 1800
 
-.PHONY: run test lint sim bench bench-quick chaos clean install
+.PHONY: run test lint sim clean install system-deps
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH"; exit 1; }
@@ -24,10 +23,13 @@ install: $(STAMP)
 run: $(STAMP)
 	$(VENV)/bin/strata dev --nodes 3 --data-dir ./data
 
-## test: lint, then the whole suite (unit, simulation, integration)
-test: $(STAMP)
+## test: lint, then the whole suite (unit, simulation, integration, fault injection)
+test: $(STAMP) system-deps
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
+
+## system-deps: what tests need from outside Python (apt, only when missing)
+system-deps: fault-deps
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -38,3 +40,6 @@ sim: $(STAMP)
 
 clean:
 	rm -rf $(VENV) data build *.egg-info
+
+include tests/fault/fault.mk
+include benchmarks/bench.mk

@@ -1,0 +1,34 @@
+# Benchmarks: Strata side by side with NATS JetStream and Redis Streams.
+# See benchmarks/README.md. Included from the Makefile, which defines VENV, PY, PIP and STAMP.
+#
+#   make bench         every workload at full size (tens of minutes)
+#   make bench-quick   the same workloads made small (under 3 minutes)
+#   make bench BENCH_ARGS="--drivers nats redis --workloads max-rate-1-topic-6-partitions-1kb"
+
+BENCH_TOOLS := nats-server redis-server iperf3
+BENCH_STAMP := $(VENV)/.bench-installed
+BENCH_ARGS  ?=
+
+.PHONY: bench bench-quick bench-tools
+
+# System tools come from apt, and only when a binary is missing (the Debian
+# package names are the binary names). Needs root or sudo.
+bench-tools:
+	@missing=""; \
+	for tool in $(BENCH_TOOLS); do command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing$$missing with apt-get"; \
+		sudo=""; [ "$$(id -u)" -eq 0 ] || sudo="sudo"; \
+		$$sudo apt-get update && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y $$missing; \
+	fi
+
+# The bench extra (nats-py, redis, matplotlib, ...) goes into the project venv, once.
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(PIP) install --quiet -e '.[test,bench]'
+	@touch $(BENCH_STAMP)
+
+bench: bench-tools $(BENCH_STAMP)
+	$(PY) -m benchmarks.omb.run $(BENCH_ARGS)
+
+bench-quick: bench-tools $(BENCH_STAMP)
+	$(PY) -m benchmarks.omb.run --quick $(BENCH_ARGS)

@@ -1,0 +1,66 @@
+"""System drivers, one module per benchmarked system, and the registry the runner picks from.
+
+Drivers are created lazily (a factory per name) so that selecting only Redis
+never imports nats-py, and a missing client package fails that one system with
+a clear line instead of the whole run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from benchmarks.omb.driver import Driver
+
+
+def _strata() -> Driver:
+    from benchmarks.omb.drivers.strata import StrataDriver
+
+    return StrataDriver()
+
+
+def _nats() -> Driver:
+    from benchmarks.omb.drivers.nats import NatsJetStreamDriver
+
+    return NatsJetStreamDriver()
+
+
+def _redis(appendfsync: str) -> Callable[[], Driver]:
+    def make() -> Driver:
+        from benchmarks.omb.drivers.redis import RedisStreamsDriver
+
+        return RedisStreamsDriver(appendfsync)
+
+    return make
+
+
+#: Row name -> factory, in the order the results list them (Strata first).
+DRIVERS: dict[str, Callable[[], Driver]] = {
+    "strata": _strata,
+    "nats-jetstream": _nats,
+    "redis-aof-always": _redis("always"),
+    "redis-aof-everysec": _redis("everysec"),
+}
+
+#: Short names accepted by ``--drivers``.
+ALIASES: dict[str, tuple[str, ...]] = {
+    "nats": ("nats-jetstream",),
+    "redis": ("redis-aof-always", "redis-aof-everysec"),
+    "peers": ("nats-jetstream", "redis-aof-always", "redis-aof-everysec"),
+    "all": tuple(DRIVERS),
+}
+
+
+def resolve(names: list[str] | None) -> list[str]:
+    """Expand aliases and check names; keeps registry order and drops duplicates."""
+    if not names:
+        return list(DRIVERS)
+    wanted: set[str] = set()
+    for name in names:
+        if name in ALIASES:
+            wanted.update(ALIASES[name])
+        elif name in DRIVERS:
+            wanted.add(name)
+        else:
+            known = ", ".join([*DRIVERS, *ALIASES])
+            raise ValueError(f"unknown driver {name!r}; known: {known}")
+    return [n for n in DRIVERS if n in wanted]

@@ -1,0 +1,151 @@
+"""Server processes for the drivers: free loopback ports, process groups, cleanup.
+
+Every server a driver starts is put in its own session (process group) and
+registered here, so that one SIGKILL of the group also takes down anything the
+server forked, and so that the runner can stop every server on any exit path
+(normal return, exception, Ctrl-C, SIGTERM) through :func:`kill_all`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+_LIVE: dict[int, ServerProcess] = {}
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """Return a TCP port the kernel just handed out on ``host``.
+
+    Binding port 0 and closing leaves a tiny race with other programs, which is
+    acceptable on a benchmark machine; a driver whose server fails to bind
+    reports the failure rather than silently using another port.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """Return ``count`` distinct free ports (all sockets held until all are chosen)."""
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.bind((host, 0))
+            socks.append(sock)
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+class ServerProcess:
+    """One server binary run in its own process group, with its output in a log file."""
+
+    def __init__(self, name: str, argv: Sequence[str], log_path: Path, cwd: Path) -> None:
+        self.name = name
+        self.argv = list(argv)
+        self.log_path = log_path
+        self.cwd = cwd
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Start (or restart) the server; output goes to ``log_path`` (appended)."""
+        if self.alive():
+            raise RuntimeError(f"{self.name} is already running (pid {self.pid})")
+        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child after Popen
+        try:
+            self.proc = subprocess.Popen(
+                self.argv,
+                cwd=self.cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        finally:
+            log.close()
+        _LIVE[self.proc.pid] = self
+
+    @property
+    def pid(self) -> int:
+        if self.proc is None:
+            raise RuntimeError(f"{self.name} was never started")
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group (a crash, not a clean shutdown) and reap it."""
+        if self.proc is None:
+            return
+        pid = self.proc.pid
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=10)
+        _LIVE.pop(pid, None)
+
+    def stop(self, grace: float = 3.0) -> None:
+        """SIGTERM the group, then SIGKILL whatever is left after ``grace`` seconds."""
+        if self.proc is None:
+            return
+        pid = self.proc.pid
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                pass
+        self.kill()
+        _LIVE.pop(pid, None)
+
+    def log_tail(self, lines: int = 20) -> str:
+        """The last lines of the server's log, for error messages that say why it died."""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def kill_all() -> None:
+    """SIGKILL every server still registered: the last line of defence on exit."""
+    for server in list(_LIVE.values()):
+        server.kill()
+    _LIVE.clear()
+
+
+atexit.register(kill_all)
+
+
+async def wait_tcp(
+    host: str, port: int, timeout: float, server: ServerProcess | None = None
+) -> None:
+    """Wait until ``host:port`` accepts a connection, failing early if ``server`` died."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if server is not None and not server.alive():
+            raise RuntimeError(f"{server.name} exited during start-up:\n{server.log_tail()}")
+        try:
+            _, writer = await asyncio.open_connection(host, port)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nothing listening on {host}:{port} after {timeout}s") from None
+            await asyncio.sleep(0.05)
+            continue
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return

@@ -21,6 +21,7 @@ import msgpack
 from strata.broker.config import BrokerConfig
 from strata.broker.connection import ClientConnection, Response
 from strata.broker.controller import HEARTBEAT_S, Controller
+from strata.broker.coordinator import GroupCoordinator
 from strata.broker.metadata import METADATA_TOPIC, OFFSETS_TOPIC, MetadataError
 from strata.broker.metrics import BrokerMetrics
 from strata.broker.raft.messages import from_wire as raft_from_wire
@@ -45,6 +46,7 @@ class Broker:
         self.data_dir = Path(config.data_dir)
         self.replicas: dict[tuple[str, int], Replica] = {}
         self.controller = Controller(self)
+        self.coordinator = GroupCoordinator(self)
         self.metrics = BrokerMetrics(self)
         self.connections: set[ClientConnection] = set()
         self.group_commit: GroupCommit | None = None
@@ -72,6 +74,7 @@ class Broker:
             Api.RAFT: self.h_raft,
             Api.BROKER_HEARTBEAT: self.h_broker_heartbeat,
         }
+        self._handlers.update(self.coordinator.handlers())
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -92,6 +95,7 @@ class Broker:
         )
         if self.config.metrics_listen:
             await self.metrics.start(*self.config.metrics_listen)
+        self.coordinator.start()
         self.spawn(self._ticker())
         self.spawn(self._heartbeat_loop())
         self.spawn(self._retention_loop())
@@ -112,6 +116,7 @@ class Broker:
                 await t
             except (asyncio.CancelledError, Exception):
                 pass
+        await self.coordinator.stop()
         for r in list(self.replicas.values()):
             await r.stop()
         await self.transport.stop()
@@ -211,7 +216,8 @@ class Broker:
                     wanted[(name, p)] = (reps, topic.topic_id, topic.configs)
         for key, (reps, tid, configs) in wanted.items():
             if key not in self.replicas:
-                self._open_replica(key, reps, topic_id=tid, configs=configs)
+                on_commit = self.coordinator.on_commit if key[0] == OFFSETS_TOPIC else None
+                self._open_replica(key, reps, topic_id=tid, configs=configs, on_commit=on_commit)
         for key in list(self.replicas):
             if key[0] == METADATA_TOPIC or key in wanted:
                 continue
@@ -240,6 +246,8 @@ class Broker:
 
     def leadership_changed(self, replica: Replica) -> None:
         self._leadership_dirty = True
+        if replica.key[0] == OFFSETS_TOPIC:
+            self.coordinator.leadership_changed(replica)
         if not replica.is_leader:
             self._lost_leadership.add(replica.key)
         self.metrics.leadership_changed(replica)

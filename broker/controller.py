@@ -63,6 +63,7 @@ class Controller:
         self.view_version = 0
         self._applied_waiters: list[tuple[int, asyncio.Future]] = []
         self._last_preferred_check = time.monotonic()
+        self._pending_transfers: dict[int, list] = {}
         self._pid_next = 0
         self._pid_end = 0
         self._pid_lock = asyncio.Lock()
@@ -231,29 +232,31 @@ class Controller:
                 [t, p, v.leader, v.epoch, v.isr, v.log_start_offset, v.log_end_offset, v.high_watermark]
                 for (t, p), v in self.view.items()
             ]
-        resp["transfers"] = self._preferred_transfers_for(bid)
+        self._plan_preferred_transfers()
+        resp["transfers"] = self._pending_transfers.pop(bid, [])
         return resp
 
-    def _preferred_transfers_for(self, bid: int) -> list:
-        """Partitions led by ``bid`` whose preferred replica is alive and in sync again."""
+    def _plan_preferred_transfers(self) -> None:
+        """Every PREFERRED_CHECK_S: which leaders should hand a partition back to its preferred
+        replica (the first in its assignment), now alive and in sync again. Each broker gets
+        its list with its next heartbeat answer."""
         now = time.monotonic()
         if now - self._last_preferred_check < PREFERRED_CHECK_S:
-            return []
-        out = []
+            return
+        self._last_preferred_check = now
+        plan: dict[int, list] = {}
         live = self.live
         for name, topic in self.image.topics.items():
             if name == METADATA_TOPIC:
                 continue
             for p, reps in enumerate(topic.replicas):
                 v = self.view.get((name, p))
-                if v is None or v.leader != bid or not reps:
+                if v is None or v.leader is None or not reps:
                     continue
                 pref = reps[0]
-                if pref != bid and pref in live and pref in v.isr:
-                    out.append([name, p, pref])
-        if bid == max(live, default=bid):
-            self._last_preferred_check = now
-        return out
+                if v.leader != pref and pref in live and pref in v.isr:
+                    plan.setdefault(v.leader, []).append([name, p, pref])
+        self._pending_transfers = plan
 
     def apply_view(self, resp: dict) -> None:
         """On every broker: adopt the controller's answer."""

@@ -617,6 +617,12 @@ _GROUP_HEARTBEAT_V0 = Schema(
         opt("member_id", STR, "", "empty on the first join: the coordinator assigns one"),
         req("member_epoch", INT),
         opt("rebalance_timeout_ms", INT, -1),
+        opt(
+            "session_timeout_ms",
+            INT,
+            -1,
+            "-1 = the broker's default (10000); the member is removed after this long without a heartbeat",
+        ),
         opt("subscribed", Nullable(List(STR)), None, "topic names"),
         opt("assignor", Nullable(STR), None),
         opt("owned", Nullable(List(_TOPIC_PARTITIONS)), None, "partitions the member owns now"),
@@ -636,7 +642,7 @@ _LIST_GROUPS_V0 = Schema(
 )
 
 _DESCRIBE_GROUPS_V0 = Schema(
-    doc="Committed offsets and lag come from OFFSET_FETCH and LIST_OFFSETS.",
+    doc="Only the coordinator of a group describes it (others answer NOT_COORDINATOR per group).",
     request=struct_(req("groups", List(STR))),
     response=struct_(
         _ERR,
@@ -662,6 +668,19 @@ _DESCRIBE_GROUPS_V0 = Schema(
                             )
                         ),
                         [],
+                    ),
+                    opt(
+                        "offsets",
+                        List(
+                            struct_(
+                                _TP,
+                                req("committed", INT),
+                                opt("high_watermark", INT, -1, "-1 = unknown (no leader)"),
+                                opt("lag", INT, -1, "high_watermark - committed; -1 = unknown"),
+                            )
+                        ),
+                        [],
+                        "committed offsets with the partitions' high watermarks",
                     ),
                 )
             ),

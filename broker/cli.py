@@ -146,5 +146,9 @@ def _print(data, output: str, table) -> None:
         table(data)
 
 
+from strata.broker.cli_client import register  # noqa: E402 - after main exists
+
+register(main)
+
 if __name__ == "__main__":
     main()

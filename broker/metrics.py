@@ -1,16 +1,36 @@
-"""Prometheus metrics for one broker, under ``strata_`` in base units.
+"""Prometheus metrics for one broker, under ``strata_`` in base units (seconds, bytes).
 
-Request counters and latency histograms are updated per request (cheap: one dict lookup and
-an observe). Per-partition values are *not* updated on the hot path: a custom collector
-reads them from the replicas when Prometheus scrapes.
+Two kinds, by cost:
+
+* **Per request** (the hot path): request and error counters and a latency histogram by
+  API, bytes in/out by topic, fsync round latency. Each costs a cached child lookup and an
+  ``inc``/``observe``. Without ``--metrics-listen`` nobody can read them, so the broker's
+  handlers are served unwrapped and the byte counters do nothing: metrics off costs nothing.
+* **Per partition and per group** (state): computed when Prometheus scrapes, by
+  :class:`_StateCollector`, from the objects that already hold the truth (replicas, their
+  Raft progress, the controller's view, the group coordinator, the data directory). Nothing
+  is updated per request, so a broker with thousands of partitions pays only at scrape time.
+
+The catalogue (names, labels, meaning) is in ``docs/operations.md``; the dashboard and the
+alert rules in ``ops/`` read only these names, and ``tests/ops`` checks that they exist.
 """
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    disable_created_metrics,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
 
 from strata.client.errors import ErrorCode
 from strata.client.protocol import Api
@@ -19,6 +39,16 @@ from strata.client.protocol import Api
 LATENCY_BUCKETS = (
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 )
+#: An fsync takes tens of microseconds on a RAM disk and can take seconds on a busy spinning one.
+FSYNC_BUCKETS = (
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+)
+
+#: The topic of the controller's metadata log (kept literal: importing it here would make
+#: the metrics module depend on the metadata module's import graph for one string).
+METADATA_TOPIC = "__cluster_metadata"
+
+Handler = Callable[[Any, dict, Any], Awaitable[Any]]
 
 
 def _api_name(api: int) -> str:
@@ -28,17 +58,42 @@ def _api_name(api: int) -> str:
         return str(api)
 
 
+def _error_name(code: int) -> str:
+    try:
+        return ErrorCode(code).name
+    except ValueError:
+        return str(code)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("strata")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "unknown"
+
+
 class BrokerMetrics:
-    def __init__(self, broker) -> None:
+    """The broker's registry and the hooks the broker calls on its hot path.
+
+    ``enabled`` follows ``--metrics-listen``: when no one can scrape, :meth:`instrument`
+    hands the handler back untouched and the counters are not touched at all.
+    """
+
+    def __init__(self, broker, *, enabled: bool | None = None) -> None:
         from strata.broker.http import MetricsServer
 
         self.broker = broker
+        self.enabled = (broker.config.metrics_listen is not None) if enabled is None else enabled
+        # ``*_created`` series double every counter's cardinality and no dashboard reads them.
+        disable_created_metrics()
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter("strata_requests_total", "Requests handled, by API.", ["api"], registry=r)
         self.errors = Counter("strata_request_errors_total", "Requests answered with an error, by API and code.",
                               ["api", "code"], registry=r)
-        self.latency = Histogram("strata_request_latency_seconds", "Time from a request's arrival to its answer.",
+        self.latency = Histogram("strata_request_latency_seconds", "Time from a request's dispatch to its answer.",
                                  ["api"], buckets=LATENCY_BUCKETS, registry=r)
         self.protocol_errors = Counter("strata_protocol_errors_total",
                                        "Connections closed for bad frames, by error code.", ["code"], registry=r)
@@ -48,48 +103,132 @@ class BrokerMetrics:
                                   registry=r)
         self.connections = Gauge("strata_connections", "Open client and peer connections.", registry=r)
         self.elections = Counter("strata_raft_leader_elections_total",
-                                 "Times this broker became leader of a Raft group.", registry=r)
+                                 "Raft elections won by this broker (it became leader of a group).", registry=r)
         self.leadership_changes = Counter("strata_raft_leadership_changes_total",
-                                          "Leadership changes seen by this broker's replicas.", registry=r)
-        r.register(_PartitionCollector(broker))
-        self._server = MetricsServer(r, broker.ready)
-        self._api_children: dict[int, tuple] = {}
+                                          "Leader or role changes seen by this broker's replicas.", registry=r)
+        self.fsync = Histogram("strata_fsync_duration_seconds",
+                               "Time of one group-commit fsync round of one partition log.",
+                               buckets=FSYNC_BUCKETS, registry=r)
+        info = Gauge("strata_broker_info", "Always 1; labels say which broker and version this is.",
+                     ["broker_id", "version"], registry=r)
+        info.labels(broker_id=str(broker.config.node_id), version=_version()).set(1)
+        r.register(_StateCollector(broker, self.ready))
+        # CPU, memory, open files under their standard ``process_*`` names (every exporter's).
+        ProcessCollector(registry=r)
+        self._server = MetricsServer(r, self.ready)
+        self._wrapped: dict[int, tuple[Handler, Handler]] = {}
+        self._bytes_in_children: dict[str, Any] = {}
+        self._bytes_out_children: dict[str, Any] = {}
+        self._error_children: dict[tuple[str, int], Any] = {}
+
+    # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self, host: str, port: int) -> None:
+        self.enabled = True
+        self.hook_group_commit()
         await self._server.start(host, port)
 
     async def stop(self) -> None:
         await self._server.stop()
 
-    def instrument(self, api: int, handler):
-        children = self._api_children.get(api)
-        if children is None:
-            name = _api_name(api)
-            children = (self.requests.labels(api=name), self.latency.labels(api=name), name)
-            self._api_children[api] = children
-        count, hist, name = children
-        errors = self.errors
+    def hook_group_commit(self) -> None:
+        """Time each fsync round: GroupCommit calls ``on_round(seconds)`` after every round."""
+        gc = getattr(self.broker, "group_commit", None)
+        if gc is not None and getattr(gc, "on_round", None) is None:
+            gc.on_round = self.fsync.observe
+
+    # -- readiness ---------------------------------------------------------------------------
+
+    def ready(self) -> tuple[bool, str]:
+        """``/readyz``: the broker's own verdict (joined, controller known), then local partitions.
+
+        ``Broker.ready()`` says the broker heard from the controller. Serving also needs the
+        metadata log applied up to its commit and a replica open for every partition assigned
+        here; until then a client sent here would get ``NOT_LEADER`` for partitions it should own.
+        """
+        ok, why = self.broker.ready()
+        if not ok:
+            return ok, why
+        ctl = self.broker.controller
+        rep = getattr(ctl, "replica", None)
+        if rep is None:
+            return False, "metadata log not open yet"
+        hw = rep.high_watermark
+        applied = ctl.image.applied_offset
+        if applied + 1 < hw:
+            return False, f"applying metadata: {applied + 1} of {hw} records"
+        node_id = self.broker.node_id
+        replicas = self.broker.replicas
+        missing = 0
+        for name, topic in ctl.image.topics.items():
+            for p, reps in enumerate(topic.replicas):
+                if node_id in reps and (name, p) not in replicas:
+                    missing += 1
+        if missing:
+            return False, f"opening {missing} assigned partition replica(s)"
+        return True, "ready"
+
+    # -- the hot path ------------------------------------------------------------------------
+
+    def instrument(self, api: int, handler: Handler) -> Handler:
+        """The handler wrapped to count and time it; the handler itself when metrics are off.
+
+        Called per request, so the wrapper is built once per API and reused.
+        """
+        if not self.enabled:
+            return handler
+        cached = self._wrapped.get(api)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        name = _api_name(api)
+        count = self.requests.labels(api=name)
+        hist = self.latency.labels(api=name)
+        error = self._error
+        perf = time.perf_counter
 
         async def wrapped(conn, hdr, payload):
-            t0 = time.perf_counter()
-            resp = await handler(conn, hdr, payload)
+            t0 = perf()
+            try:
+                resp = await handler(conn, hdr, payload)
+            except Exception:
+                count.inc()
+                hist.observe(perf() - t0)
+                error(name, -1)
+                raise
             count.inc()
-            hist.observe(time.perf_counter() - t0)
-            if resp is not None and resp.header.get("err"):
-                try:
-                    code = ErrorCode(resp.header["err"]).name
-                except ValueError:
-                    code = str(resp.header["err"])
-                errors.labels(api=name, code=code).inc()
+            hist.observe(perf() - t0)
+            if resp is not None:
+                err = resp.header.get("err")
+                if err:
+                    error(name, err)
             return resp
 
+        self._wrapped[api] = (handler, wrapped)
         return wrapped
 
+    def _error(self, api_name: str, code: int) -> None:
+        key = (api_name, code)
+        child = self._error_children.get(key)
+        if child is None:
+            child = self.errors.labels(api=api_name, code="EXCEPTION" if code == -1 else _error_name(code))
+            self._error_children[key] = child
+        child.inc()
+
     def bytes_in(self, topic: str, n: int) -> None:
-        self._bytes_in.labels(topic=topic).inc(n)
+        if not self.enabled:
+            return
+        child = self._bytes_in_children.get(topic)
+        if child is None:
+            child = self._bytes_in_children[topic] = self._bytes_in.labels(topic=topic)
+        child.inc(n)
 
     def bytes_out(self, topic: str, n: int) -> None:
-        self._bytes_out.labels(topic=topic).inc(n)
+        if not self.enabled:
+            return
+        child = self._bytes_out_children.get(topic)
+        if child is None:
+            child = self._bytes_out_children[topic] = self._bytes_out.labels(topic=topic)
+        child.inc(n)
 
     def leadership_changed(self, replica) -> None:
         self.leadership_changes.inc()
@@ -97,35 +236,158 @@ class BrokerMetrics:
             self.elections.inc()
 
 
-class _PartitionCollector:
-    """Per-partition gauges, computed at scrape time from the replicas."""
+def _lag_rows(snapshot: Iterable[Any]) -> Iterator[tuple[str, str, int, int | None, int | None]]:
+    """Normalise ``coordinator.lag_snapshot()`` into (group, topic, partition, committed, lag).
 
-    def __init__(self, broker) -> None:
+    The coordinator returns ``(group, topic, partition, committed, high_watermark, lag)`` rows,
+    with ``lag`` -1 when it does not know the partition's high watermark; mappings with those
+    keys are accepted too. An unknown lag is left out rather than exported as a number.
+    """
+    for row in snapshot:
+        if isinstance(row, dict):
+            group, topic, partition = row["group"], row["topic"], row["partition"]
+            committed, lag = row.get("committed"), row.get("lag")
+        else:
+            group, topic, partition, committed, _hw, lag = row
+        yield (str(group), str(topic), int(partition), None if committed is None else int(committed),
+               None if lag is None or lag < 0 else int(lag))
+
+
+class _StateCollector:
+    """Gauges computed at scrape time from the broker's own objects.
+
+    Runs on the broker's event loop (the HTTP server lives there), so it reads replicas and
+    the controller without locks and sees one consistent moment.
+    """
+
+    def __init__(self, broker, ready: Callable[[], tuple[bool, str]]) -> None:
         self.broker = broker
+        self.ready = ready
 
-    def describe(self):
+    def describe(self) -> list[Metric]:
         return []
 
-    def collect(self):
+    def collect(self) -> Iterator[Metric]:
+        yield from self._partitions()
+        yield from self._controller()
+        yield from self._groups()
+        yield from self._broker()
+
+    def _partitions(self) -> Iterator[Metric]:
         labels = ["topic", "partition"]
         leo = GaugeMetricFamily("strata_partition_log_end_offset", "Next offset to be written.", labels=labels)
-        hw = GaugeMetricFamily("strata_partition_high_watermark", "Offsets below it are committed.", labels=labels)
+        hw = GaugeMetricFamily("strata_partition_high_watermark",
+                               "Committed offsets are below it; consumers read only below it.", labels=labels)
         lso = GaugeMetricFamily("strata_partition_log_start_offset", "First offset still held.", labels=labels)
-        size = GaugeMetricFamily("strata_partition_size_bytes", "Bytes on disk.", labels=labels)
+        size = GaugeMetricFamily("strata_partition_size_bytes", "Segment bytes on disk.", labels=labels)
         segs = GaugeMetricFamily("strata_partition_segments", "Segment files.", labels=labels)
-        leader = GaugeMetricFamily("strata_partition_leader", "1 if this broker leads the partition.", labels=labels)
+        leader = GaugeMetricFamily("strata_partition_leader", "1 if this broker leads the partition, else 0.",
+                                   labels=labels)
+        epoch = GaugeMetricFamily("strata_partition_leader_epoch",
+                                  "The replica's Raft term; it rises with every election.", labels=labels)
+        replicas = GaugeMetricFamily("strata_partition_replicas", "Voters of the partition's Raft group.",
+                                     labels=labels)
+        isr = GaugeMetricFamily("strata_partition_in_sync_replicas",
+                                "In-sync replicas, leader included (exported by the leader only).", labels=labels)
         under = GaugeMetricFamily("strata_partition_under_replicated",
-                                  "1 if this broker leads the partition and a replica is out of sync.", labels=labels)
+                                  "1 if this broker leads the partition and a replica is out of sync "
+                                  "(exported by the leader only).", labels=labels)
+        lag = GaugeMetricFamily("strata_partition_follower_lag",
+                                "Offsets a follower is behind the leader: leader log end offset - follower "
+                                "match - 1 (exported by the leader, per follower).",
+                                labels=["topic", "partition", "follower"])
+        n_under = n_leaderless = 0
         for (topic, p), r in list(self.broker.replicas.items()):
             lv = [topic, str(p)]
             lg = r.log
-            leo.add_metric(lv, lg.log_end_offset)
+            end = lg.log_end_offset
+            leo.add_metric(lv, end)
             hw.add_metric(lv, r.high_watermark)
             lso.add_metric(lv, lg.log_start_offset)
             size.add_metric(lv, lg.size_bytes)
             segs.add_metric(lv, lg.segment_count)
-            is_leader = r.is_leader
-            leader.add_metric(lv, 1 if is_leader else 0)
-            if is_leader:
-                under.add_metric(lv, 1 if len(r.in_sync_replicas()) < len(r.voters) else 0)
-        yield from (leo, hw, lso, size, segs, leader, under)
+            node = r.node
+            epoch.add_metric(lv, node.term)
+            replicas.add_metric(lv, len(r.voters))
+            if node.leader is None:
+                n_leaderless += 1
+            if r.is_leader:
+                leader.add_metric(lv, 1)
+                in_sync = len(r.in_sync_replicas())
+                isr.add_metric(lv, in_sync)
+                is_under = in_sync < len(r.voters)
+                n_under += is_under
+                under.add_metric(lv, 1 if is_under else 0)
+                me = r.node_id
+                for peer, pr in node.progress.items():
+                    if peer != me:
+                        lag.add_metric([topic, str(p), str(peer)], max(0, end - pr.match - 1))
+            else:
+                leader.add_metric(lv, 0)
+        yield from (leo, hw, lso, size, segs, leader, epoch, replicas, isr, under, lag)
+        yield GaugeMetricFamily("strata_under_replicated_partitions",
+                                "Partitions this broker leads with a replica out of sync.", value=n_under)
+        yield GaugeMetricFamily("strata_leaderless_partitions",
+                                "Partition replicas on this broker that know no leader.", value=n_leaderless)
+        yield GaugeMetricFamily("strata_partitions", "Partition replicas this broker holds (metadata log included).",
+                                value=len(self.broker.replicas))
+
+    def _controller(self) -> Iterator[Metric]:
+        """The cluster-wide view, exported by the active controller only (so ``sum()`` counts once)."""
+        ctl = self.broker.controller
+        active = bool(ctl.is_leader)
+        yield GaugeMetricFamily("strata_controller_active", "1 on the broker that is the active controller.",
+                                value=1 if active else 0)
+        if not active:
+            return
+        live = set(ctl.live_brokers())
+        offline = total = 0
+        view = ctl.view
+        for name, topic in ctl.image.topics.items():
+            if name == METADATA_TOPIC:
+                continue
+            for p in range(len(topic.replicas)):
+                total += 1
+                v = view.get((name, p))
+                if v is None or v.leader is None or v.leader not in live:
+                    offline += 1
+        yield GaugeMetricFamily("strata_controller_live_brokers", "Brokers the controller heard from lately.",
+                                value=len(live))
+        yield GaugeMetricFamily("strata_controller_partitions", "Partitions in the cluster's metadata.",
+                                value=total)
+        yield GaugeMetricFamily("strata_controller_offline_partitions",
+                                "Partitions without a live leader, as the controller sees them.", value=offline)
+
+    def _groups(self) -> Iterator[Metric]:
+        """Consumer-group lag from the groups this broker coordinates (if the coordinator says)."""
+        snap = getattr(self.broker.coordinator, "lag_snapshot", None)
+        if snap is None:
+            return
+        lag = GaugeMetricFamily("strata_consumer_group_lag",
+                                "Offsets a group is behind: high watermark - committed offset.",
+                                labels=["group", "topic", "partition"])
+        committed = GaugeMetricFamily("strata_consumer_group_committed_offset",
+                                      "The group's committed offset.", labels=["group", "topic", "partition"])
+        for group, topic, p, off, n in _lag_rows(snap()):
+            lv = [group, topic, str(p)]
+            if n is not None:
+                lag.add_metric(lv, n)
+            if off is not None:
+                committed.add_metric(lv, off)
+        yield lag
+        yield committed
+
+    def _broker(self) -> Iterator[Metric]:
+        ok, _ = self.ready()
+        yield GaugeMetricFamily("strata_broker_ready", "1 when /readyz answers 200.", value=1 if ok else 0)
+        yield GaugeMetricFamily("strata_broker_uptime_seconds", "Seconds since this broker process started.",
+                                value=time.monotonic() - getattr(self.broker, "started_at", time.monotonic()))
+        try:
+            st = os.statvfs(self.broker.data_dir)
+        except OSError:
+            return
+        yield GaugeMetricFamily("strata_data_dir_size_bytes", "Size of the filesystem holding the data dir.",
+                                value=st.f_blocks * st.f_frsize)
+        yield GaugeMetricFamily("strata_data_dir_free_bytes",
+                                "Bytes available to the broker on the data dir's filesystem.",
+                                value=st.f_bavail * st.f_frsize)

@@ -238,8 +238,12 @@ class Broker:
         if OFFSETS_TOPIC in image.topics or len(live) < min(3, len(self.config.peers)):
             return
         try:
+            # Offsets must outlive any size limit: only time-based retention applies, and the
+            # coordinator re-writes live offsets before they age out (docs/groups.md).
             await self.controller.create_topic(OFFSETS_TOPIC, self.config.offsets_partitions,
-                                               min(3, len(self.config.peers)), {}, allow_internal=True)
+                                               min(3, len(self.config.peers)),
+                                               {"retention.bytes": -1, "segment.bytes": 16 << 20},
+                                               allow_internal=True)
         except MetadataError as exc:
             if exc.code != ErrorCode.TOPIC_ALREADY_EXISTS:
                 log.warning("could not create %s yet: %s", OFFSETS_TOPIC, exc.message)

@@ -458,6 +458,31 @@ class BufferFullError(StrataError):
     default_code = ErrorCode.THROTTLED
 
 
+class NoOffsetForPartitionError(StrataError):
+    """A consumer has no position for a partition and ``auto_offset_reset`` is ``"none"``."""
+
+    default_code = ErrorCode.OFFSET_OUT_OF_RANGE
+
+    def __init__(self, message: str = "", **details: Any):
+        super().__init__(message, retriable=False, **details)
+
+
+class FeatureNotAvailableError(StrataError, NotImplementedError):
+    """The client asked for something this version of Strata does not offer yet."""
+
+    default_code = ErrorCode.UNKNOWN
+
+    def __init__(self, message: str = "", **details: Any):
+        super().__init__(message, retriable=False, **details)
+
+    @property
+    def hint(self) -> str:
+        return "not available in this version; the message says what to use instead"
+
+    def __str__(self) -> str:
+        return self.message
+
+
 def error_for(code: ErrorCode | int, message: str = "", **details: Any) -> StrataError:
     """The exception for a wire error: the most specific class registered for ``code``.
 
@@ -497,6 +522,7 @@ __all__ = [
     "CorruptBatchResponseError",
     "DuplicateSequenceError",
     "ErrorCode",
+    "FeatureNotAvailableError",
     "FencedMemberEpochError",
     "GroupIdNotFoundError",
     "InvalidConfigError",
@@ -505,6 +531,7 @@ __all__ = [
     "InvalidTopicError",
     "LeaderNotAvailableError",
     "NoBrokersAvailableError",
+    "NoOffsetForPartitionError",
     "NotControllerError",
     "NotCoordinatorError",
     "NotEnoughReplicasAfterAppendError",

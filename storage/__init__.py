@@ -1,1 +1,42 @@
-"""Strata's storage engine: segment files, indexes and the partition log."""
+"""Strata's storage engine: segment files, indexes and the partition log.
+
+``Log`` is the entry point (see ``docs/internals.md``, section Storage);
+``GroupCommit`` shares fsyncs between concurrent appends to many logs.
+"""
+
+from strata.storage.config import LogConfig
+from strata.storage.epoch_cache import LeaderEpochCache
+from strata.storage.errors import (
+    BatchTooLargeError,
+    CorruptBatchError,
+    InvalidAppendError,
+    LogFullError,
+    LogOfflineError,
+    OffsetOutOfRangeError,
+    StorageError,
+)
+from strata.storage.group_commit import GroupCommit
+from strata.storage.index import OffsetIndex, TimeIndex
+from strata.storage.log import AppendInfo, FlushJob, Log, RecoveryReport
+from strata.storage.segment import FileSlice, LogSegment
+
+__all__ = [
+    "AppendInfo",
+    "BatchTooLargeError",
+    "CorruptBatchError",
+    "FileSlice",
+    "FlushJob",
+    "GroupCommit",
+    "InvalidAppendError",
+    "LeaderEpochCache",
+    "Log",
+    "LogConfig",
+    "LogFullError",
+    "LogOfflineError",
+    "LogSegment",
+    "OffsetIndex",
+    "OffsetOutOfRangeError",
+    "RecoveryReport",
+    "StorageError",
+    "TimeIndex",
+]

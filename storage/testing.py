@@ -1,0 +1,70 @@
+"""Batch builders for storage tests and benchmarks.
+
+The storage engine works on whole batches and never decodes records, so its tests
+only need *valid* v2 batches: right header, right lengths, right CRC. This writes
+minimal Kafka records (no key, no headers) with the given values, which any v2
+decoder can read, without depending on the full encoder in
+:mod:`strata.client.records`.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from crc32c import crc32c
+
+from strata.client.batch import ATTRIBUTES_OFFSET, CRC_OFFSET, HEADER_SIZE, LOG_OVERHEAD
+
+__all__ = ["make_batch", "make_batches"]
+
+_HEADER = struct.Struct(">qiibIhiqqqhii")
+
+
+def _varint(n: int) -> bytes:
+    z = (n << 1) ^ (n >> 63)
+    out = bytearray()
+    while z >= 0x80:
+        out.append((z & 0x7F) | 0x80)
+        z >>= 7
+    out.append(z)
+    return bytes(out)
+
+
+def make_batch(
+    values: list[bytes],
+    *,
+    base_offset: int = 0,
+    leader_epoch: int = 0,
+    timestamp: int = 0,
+    timestamp_step: int = 0,
+    attributes: int = 0,
+) -> bytes:
+    """One v2 batch holding ``values`` as records; record *i* has timestamp
+    ``timestamp + i * timestamp_step``."""
+    assert values, "a batch needs at least one record"
+    recs = []
+    for i, v in enumerate(values):
+        body = b"".join((b"\x00", _varint(i * timestamp_step), _varint(i), _varint(-1),
+                         _varint(len(v)), v, _varint(0)))
+        recs.append(_varint(len(body)) + body)
+    records = b"".join(recs)
+    n = len(values)
+    max_ts = timestamp + (n - 1) * timestamp_step
+    length = HEADER_SIZE - LOG_OVERHEAD + len(records)
+    head = bytearray(_HEADER.pack(base_offset, length, leader_epoch, 2, 0, attributes, n - 1,
+                                  timestamp, max_ts, -1, -1, -1, n))
+    crc = crc32c(records, crc32c(head[ATTRIBUTES_OFFSET:]))
+    struct.pack_into(">I", head, CRC_OFFSET, crc)
+    return bytes(head) + records
+
+
+def make_batches(specs: list[tuple[int, int]], *, base_offset: int = 0, value_size: int = 8,
+                 timestamp: int = 0) -> bytes:
+    """Concatenated stamped batches: ``specs`` is ``[(record_count, leader_epoch), ...]``."""
+    out = []
+    off = base_offset
+    for count, epoch in specs:
+        out.append(make_batch([bytes([off % 251]) * value_size] * count, base_offset=off,
+                              leader_epoch=epoch, timestamp=timestamp))
+        off += count
+    return b"".join(out)

@@ -408,6 +408,26 @@ class GroupIdNotFoundError(StrataError, code=ErrorCode.GROUP_ID_NOT_FOUND):
     """No group by that id."""
 
 
+class StaleMemberEpochError(StrataError, code=ErrorCode.STALE_MEMBER_EPOCH):
+    """A commit carried an old member epoch, or named a partition the member does not own."""
+
+
+class NonEmptyGroupError(StrataError, code=ErrorCode.NON_EMPTY_GROUP):
+    """The group has live members: offsets cannot be reset and it cannot be deleted now."""
+
+
+class InvalidGroupIdError(StrataError, code=ErrorCode.INVALID_GROUP_ID):
+    """Group ids are 1-255 characters."""
+
+
+class UnsupportedAssignorError(StrataError, code=ErrorCode.UNSUPPORTED_ASSIGNOR):
+    """The assignor is unknown, or not the one the group already uses."""
+
+
+class GroupMaxSizeReachedError(StrataError, code=ErrorCode.GROUP_MAX_SIZE_REACHED):
+    """The group (or its coordinator) is full."""
+
+
 # -- errors raised on the client side ---------------------------------------------------
 
 
@@ -525,13 +545,16 @@ __all__ = [
     "FeatureNotAvailableError",
     "FencedMemberEpochError",
     "GroupIdNotFoundError",
+    "GroupMaxSizeReachedError",
     "InvalidConfigError",
+    "InvalidGroupIdError",
     "InvalidProducerEpochError",
     "InvalidRequestError",
     "InvalidTopicError",
     "LeaderNotAvailableError",
     "NoBrokersAvailableError",
     "NoOffsetForPartitionError",
+    "NonEmptyGroupError",
     "NotControllerError",
     "NotCoordinatorError",
     "NotEnoughReplicasAfterAppendError",
@@ -541,6 +564,7 @@ __all__ = [
     "OutOfOrderSequenceError",
     "ProtocolError",
     "RequestTimedOutError",
+    "StaleMemberEpochError",
     "StorageError",
     "StrataError",
     "TimedOutError",
@@ -550,6 +574,7 @@ __all__ = [
     "UnknownPartitionError",
     "UnknownProducerIdError",
     "UnknownTopicError",
+    "UnsupportedAssignorError",
     "UnsupportedVersionError",
     "code_for_exception",
     "error_for",

@@ -1,0 +1,100 @@
+"""The sync admin client: :class:`AIOAdminClient` run on a background event loop."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from ._runtime import LoopThread
+from .aio import AIOAdminClient, ClusterDescription, NewTopic, TopicDescription
+
+_SLACK_S = 5.0
+
+
+class AdminClient:
+    """Create, delete, list and describe topics; describe the cluster::
+
+    admin = AdminClient(bootstrap="127.0.0.1:9092")
+    admin.create_topic("events", partitions=6, replication_factor=3)
+    print(admin.describe_topic("events").to_dict())
+    admin.close()
+    """
+
+    def __init__(self, bootstrap: str | Sequence[str] | None = None, **options: Any) -> None:
+        self._core = AIOAdminClient(bootstrap, **options)
+        self._timeout_s = self._core.request_timeout_s + _SLACK_S
+        self._rt = LoopThread("strata-admin")
+        try:
+            self._rt.run(self._core.start(), self._timeout_s)
+        except BaseException:
+            self._rt.run(self._core.close(), _SLACK_S)
+            self._rt.stop()
+            raise
+
+    def _run(self, coro: Any, timeout_ms: int | None = None) -> Any:
+        limit = self._timeout_s if timeout_ms is None else timeout_ms / 1000 + _SLACK_S
+        return self._rt.run(coro, limit)
+
+    def create_topic(
+        self,
+        name: str,
+        partitions: int = 1,
+        replication_factor: int = 1,
+        configs: Mapping[str, str] | None = None,
+        *,
+        wait: bool = True,
+        timeout_ms: int | None = None,
+    ) -> None:
+        self._run(
+            self._core.create_topic(
+                name, partitions, replication_factor, configs, wait=wait, timeout_ms=timeout_ms
+            ),
+            timeout_ms,
+        )
+
+    def create_topics(
+        self,
+        topics: Iterable[NewTopic],
+        *,
+        wait: bool = True,
+        timeout_ms: int | None = None,
+        validate_only: bool = False,
+    ) -> None:
+        self._run(
+            self._core.create_topics(
+                list(topics), wait=wait, timeout_ms=timeout_ms, validate_only=validate_only
+            ),
+            timeout_ms,
+        )
+
+    def delete_topic(self, name: str, *, timeout_ms: int | None = None) -> None:
+        self._run(self._core.delete_topic(name, timeout_ms=timeout_ms), timeout_ms)
+
+    def delete_topics(self, names: Iterable[str], *, timeout_ms: int | None = None) -> None:
+        self._run(self._core.delete_topics(list(names), timeout_ms=timeout_ms), timeout_ms)
+
+    def list_topics(self, *, internal: bool = False) -> list[str]:
+        return self._run(self._core.list_topics(internal=internal))
+
+    def describe_topic(self, name: str) -> TopicDescription:
+        return self._run(self._core.describe_topic(name))
+
+    def describe_topics(self, names: Iterable[str] | None = None) -> list[TopicDescription]:
+        return self._run(self._core.describe_topics(None if names is None else list(names)))
+
+    def describe_cluster(self) -> ClusterDescription:
+        return self._run(self._core.describe_cluster())
+
+    def close(self) -> None:
+        if self._rt._closed:
+            return
+        try:
+            self._run(self._core.close())
+        finally:
+            self._rt.stop()
+
+    def __enter__(self) -> AdminClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

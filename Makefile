@@ -29,7 +29,7 @@ test: $(STAMP) system-deps
 	$(PY) -m pytest -q
 
 ## system-deps: what tests need from outside Python (apt, only when missing)
-system-deps: fault-deps
+system-deps: fault-deps ops-deps
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -42,4 +42,5 @@ clean:
 	rm -rf $(VENV) data build *.egg-info
 
 include tests/fault/fault.mk
+include ops/ops.mk
 include benchmarks/bench.mk

@@ -11,7 +11,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 log = logging.getLogger("strata.broker.http")
 
@@ -19,8 +19,10 @@ MAX_REQUEST_BYTES = 8192
 
 
 class MetricsServer:
-    def __init__(self, registry, ready: Callable[[], tuple[bool, str]]) -> None:
-        self.registry = registry
+    """Serves ``render()`` at /metrics and ``ready()``'s verdict at /readyz."""
+
+    def __init__(self, render: Callable[[], bytes], ready: Callable[[], tuple[bool, str]]) -> None:
+        self.render = render
         self.ready = ready
         self.server: asyncio.AbstractServer | None = None
 
@@ -50,7 +52,7 @@ class MetricsServer:
                 if method not in ("GET", "HEAD"):
                     status, ctype, body = 405, "text/plain", b"method not allowed\n"
                 elif path == "/metrics":
-                    status, ctype, body = 200, CONTENT_TYPE_LATEST, generate_latest(self.registry)
+                    status, ctype, body = 200, CONTENT_TYPE_LATEST, self.render()
                 elif path == "/healthz":
                     status, ctype, body = 200, "text/plain", b"ok\n"
                 elif path == "/readyz":

@@ -17,6 +17,7 @@ alert rules in ``ops/`` read only these names, and ``tests/ops`` checks that the
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
@@ -29,6 +30,7 @@ from prometheus_client import (
     Histogram,
     ProcessCollector,
     disable_created_metrics,
+    generate_latest,
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
 
@@ -88,8 +90,9 @@ class BrokerMetrics:
         self.enabled = (broker.config.metrics_listen is not None) if enabled is None else enabled
         # ``*_created`` series double every counter's cardinality and no dashboard reads them.
         disable_created_metrics()
-        self.registry = CollectorRegistry()
-        r = self.registry
+        #: Per-request metrics and process metrics, exposed by prometheus_client's writer.
+        self._base = CollectorRegistry()
+        r = self._base
         self.requests = Counter("strata_requests_total", "Requests handled, by API.", ["api"], registry=r)
         self.errors = Counter("strata_request_errors_total", "Requests answered with an error, by API and code.",
                               ["api", "code"], registry=r)
@@ -112,10 +115,13 @@ class BrokerMetrics:
         info = Gauge("strata_broker_info", "Always 1; labels say which broker and version this is.",
                      ["broker_id", "version"], registry=r)
         info.labels(broker_id=str(broker.config.node_id), version=_version()).set(1)
-        r.register(_StateCollector(broker, self.ready))
         # CPU, memory, open files under their standard ``process_*`` names (every exporter's).
         ProcessCollector(registry=r)
-        self._server = MetricsServer(r, self.ready)
+        self._state = _StateCollector(broker, self.ready)
+        #: Everything a scrape shows, as one registry (for generate_latest and tests).
+        self.registry = CollectorRegistry()
+        self.registry.register(_Union(self._base, self._state))
+        self._server = MetricsServer(self.render, self.ready)
         self._wrapped: dict[int, tuple[Handler, Handler]] = {}
         self._bytes_in_children: dict[str, Any] = {}
         self._bytes_out_children: dict[str, Any] = {}
@@ -136,6 +142,10 @@ class BrokerMetrics:
         gc = getattr(self.broker, "group_commit", None)
         if gc is not None and getattr(gc, "on_round", None) is None:
             gc.on_round = self.fsync.observe
+
+    def render(self) -> bytes:
+        """The body of ``/metrics``: the registry's metrics, then the scrape-time gauges."""
+        return generate_latest(self._base) + self._state.render().encode()
 
     # -- readiness ---------------------------------------------------------------------------
 
@@ -253,6 +263,81 @@ def _lag_rows(snapshot: Iterable[Any]) -> Iterator[tuple[str, str, int, int | No
                None if lag is None or lag < 0 else int(lag))
 
 
+def _escape(value: str) -> str:
+    if "\\" in value or '"' in value or "\n" in value:
+        return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return value
+
+
+def _number(value: float) -> str:
+    if type(value) is int:
+        return str(value)
+    if value != value:
+        return "NaN"
+    if value in (math.inf, -math.inf):
+        return "+Inf" if value > 0 else "-Inf"
+    return repr(float(value))
+
+
+class _Gauge:
+    """A gauge family built at scrape time.
+
+    With 1,000 partitions a scrape holds ~10,000 samples; prometheus_client's generic text
+    writer spends most of a scrape formatting them, so :meth:`render` writes the exposition
+    format directly. :meth:`family` gives the same data as a ``GaugeMetricFamily`` for
+    registries (``generate_latest``, tests).
+    """
+
+    __slots__ = ("doc", "labels", "name", "samples")
+
+    def __init__(self, name: str, doc: str, labels: Iterable[str] = (), value: float | None = None) -> None:
+        self.name = name
+        self.doc = doc
+        self.labels = tuple(labels)
+        self.samples: list[tuple[list[str], float]] = []
+        if value is not None:
+            self.samples.append(([], value))
+
+    def add_metric(self, label_values: list[str], value: float) -> None:
+        self.samples.append((label_values, value))
+
+    def family(self) -> GaugeMetricFamily:
+        if not self.labels:
+            return GaugeMetricFamily(self.name, self.doc, value=self.samples[0][1] if self.samples else 0)
+        fam = GaugeMetricFamily(self.name, self.doc, labels=self.labels)
+        for lv, v in self.samples:
+            fam.add_metric(lv, v)
+        return fam
+
+    def render(self, out: list[str]) -> None:
+        name = self.name
+        doc = self.doc.replace("\\", "\\\\").replace("\n", "\\n")
+        out.append(f"# HELP {name} {doc}\n# TYPE {name} gauge\n")
+        if not self.labels:
+            for _, v in self.samples:
+                out.append(f"{name} {_number(v)}\n")
+            return
+        keys = [f'{k}="' for k in self.labels]
+        for lv, v in self.samples:
+            body = ",".join(k + _escape(x) + '"' for k, x in zip(keys, lv, strict=True))
+            out.append(f"{name}{{{body}}} {_number(v)}\n")
+
+
+class _Union:
+    """One collector over the base registry and the state collector (``BrokerMetrics.registry``)."""
+
+    def __init__(self, base: CollectorRegistry, state: _StateCollector) -> None:
+        self.base = base
+        self.state = state
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self.base.collect()
+        yield from self.state.collect()
+
+
 class _StateCollector:
     """Gauges computed at scrape time from the broker's own objects.
 
@@ -267,32 +352,43 @@ class _StateCollector:
     def describe(self) -> list[Metric]:
         return []
 
-    def collect(self) -> Iterator[Metric]:
+    def gauges(self) -> Iterator[_Gauge]:
         yield from self._partitions()
         yield from self._controller()
         yield from self._groups()
         yield from self._broker()
 
-    def _partitions(self) -> Iterator[Metric]:
+    def collect(self) -> Iterator[Metric]:
+        for g in self.gauges():
+            yield g.family()
+
+    def render(self) -> str:
+        """The text exposition of every gauge, written directly (the scrape's fast path)."""
+        out: list[str] = []
+        for g in self.gauges():
+            g.render(out)
+        return "".join(out)
+
+    def _partitions(self) -> Iterator[_Gauge]:
         labels = ["topic", "partition"]
-        leo = GaugeMetricFamily("strata_partition_log_end_offset", "Next offset to be written.", labels=labels)
-        hw = GaugeMetricFamily("strata_partition_high_watermark",
+        leo = _Gauge("strata_partition_log_end_offset", "Next offset to be written.", labels=labels)
+        hw = _Gauge("strata_partition_high_watermark",
                                "Committed offsets are below it; consumers read only below it.", labels=labels)
-        lso = GaugeMetricFamily("strata_partition_log_start_offset", "First offset still held.", labels=labels)
-        size = GaugeMetricFamily("strata_partition_size_bytes", "Segment bytes on disk.", labels=labels)
-        segs = GaugeMetricFamily("strata_partition_segments", "Segment files.", labels=labels)
-        leader = GaugeMetricFamily("strata_partition_leader", "1 if this broker leads the partition, else 0.",
+        lso = _Gauge("strata_partition_log_start_offset", "First offset still held.", labels=labels)
+        size = _Gauge("strata_partition_size_bytes", "Segment bytes on disk.", labels=labels)
+        segs = _Gauge("strata_partition_segments", "Segment files.", labels=labels)
+        leader = _Gauge("strata_partition_leader", "1 if this broker leads the partition, else 0.",
                                    labels=labels)
-        epoch = GaugeMetricFamily("strata_partition_leader_epoch",
+        epoch = _Gauge("strata_partition_leader_epoch",
                                   "The replica's Raft term; it rises with every election.", labels=labels)
-        replicas = GaugeMetricFamily("strata_partition_replicas", "Voters of the partition's Raft group.",
+        replicas = _Gauge("strata_partition_replicas", "Voters of the partition's Raft group.",
                                      labels=labels)
-        isr = GaugeMetricFamily("strata_partition_in_sync_replicas",
+        isr = _Gauge("strata_partition_in_sync_replicas",
                                 "In-sync replicas, leader included (exported by the leader only).", labels=labels)
-        under = GaugeMetricFamily("strata_partition_under_replicated",
+        under = _Gauge("strata_partition_under_replicated",
                                   "1 if this broker leads the partition and a replica is out of sync "
                                   "(exported by the leader only).", labels=labels)
-        lag = GaugeMetricFamily("strata_partition_follower_lag",
+        lag = _Gauge("strata_partition_follower_lag",
                                 "Offsets a follower is behind the leader: leader log end offset - follower "
                                 "match - 1 (exported by the leader, per follower).",
                                 labels=["topic", "partition", "follower"])
@@ -325,18 +421,18 @@ class _StateCollector:
             else:
                 leader.add_metric(lv, 0)
         yield from (leo, hw, lso, size, segs, leader, epoch, replicas, isr, under, lag)
-        yield GaugeMetricFamily("strata_under_replicated_partitions",
+        yield _Gauge("strata_under_replicated_partitions",
                                 "Partitions this broker leads with a replica out of sync.", value=n_under)
-        yield GaugeMetricFamily("strata_leaderless_partitions",
+        yield _Gauge("strata_leaderless_partitions",
                                 "Partition replicas on this broker that know no leader.", value=n_leaderless)
-        yield GaugeMetricFamily("strata_partitions", "Partition replicas this broker holds (metadata log included).",
+        yield _Gauge("strata_partitions", "Partition replicas this broker holds (metadata log included).",
                                 value=len(self.broker.replicas))
 
-    def _controller(self) -> Iterator[Metric]:
+    def _controller(self) -> Iterator[_Gauge]:
         """The cluster-wide view, exported by the active controller only (so ``sum()`` counts once)."""
         ctl = self.broker.controller
         active = bool(ctl.is_leader)
-        yield GaugeMetricFamily("strata_controller_active", "1 on the broker that is the active controller.",
+        yield _Gauge("strata_controller_active", "1 on the broker that is the active controller.",
                                 value=1 if active else 0)
         if not active:
             return
@@ -351,22 +447,22 @@ class _StateCollector:
                 v = view.get((name, p))
                 if v is None or v.leader is None or v.leader not in live:
                     offline += 1
-        yield GaugeMetricFamily("strata_controller_live_brokers", "Brokers the controller heard from lately.",
+        yield _Gauge("strata_controller_live_brokers", "Brokers the controller heard from lately.",
                                 value=len(live))
-        yield GaugeMetricFamily("strata_controller_partitions", "Partitions in the cluster's metadata.",
+        yield _Gauge("strata_controller_partitions", "Partitions in the cluster's metadata.",
                                 value=total)
-        yield GaugeMetricFamily("strata_controller_offline_partitions",
+        yield _Gauge("strata_controller_offline_partitions",
                                 "Partitions without a live leader, as the controller sees them.", value=offline)
 
-    def _groups(self) -> Iterator[Metric]:
+    def _groups(self) -> Iterator[_Gauge]:
         """Consumer-group lag from the groups this broker coordinates (if the coordinator says)."""
         snap = getattr(self.broker.coordinator, "lag_snapshot", None)
         if snap is None:
             return
-        lag = GaugeMetricFamily("strata_consumer_group_lag",
+        lag = _Gauge("strata_consumer_group_lag",
                                 "Offsets a group is behind: high watermark - committed offset.",
                                 labels=["group", "topic", "partition"])
-        committed = GaugeMetricFamily("strata_consumer_group_committed_offset",
+        committed = _Gauge("strata_consumer_group_committed_offset",
                                       "The group's committed offset.", labels=["group", "topic", "partition"])
         for group, topic, p, off, n in _lag_rows(snap()):
             lv = [group, topic, str(p)]
@@ -377,17 +473,17 @@ class _StateCollector:
         yield lag
         yield committed
 
-    def _broker(self) -> Iterator[Metric]:
+    def _broker(self) -> Iterator[_Gauge]:
         ok, _ = self.ready()
-        yield GaugeMetricFamily("strata_broker_ready", "1 when /readyz answers 200.", value=1 if ok else 0)
-        yield GaugeMetricFamily("strata_broker_uptime_seconds", "Seconds since this broker process started.",
+        yield _Gauge("strata_broker_ready", "1 when /readyz answers 200.", value=1 if ok else 0)
+        yield _Gauge("strata_broker_uptime_seconds", "Seconds since this broker process started.",
                                 value=time.monotonic() - getattr(self.broker, "started_at", time.monotonic()))
         try:
             st = os.statvfs(self.broker.data_dir)
         except OSError:
             return
-        yield GaugeMetricFamily("strata_data_dir_size_bytes", "Size of the filesystem holding the data dir.",
+        yield _Gauge("strata_data_dir_size_bytes", "Size of the filesystem holding the data dir.",
                                 value=st.f_blocks * st.f_frsize)
-        yield GaugeMetricFamily("strata_data_dir_free_bytes",
+        yield _Gauge("strata_data_dir_free_bytes",
                                 "Bytes available to the broker on the data dir's filesystem.",
                                 value=st.f_bavail * st.f_frsize)

@@ -1,0 +1,305 @@
+"""Dockerfile, entrypoint, Compose, Kubernetes and Grafana files: consistent with each other
+and with the broker.
+
+No container engine runs here, so nothing is built or deployed: the files are parsed (YAML,
+JSON) and cross-checked — ports against the Dockerfile's EXPOSE and the entrypoint's
+defaults, probe paths against what the broker's metrics server answers (asked for real),
+mounted files against the tree — and the two shell entrypoints are run with a stub in place
+of the broker, and once for real (a one-broker cluster started through the entrypoint).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from strata.broker.http import MetricsServer
+from tests.integration.cluster import free_ports, wait_for
+from tests.ops.opsfiles import OPS, PROMETHEUS_DIR, ROOT, dashboard
+
+DOCKERFILE = ROOT / "Dockerfile"
+ENTRYPOINT = OPS / "docker" / "entrypoint.sh"
+COMPOSE = OPS / "docker-compose.yml"
+K8S = OPS / "k8s"
+CLIENT_PORT, METRICS_PORT = 9092, 9644
+
+
+def dockerfile() -> str:
+    return DOCKERFILE.read_text()
+
+
+def exposed_ports() -> set[int]:
+    return {int(p) for line in re.findall(r"^EXPOSE\s+(.+)$", dockerfile(), re.M) for p in line.split()}
+
+
+def entrypoint_defaults() -> dict[str, str]:
+    return dict(re.findall(r'^: "\$\{(STRATA_\w+):=([^}]*)\}"', ENTRYPOINT.read_text(), re.M))
+
+
+def k8s_docs() -> dict[str, dict]:
+    docs = {}
+    for f in sorted(K8S.glob("*.yaml")):
+        for d in yaml.safe_load_all(f.read_text()):
+            docs[f"{d['kind']}/{d.get('metadata', {}).get('name', f.stem)}"] = d
+    return docs
+
+
+def served_status(paths: set[str]) -> dict[str, int]:
+    """Ask the broker's real metrics server (ready) for each path; return the status codes."""
+
+    async def run() -> dict[str, int]:
+        server = MetricsServer(lambda: b"", lambda: (True, "ready"))
+        (port,) = free_ports(1)
+        await server.start("127.0.0.1", port)
+        try:
+            out = {}
+            for path in paths:
+                def get(path: str = path) -> int:
+                    try:
+                        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+                            return r.status
+                    except urllib.error.HTTPError as exc:
+                        return exc.code
+                out[path] = await asyncio.to_thread(get)
+            return out
+        finally:
+            await server.stop()
+
+    return asyncio.run(run())
+
+
+# -- Dockerfile and entrypoint -----------------------------------------------------------------
+
+
+def test_image_is_small_non_root_and_exposes_the_broker_ports() -> None:
+    text = dockerfile()
+    froms = re.findall(r"^FROM\s+(\S+)", text, re.M)
+    assert froms and all(f.startswith("python:3.11-slim") for f in froms) and len(froms) >= 2, froms
+    assert re.search(r"^USER\s+(?!root|0\b)\S+", text, re.M), "the image must not run as root"
+    assert re.search(r"^VOLUME\s+.*?/var/lib/strata", text, re.M)
+    assert exposed_ports() == {CLIENT_PORT, METRICS_PORT}
+    assert re.search(r'^ENTRYPOINT\s+\["strata-entrypoint"\]', text, re.M)
+    assert "COPY --chmod=0755 ops/docker/entrypoint.sh /usr/local/bin/strata-entrypoint" in text
+    for src in re.findall(r"^COPY\s+(?:--\S+\s+)*(\S+)\s", text, re.M):
+        assert (ROOT / src).exists(), f"Dockerfile copies {src}, which does not exist"
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    for needed in ("pyproject.toml", "README.md", "client", "storage", "broker", "ops/docker"):
+        assert needed not in ignored, f".dockerignore drops {needed}, which the build needs"
+
+
+def test_entrypoint_defaults_match_exposed_ports_and_healthcheck_probes_healthz() -> None:
+    defaults = entrypoint_defaults()
+    assert int(defaults["STRATA_LISTEN"].rsplit(":", 1)[1]) == CLIENT_PORT
+    assert int(defaults["STRATA_METRICS_LISTEN"].rsplit(":", 1)[1]) == METRICS_PORT
+    env = dict(re.findall(r"\s(STRATA_\w+)=(\S+)", "\n".join(
+        line for line in dockerfile().splitlines() if not line.startswith("#"))))
+    for key in ("STRATA_LISTEN", "STRATA_METRICS_LISTEN", "STRATA_DATA_DIR"):
+        assert env[key] == defaults[key], key
+    health = re.search(r"^HEALTHCHECK .*?CMD (.+)$", dockerfile(), re.M | re.S)[1]
+    assert "/healthz" in health and "curl" not in health
+    assert served_status({"/healthz"}) == {"/healthz": 200}
+
+
+@pytest.fixture
+def stub_bin(tmp_path: Path) -> Path:
+    """A PATH directory whose ``strata`` and ``strata-entrypoint`` print what they were given."""
+    d = tmp_path / "bin"
+    d.mkdir()
+    for name in ("strata", "strata-entrypoint"):
+        (d / name).write_text('#!/bin/sh\nprintf "%s\\n" "$@"\nenv | grep ^STRATA_ | sort | sed "s/^/env:/"\n')
+        (d / name).chmod(0o755)
+    return d
+
+
+def run_script(script: Path, stub_bin: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    base = {"PATH": f"{stub_bin}:/usr/bin:/bin", "HOSTNAME": "strata-host"}
+    return subprocess.run(["/bin/sh", str(script), *args], env={**base, **env}, capture_output=True, text=True,
+                          timeout=30)
+
+
+def test_entrypoint_turns_environment_into_broker_flags(stub_bin: Path) -> None:
+    res = run_script(ENTRYPOINT, stub_bin, {"STRATA_ID": "2", "STRATA_PEERS": "1@a:9092,2@b:9092",
+                                            "STRATA_FLUSH_POLICY": "interval"}, "--tick-ms", "20")
+    assert res.returncode == 0, res.stderr
+    argv = [line for line in res.stdout.splitlines() if not line.startswith("env:")]
+    assert argv[:3] == ["broker", "start", "--flush-policy"]
+    flags = dict(zip(argv[2::2], argv[3::2], strict=False))
+    assert flags == {"--flush-policy": "interval", "--id": "2", "--peers": "1@a:9092,2@b:9092",
+                     "--listen": "0.0.0.0:9092", "--advertised": "strata-host:9092",
+                     "--metrics-listen": "0.0.0.0:9644", "--data-dir": "/var/lib/strata", "--tick-ms": "20"}
+
+
+def test_entrypoint_refuses_to_start_without_id_or_peers(stub_bin: Path) -> None:
+    res = run_script(ENTRYPOINT, stub_bin, {"STRATA_PEERS": "1@a:9092"})
+    assert res.returncode == 2 and "STRATA_ID" in res.stderr
+    res = run_script(ENTRYPOINT, stub_bin, {"STRATA_ID": "1"})
+    assert res.returncode == 2 and "STRATA_PEERS" in res.stderr
+
+
+def test_entrypoint_runs_other_commands_as_given(stub_bin: Path) -> None:
+    res = run_script(ENTRYPOINT, stub_bin, {}, "strata", "topic", "list")
+    assert res.returncode == 0 and res.stdout.splitlines()[:2] == ["topic", "list"]
+
+
+@pytest.mark.integration
+def test_a_broker_started_by_the_entrypoint_becomes_ready_and_stops_cleanly(tmp_path: Path) -> None:
+    port, mport = free_ports(2)
+    venv_bin = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{venv_bin}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+           "STRATA_ID": "1", "STRATA_PEERS": f"1@127.0.0.1:{port}", "STRATA_LISTEN": f"127.0.0.1:{port}",
+           "STRATA_ADVERTISED": f"127.0.0.1:{port}", "STRATA_METRICS_LISTEN": f"127.0.0.1:{mport}",
+           "STRATA_DATA_DIR": str(tmp_path / "data"), "STRATA_FLUSH_POLICY": "always"}
+    assert (venv_bin / "strata").exists(), "the strata console script is not installed in this environment"
+    with open(tmp_path / "broker.log", "wb") as log:
+        proc = subprocess.Popen(["/bin/sh", str(ENTRYPOINT)], env=env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    try:
+        def ready() -> bool:
+            assert proc.poll() is None, (tmp_path / "broker.log").read_text()
+            with urllib.request.urlopen(f"http://127.0.0.1:{mport}/readyz", timeout=1) as r:
+                return r.status == 200
+        wait_for(ready, 30, "the broker started by the entrypoint to be ready")
+        proc.send_signal(signal.SIGTERM)  # reaches the broker itself: the entrypoint exec'd it
+        assert proc.wait(timeout=30) == 0, (tmp_path / "broker.log").read_text()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert (tmp_path / "data").is_dir()
+
+
+# -- Compose -------------------------------------------------------------------------------------
+
+
+def test_compose_runs_three_brokers_prometheus_and_grafana_from_files_that_exist() -> None:
+    compose = yaml.safe_load(COMPOSE.read_text())
+    services = compose["services"]
+    brokers = {n: s for n, s in services.items() if n.startswith("strata-")}
+    assert sorted(brokers) == ["strata-1", "strata-2", "strata-3"]
+    assert {"prometheus", "grafana"} <= set(services)
+    ids = set()
+    for name, s in brokers.items():
+        assert s["image"] == "strata:latest"
+        assert (COMPOSE.parent / s["build"]["context"] / s["build"]["dockerfile"]).resolve() == DOCKERFILE
+        env = s["environment"]
+        ids.add(env["STRATA_ID"])
+        peers = dict(p.split("@") for p in env["STRATA_PEERS"].split(","))
+        assert peers[env["STRATA_ID"]] == env["STRATA_ADVERTISED"] == f"{name}:{CLIENT_PORT}"
+        assert set(peers.values()) == {f"{n}:{CLIENT_PORT}" for n in brokers}
+        container_ports = {int(p.split(":")[-1]) for p in s["ports"]}
+        assert container_ports == exposed_ports()
+        assert int(env["STRATA_LISTEN"].rsplit(":", 1)[1]) == CLIENT_PORT
+        assert int(env["STRATA_METRICS_LISTEN"].rsplit(":", 1)[1]) == METRICS_PORT
+        check = " ".join(s["healthcheck"]["test"])
+        path = re.search(r"127\.0\.0\.1:(\d+)(/\w+)", check)
+        assert int(path[1]) == METRICS_PORT and served_status({path[2]}) == {path[2]: 200}
+        assert any(v.endswith(":/var/lib/strata") for v in s["volumes"])
+    assert ids == {"1", "2", "3"}
+    for svc in ("prometheus", "grafana"):
+        for v in services[svc]["volumes"]:
+            src = v.split(":")[0]
+            if src.startswith("."):
+                assert (COMPOSE.parent / src).exists(), f"{svc} mounts {src}, which does not exist"
+    prom_cfg = yaml.safe_load((PROMETHEUS_DIR / "prometheus.docker.yml").read_text())
+    targets = {t for sc in prom_cfg["scrape_configs"] for c in sc["static_configs"] for t in c["targets"]}
+    assert targets == {f"{n}:{METRICS_PORT}" for n in brokers}
+    mounts = dict(v.split(":")[:2] for v in services["grafana"]["volumes"] if v.startswith("."))
+    provider = yaml.safe_load((OPS / "grafana/provisioning/dashboards/strata.yml").read_text())["providers"][0]
+    assert Path(mounts["./grafana/strata.json"]).parent == Path(provider["options"]["path"])
+    ds = yaml.safe_load((OPS / "grafana/provisioning/datasources/prometheus.yml").read_text())["datasources"][0]
+    assert ds["type"] == "prometheus" and ds["url"] == "http://prometheus:9090"
+    assert "9090:9090" in services["prometheus"]["ports"]
+
+
+# -- Kubernetes ----------------------------------------------------------------------------------
+
+
+def test_kubernetes_statefulset_services_pdb_and_probes_fit_together() -> None:
+    docs = k8s_docs()
+    sts = docs["StatefulSet/strata"]
+    headless = docs["Service/strata-headless"]
+    pdb = docs["PodDisruptionBudget/strata"]
+    cm = docs["ConfigMap/strata-entrypoint"]
+    spec = sts["spec"]
+    labels = spec["template"]["metadata"]["labels"]
+    assert spec["selector"]["matchLabels"].items() <= labels.items()
+    assert spec["serviceName"] == "strata-headless"
+    assert spec["podManagementPolicy"] == "Parallel"
+    assert headless["spec"]["clusterIP"] == "None" and headless["spec"]["publishNotReadyAddresses"] is True
+    for svc in (headless, docs["Service/strata"]):
+        assert svc["spec"]["selector"].items() <= labels.items()
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    assert pdb["spec"]["maxUnavailable"] == 1
+
+    (container,) = spec["template"]["spec"]["containers"]
+    image_names = {i["name"] for i in docs["Kustomization/kustomization"]["images"]}
+    assert container["image"].split(":")[0] in image_names == {"strata"}
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"kafka": CLIENT_PORT, "metrics": METRICS_PORT}
+    assert set(ports.values()) == exposed_ports()
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert int(env["STRATA_REPLICAS"]) == spec["replicas"]
+    assert env["STRATA_HEADLESS_SERVICE"] == spec["serviceName"]
+    assert int(env["STRATA_LISTEN"].rsplit(":", 1)[1]) == ports["kafka"]
+    assert int(env["STRATA_METRICS_LISTEN"].rsplit(":", 1)[1]) == ports["metrics"]
+
+    probes = {k: container[k]["httpGet"] for k in ("startupProbe", "livenessProbe", "readinessProbe")}
+    assert probes["livenessProbe"]["path"] == "/healthz" and probes["readinessProbe"]["path"] == "/readyz"
+    for probe in probes.values():
+        assert ports[probe["port"]] == METRICS_PORT
+    statuses = served_status({p["path"] for p in probes.values()})
+    assert set(statuses.values()) == {200}, statuses
+
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in spec["template"]["spec"]["volumes"]}
+    assert volumes["entrypoint"]["configMap"]["name"] == cm["metadata"]["name"]
+    script_path = f"{mounts['entrypoint']}/{next(iter(cm['data']))}"
+    assert container["command"] == ["/bin/sh", script_path]
+    assert mounts["data"] == env["STRATA_DATA_DIR"]
+    assert [c["metadata"]["name"] for c in spec["volumeClaimTemplates"]] == ["data"]
+    assert spec["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
+
+
+def test_kubernetes_entrypoint_derives_id_and_peers_from_the_pod_ordinal(tmp_path: Path, stub_bin: Path) -> None:
+    cm = k8s_docs()["ConfigMap/strata-entrypoint"]
+    script = tmp_path / "k8s-entrypoint.sh"
+    script.write_text(cm["data"]["k8s-entrypoint.sh"])
+    env = {"HOSTNAME": "strata-2", "POD_NAMESPACE": "prod", "STRATA_REPLICAS": "3",
+           "STRATA_HEADLESS_SERVICE": "strata-headless", "STRATA_LISTEN": "0.0.0.0:9092"}
+    res = run_script(script, stub_bin, env)
+    assert res.returncode == 0, res.stderr
+    got = dict(line[4:].split("=", 1) for line in res.stdout.splitlines() if line.startswith("env:"))
+    dom = "strata-headless.prod.svc.cluster.local"
+    assert got["STRATA_ID"] == "3"
+    assert got["STRATA_PEERS"] == f"1@strata-0.{dom}:9092,2@strata-1.{dom}:9092,3@strata-2.{dom}:9092"
+    assert got["STRATA_ADVERTISED"] == f"strata-2.{dom}:9092"
+    res = run_script(script, stub_bin, {**env, "HOSTNAME": "not-a-statefulset-pod"})
+    assert res.returncode == 2 and "ordinal" in res.stderr
+
+
+# -- Grafana -------------------------------------------------------------------------------------
+
+
+def test_dashboard_covers_the_issue_s_sections_with_real_queries() -> None:
+    d = dashboard()
+    rows = [p["title"] for p in d["panels"] if p["type"] == "row"]
+    assert rows == ["Cluster overview", "Throughput", "Latency", "Replication health", "Consumer lag", "Disk"]
+    ids = [p["id"] for p in d["panels"]]
+    assert len(ids) == len(set(ids))
+    assert any(v["type"] == "datasource" and v["name"] == "datasource" for v in d["templating"]["list"])
+    for p in d["panels"]:
+        g = p["gridPos"]
+        assert g["x"] >= 0 and g["x"] + g["w"] <= 24, p["title"]
+        if p["type"] == "row":
+            continue
+        assert p["datasource"]["uid"] == "${datasource}" and p["targets"], p["title"]
+        assert all(t["expr"].strip() for t in p["targets"]), p["title"]

@@ -1,0 +1,172 @@
+"""BrokerMetrics without a broker process: what a scrape shows for a given broker state.
+
+The broker objects are stand-ins with the attributes the collector reads (replicas with a
+log and Raft progress, a controller, a coordinator with ``lag_snapshot()``), so each value's
+meaning is pinned down: follower lag, under-replicated, leaderless, consumer lag, readiness.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from strata.broker.metrics import BrokerMetrics
+from strata.client.errors import ErrorCode
+from strata.client.protocol import Api
+
+
+@dataclass
+class FakeReplica:
+    node_id: int
+    voters: list[int]
+    leader: int | None
+    isr: list[int] = field(default_factory=list)
+    matches: dict[int, int] = field(default_factory=dict)
+    leo: int = 100
+    hw: int = 90
+    term: int = 4
+
+    def __post_init__(self) -> None:
+        self.log = SimpleNamespace(log_end_offset=self.leo, log_start_offset=10, size_bytes=4096, segment_count=2)
+        self.high_watermark = self.hw
+        progress = {p: SimpleNamespace(match=m) for p, m in self.matches.items()}
+        self.node = SimpleNamespace(term=self.term, leader=self.leader, progress=progress)
+
+    @property
+    def is_leader(self) -> bool:
+        return self.leader == self.node_id
+
+    def in_sync_replicas(self) -> list[int]:
+        return self.isr
+
+
+def fake_broker(tmp_path: Path, *, metrics_listen=("127.0.0.1", 0), lag_rows=None, ready=(True, "ready")):
+    topics = {"events": SimpleNamespace(replicas=[[1, 2, 3], [2, 3, 1], [3, 1, 2]])}
+    replicas = {
+        ("events", 0): FakeReplica(1, [1, 2, 3], leader=1, isr=[1, 2], matches={1: 99, 2: 99, 3: 60}),
+        ("events", 1): FakeReplica(1, [2, 3, 1], leader=2),
+        ("events", 2): FakeReplica(1, [3, 1, 2], leader=None),
+    }
+    controller = SimpleNamespace(
+        is_leader=True, replica=SimpleNamespace(high_watermark=7),
+        image=SimpleNamespace(topics=topics, applied_offset=6),
+        view={("events", 0): SimpleNamespace(leader=1), ("events", 1): SimpleNamespace(leader=2)},
+        live_brokers=lambda: [1, 2],
+    )
+    coordinator = SimpleNamespace()
+    if lag_rows is not None:
+        coordinator.lag_snapshot = lambda: lag_rows
+    return SimpleNamespace(
+        config=SimpleNamespace(node_id=1, metrics_listen=metrics_listen), node_id=1, data_dir=tmp_path,
+        replicas=replicas, controller=controller, coordinator=coordinator, ready=lambda: ready,
+        started_at=0.0, group_commit=None,
+    )
+
+
+def scrape(metrics: BrokerMetrics, body: bytes | None = None) -> dict[tuple[str, tuple], float]:
+    """What /metrics serves (``render()``), parsed the way Prometheus parses it."""
+    out = {}
+    for fam in text_string_to_metric_families((metrics.render() if body is None else body).decode()):
+        for s in fam.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def test_partition_replication_and_controller_values(tmp_path: Path) -> None:
+    s = scrape(BrokerMetrics(fake_broker(tmp_path)))
+    p0 = (("partition", "0"), ("topic", "events"))
+    assert s[("strata_partition_leader", p0)] == 1
+    assert s[("strata_partition_under_replicated", p0)] == 1
+    assert s[("strata_partition_in_sync_replicas", p0)] == 2
+    # leader LEO 100: follower 2 matched 99 (caught up), follower 3 matched 60 (39 behind).
+    assert s[("strata_partition_follower_lag", (("follower", "2"),) + p0)] == 0
+    assert s[("strata_partition_follower_lag", (("follower", "3"),) + p0)] == 39
+    assert ("strata_partition_follower_lag", (("follower", "1"),) + p0) not in s
+    assert s[("strata_partition_leader", (("partition", "1"), ("topic", "events")))] == 0
+    assert s[("strata_under_replicated_partitions", ())] == 1
+    assert s[("strata_leaderless_partitions", ())] == 1
+    # events-2's view is missing and events-1's leader (2) is live: one offline partition.
+    assert s[("strata_controller_offline_partitions", ())] == 1
+    assert s[("strata_controller_active", ())] == 1
+    assert s[("strata_data_dir_free_bytes", ())] > 0 and s[("strata_data_dir_size_bytes", ())] > 0
+    (info,) = [dict(labels) for name, labels in s if name == "strata_broker_info"]
+    assert info["broker_id"] == "1" and info["version"]
+
+
+def test_consumer_group_lag_leaves_unknown_lag_out(tmp_path: Path) -> None:
+    rows = [("g", "events", 0, 40, 100, 60), ("g", "events", 1, 5, -1, -1)]
+    s = scrape(BrokerMetrics(fake_broker(tmp_path, lag_rows=rows)))
+    g0 = (("group", "g"), ("partition", "0"), ("topic", "events"))
+    g1 = (("group", "g"), ("partition", "1"), ("topic", "events"))
+    assert s[("strata_consumer_group_lag", g0)] == 60
+    assert ("strata_consumer_group_lag", g1) not in s
+    assert s[("strata_consumer_group_committed_offset", g1)] == 5
+
+
+def test_readiness_waits_for_metadata_and_assigned_partitions(tmp_path: Path) -> None:
+    b = fake_broker(tmp_path)
+    m = BrokerMetrics(b)
+    assert m.ready() == (True, "ready")
+    b.controller.image.applied_offset = 3
+    assert m.ready() == (False, "applying metadata: 4 of 7 records")
+    b.controller.image.applied_offset = 6
+    del b.replicas[("events", 2)]
+    assert m.ready() == (False, "opening 1 assigned partition replica(s)")
+    b.ready = lambda: (False, "no controller elected yet")
+    assert m.ready() == (False, "no controller elected yet")
+
+
+def test_requests_errors_and_latency_are_counted_by_api_and_code(tmp_path: Path) -> None:
+    m = BrokerMetrics(fake_broker(tmp_path))
+
+    async def ok(conn, hdr, payload):
+        return SimpleNamespace(header={})
+
+    async def refused(conn, hdr, payload):
+        return SimpleNamespace(header={"err": int(ErrorCode.NOT_LEADER)})
+
+    async def broken(conn, hdr, payload):
+        raise RuntimeError("bug")
+
+    async def run() -> None:
+        assert m.instrument(Api.PRODUCE, ok) is m.instrument(Api.PRODUCE, ok)  # built once per API
+        await m.instrument(Api.PRODUCE, ok)(None, {}, b"")
+        await m.instrument(Api.FETCH, refused)(None, {}, b"")
+        with pytest.raises(RuntimeError):
+            await m.instrument(Api.METADATA, broken)(None, {}, b"")
+
+    asyncio.run(run())
+    s = scrape(m)
+    assert s[("strata_requests_total", (("api", "produce"),))] == 1
+    assert s[("strata_request_latency_seconds_count", (("api", "produce"),))] == 1
+    assert s[("strata_request_errors_total", (("api", "fetch"), ("code", "NOT_LEADER")))] == 1
+    assert s[("strata_request_errors_total", (("api", "metadata"), ("code", "EXCEPTION")))] == 1
+
+
+def test_without_metrics_listen_handlers_run_unwrapped(tmp_path: Path) -> None:
+    m = BrokerMetrics(fake_broker(tmp_path, metrics_listen=None))
+
+    async def handler(conn, hdr, payload):
+        return None
+
+    assert m.instrument(Api.PRODUCE, handler) is handler
+    m.bytes_in("events", 100)
+    assert ("strata_bytes_in_total", (("topic", "events"),)) not in scrape(m)
+
+
+def test_the_fast_text_writer_says_what_prometheus_client_would(tmp_path: Path) -> None:
+    rows = [('we"ird\\group\nname', "events", 0, 40, 100, 60)]
+    m = BrokerMetrics(fake_broker(tmp_path, lag_rows=rows))
+    served, reference = scrape(m), scrape(m, generate_latest(m.registry))
+    volatile = {"strata_broker_uptime_seconds", "strata_data_dir_free_bytes", "process_cpu_seconds_total",
+                "process_resident_memory_bytes", "process_virtual_memory_bytes", "process_open_fds"}
+    assert {k for k in served if k[0] not in volatile} == {k for k in reference if k[0] not in volatile}
+    assert all(served[k] == reference[k] for k in served if k[0] not in volatile)
+    assert ("strata_consumer_group_lag", (("group", 'we"ird\\group\nname'), ("partition", "0"),
+                                          ("topic", "events"))) in served

@@ -131,6 +131,16 @@ class Replica:
         self.raft_log = StorageRaftLog(self.log)
         stored = hardstate.load(directory)
         hs = HardState.from_wire(stored["hs"]) if "hs" in stored else None
+        faulty = bool(self.log.recovery.corrupt)
+        if faulty and not (hs and hs.storage_faulty):
+            # Recovery cut data that had been written whole: the log now looks clean, so the
+            # fault must be on disk before anything else, or a second crash would hide it and
+            # this replica could vote (and count toward commits) without data it acknowledged.
+            base = hs or HardState()
+            hs = HardState(base.term, base.vote, base.configs, True)
+            hardstate.save(directory, {"hs": hs.to_wire()})
+            log.warning("%s: recovery cut acknowledged data; this replica will not vote until it has "
+                        "caught up from a leader", self.name)
         timing = self.config.raft
         limits = self.config.limits
         faults = frozenset()
@@ -150,7 +160,7 @@ class Replica:
             random.Random(hash((node_id, key)) ^ random.getrandbits(32)),
             hs,
             initial=Membership(frozenset(self.voters)),
-            storage_faulty=bool(self.log.recovery.corrupt),
+            storage_faulty=faulty,
         )
         self.high_watermark = self.node.commit
         self.role = self.node.role
@@ -175,8 +185,9 @@ class Replica:
                 pass
         self._fail_waiters(ErrorCode.NOT_LEADER, f"{self.name} is no longer served by broker {self.node_id}")
         for item in self._inbox:
-            if item[0] == "propose" and not item[2].done():
-                item[2].set_exception(self.not_leader_error())
+            fut = item[-1]
+            if item[0] in ("propose", "append") and not fut.done():
+                fut.set_exception(self.not_leader_error())
         self._inbox.clear()
         self._data_event.set()
 
@@ -278,32 +289,46 @@ class Replica:
         h = headers[0]
         if h.is_control:
             raise ReplicaError(ErrorCode.INVALID_REQUEST, "clients may not write control batches")
-        decision = self.producers.check(h)
-        if decision.verdict is Verdict.DUPLICATE:
-            dup = decision.duplicate_of
-            assert dup is not None
-            if acks == -1:
-                await self.wait_committed(dup.last_offset, timeout_s)
-            return ProduceResult(dup.base_offset, dup.last_offset, self.log.log_start_offset)
-        if decision.verdict is Verdict.OUT_OF_ORDER:
-            raise ReplicaError(ErrorCode.OUT_OF_ORDER_SEQUENCE, decision.detail)
-        if decision.verdict is Verdict.FENCED:
-            raise ReplicaError(ErrorCode.INVALID_PRODUCER_EPOCH, decision.detail)
-        if decision.verdict is Verdict.UNKNOWN_PRODUCER:
-            raise ReplicaError(ErrorCode.UNKNOWN_PRODUCER_ID, decision.detail)
-        pending = self.log.log_end_offset - self.high_watermark
         if len(self._commit_waiters) >= limits.max_pending_appends:
             raise ReplicaError(
                 ErrorCode.NOT_ENOUGH_REPLICAS,
-                f"{len(self._commit_waiters)} appends ({pending} offsets) already await replication on "
-                f"{self.name}; retry later",
+                f"{len(self._commit_waiters)} appends already await replication on {self.name}; retry later",
             )
-        base, last = await self.propose(bytes(payload))
-        # The producer state mirrors the log: record the batch with the offsets it got.
-        self.producers.update(_with_offsets(h, base))
-        if acks == -1 and "ack-before-commit" not in self.config.unsafe:
+        if self._busy:
+            # The core takes no input while a Ready is persisted: queue the batch. Its
+            # sequence check happens when it is appended, in arrival order, so pipelined
+            # batches of one producer are checked against each other, never against stale state.
+            if len(self._inbox) >= MAX_QUEUED_INPUTS:
+                raise ReplicaError(ErrorCode.NOT_ENOUGH_REPLICAS, f"{self.name}: too many appends queued; retry")
+            fut = asyncio.get_running_loop().create_future()
+            self._inbox.append(("append", h, bytes(payload), fut))
+            duplicate, base, last = await fut
+        else:
+            duplicate, base, last = self._check_and_append(h, bytes(payload))
+        if acks == -1 and ("ack-before-commit" not in self.config.unsafe or duplicate):
             await self.wait_committed(last, timeout_s)
         return ProduceResult(base, last, self.log.log_start_offset)
+
+    def _check_and_append(self, h, batch: bytes) -> tuple[bool, int, int]:
+        """Sequence check, append and producer-state update as one step: ``(duplicate, base, last)``."""
+        if self._stopped or not self.is_leader:
+            raise self.not_leader_error()
+        decision = self.producers.check(h)
+        verdict = decision.verdict
+        if verdict is Verdict.DUPLICATE:
+            dup = decision.duplicate_of
+            assert dup is not None
+            return True, dup.base_offset, dup.last_offset
+        if verdict is Verdict.OUT_OF_ORDER:
+            raise ReplicaError(ErrorCode.OUT_OF_ORDER_SEQUENCE, decision.detail)
+        if verdict is Verdict.FENCED:
+            raise ReplicaError(ErrorCode.INVALID_PRODUCER_EPOCH, decision.detail)
+        if verdict is Verdict.UNKNOWN_PRODUCER:
+            raise ReplicaError(ErrorCode.UNKNOWN_PRODUCER_ID, decision.detail)
+        base, last = self._propose(batch)
+        # The producer state mirrors the log: record the batch with the offsets it got.
+        self.producers.update(_with_offsets(h, base))
+        return False, base, last
 
     async def wait_committed(self, last_offset: int, timeout_s: float) -> None:
         if self.high_watermark > last_offset:
@@ -339,6 +364,7 @@ class Replica:
 
     def read(self, offset: int, max_bytes: int):
         """Whole batches from ``offset`` below the high watermark (a storage FileSlice or None)."""
+        self.require_readable()
         hw = self.high_watermark
         start = self.log.log_start_offset
         if offset < start or offset > hw:
@@ -356,6 +382,15 @@ class Replica:
             raise ReplicaError(ErrorCode.STORAGE_ERROR,
                                f"{self.name}: corrupt data at offset {offset} on broker {self.node_id}: {exc}; "
                                "not served") from None
+
+    def require_readable(self) -> None:
+        """Reads come from a leader that knows the commit index (not a stale-low high watermark)."""
+        if not self.is_leader:
+            raise self.not_leader_error()
+        if not self.node.leader_knows_commit:
+            raise ReplicaError(ErrorCode.LEADER_NOT_AVAILABLE,
+                               f"broker {self.node_id} was just elected leader of {self.name} and has not yet "
+                               "committed an entry of its term; retry in a moment", leader=self.node_id)
 
     async def wait_for_data(self, offset: int, timeout_s: float) -> None:
         """Long poll: return once the high watermark passes ``offset`` or the time is up."""
@@ -432,6 +467,14 @@ class Replica:
             kind = item[0]
             if kind == "step":
                 self._step(item[1])
+            elif kind == "append":
+                fut = item[3]
+                if fut.done():
+                    continue
+                try:
+                    fut.set_result(self._check_and_append(item[1], item[2]))
+                except ReplicaError as exc:
+                    fut.set_exception(exc)
             elif kind == "propose":
                 fut = item[2]
                 if fut.done():

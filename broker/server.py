@@ -20,7 +20,7 @@ import msgpack
 
 from strata.broker.config import BrokerConfig
 from strata.broker.connection import ClientConnection, Response
-from strata.broker.controller import HEARTBEAT_S, Controller
+from strata.broker.controller import HEARTBEAT_S, SESSION_TIMEOUT_S, Controller
 from strata.broker.coordinator import GroupCoordinator
 from strata.broker.metadata import METADATA_TOPIC, OFFSETS_TOPIC, MetadataError
 from strata.broker.metrics import BrokerMetrics
@@ -287,6 +287,7 @@ class Broker:
     async def _heartbeat_loop(self) -> None:
         from strata.client.conn import open_connection
 
+        last_ok = time.monotonic()
         while True:
             await asyncio.sleep(HEARTBEAT_S)
             ctl = self.controller
@@ -310,8 +311,11 @@ class Broker:
                     if hdr.get("err"):
                         raise ConnectionError(hdr.get("msg", "heartbeat refused"))
                     resp = hdr
-            except (OSError, ConnectionError, TimeoutError, MetadataError, Exception) as exc:
+            except Exception as exc:  # any failure: retry on the next beat
                 log.debug("heartbeat to controller %s failed: %s", leader, exc)
+                silent = time.monotonic() - last_ok
+                if silent > SESSION_TIMEOUT_S:
+                    self.ready_reason = f"cannot reach the controller (broker {leader}) for {silent:.0f}s"
                 self._lost_leadership.update(tuple(k) for k in req["lost"])
                 if self._controller_conn is not None:
                     try:
@@ -320,6 +324,7 @@ class Broker:
                         pass
                     self._controller_conn = None
                 continue
+            last_ok = time.monotonic()
             ctl.apply_view(resp)
             for topic, p, to in resp.get("transfers", ()):
                 r = self.replicas.get((topic, p))
@@ -624,6 +629,7 @@ class Broker:
             topic, p, ts = w["topic"], w["partition"], w["timestamp"]
             try:
                 r = self._leader_for(topic, p)
+                r.require_readable()
             except ReplicaError as exc:
                 out.append({"topic": topic, "partition": p, **self._error_fields(exc)})
                 continue

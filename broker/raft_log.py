@@ -8,15 +8,19 @@ comes from the storage's leader-epoch checkpoint, which keeps it across retentio
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from strata.broker.raft.log import Run
 from strata.storage import Log
 
 
 class StorageRaftLog:
-    __slots__ = ("log",)
+    __slots__ = ("log", "on_follower_append")
 
-    def __init__(self, log: Log) -> None:
+    def __init__(self, log: Log, on_follower_append: Callable[[bytes | memoryview], None] | None = None) -> None:
         self.log = log
+        #: Sees every batch a follower appends (the replica keeps producer state current).
+        self.on_follower_append = on_follower_append
 
     @property
     def log_start_offset(self) -> int:
@@ -54,6 +58,8 @@ class StorageRaftLog:
 
     def append_as_follower(self, data: bytes | memoryview) -> None:
         self.log.append_as_follower(data)
+        if self.on_follower_append is not None:
+            self.on_follower_append(data)
 
     def truncate_to(self, offset: int) -> None:
         self.log.truncate_to(offset)

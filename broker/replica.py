@@ -54,6 +54,8 @@ MEMBERSHIP_CONTROL_TYPE = 6
 #: Inputs queued while a Ready is being persisted; past this, peer messages are dropped
 #: (Raft resends) and proposals refused with a retriable error.
 MAX_QUEUED_INPUTS = 10_000
+#: How much of a log's tail is read to rebuild idempotent-producer state.
+PRODUCER_STATE_SCAN_BYTES = 64 << 20
 
 
 class ReplicaError(Exception):
@@ -128,7 +130,7 @@ class Replica:
         self._queued_ticks = 0
         self._ticks = 0
         self._heard: dict[int, int] = {}
-        self.raft_log = StorageRaftLog(self.log)
+        self.raft_log = StorageRaftLog(self.log, self._follower_appended)
         stored = hardstate.load(directory)
         hs = HardState.from_wire(stored["hs"]) if "hs" in stored else None
         faulty = bool(self.log.recovery.corrupt)
@@ -503,7 +505,6 @@ class Replica:
                 )
             if rd.role is Role.LEADER:
                 log.info("broker %d leads %s in term %d", self.node_id, self.name, rd.term)
-                self._rebuild_producers()
             self.broker.leadership_changed(self)
         if rd.truncated_to is not None:
             self._rebuild_producers()
@@ -525,12 +526,36 @@ class Replica:
             assert node.commit >= self.high_watermark or self.high_watermark <= self.log.log_start_offset, (
                 self.name, new_hw, self.high_watermark)
 
-    def _rebuild_producers(self) -> None:
-        """Producer state always mirrors the log: rebuild it from batch headers."""
-        self.producers.rebuild(self._iter_headers())
+    def _follower_appended(self, data: bytes | memoryview) -> None:
+        """Producer state follows every append, as Kafka's does, so a new leader has it ready."""
+        for _, h in iter_batches(data, check_crc=False):
+            self.producers.update(h)
 
-    def _iter_headers(self):
-        offset = self.log.log_start_offset
+    def _rebuild_producers(self) -> None:
+        """Rebuild producer state from the tail of the log (at start and after a truncation).
+
+        Only the last ``PRODUCER_STATE_SCAN_BYTES`` of the log are read: a producer whose
+        batches are all older than that is forgotten and must start a new sequence (it gets
+        ``UNKNOWN_PRODUCER_ID`` and re-initialises), as with Kafka's producer expiry. This
+        bounds the work done on the event loop after a truncation to a few milliseconds.
+        """
+        self.producers.rebuild(self._iter_headers(self._scan_start()))
+
+    def _scan_start(self) -> int:
+        lg = self.log
+        segments = getattr(lg, "segments", None)
+        if not segments:
+            return lg.log_start_offset
+        total = 0
+        start = segments[-1].base_offset
+        for seg in reversed(segments):
+            start = seg.base_offset
+            total += seg.size
+            if total >= PRODUCER_STATE_SCAN_BYTES:
+                break
+        return max(start, lg.log_start_offset)
+
+    def _iter_headers(self, offset: int):
         end = self.log.log_end_offset
         while offset < end:
             try:

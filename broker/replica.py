@@ -44,6 +44,7 @@ from strata.broker.raft_log import StorageRaftLog
 from strata.client.batch import CorruptBatchError, iter_batches, validate_batches
 from strata.client.errors import ErrorCode
 from strata.client.records import build_control_batch, decode_batch
+from strata.storage import LogFullError, StorageError
 
 log = logging.getLogger("strata.broker.replica")
 
@@ -125,6 +126,7 @@ class Replica:
         self._kick = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._stopped = False
+        self.failed = False
         self._busy = False
         self._inbox: deque = deque()
         self._queued_ticks = 0
@@ -200,9 +202,15 @@ class Replica:
         if self._stopped:
             return
         if self._busy:
-            self._queued_ticks += 1
+            # Time passes while the disk is busy, but a burst of queued ticks must not fire
+            # an election the moment it returns: at most one timeout's worth is kept.
+            self._queued_ticks = min(self._queued_ticks + 1, self.config.raft.election_ticks)
             return
-        self.node.tick()
+        try:
+            self.node.tick()
+        except Exception as exc:  # a storage failure inside the core
+            self.fail(f"tick failed: {exc!r}")
+            return
         if self.node.has_ready():
             self._kick.set()
 
@@ -221,13 +229,32 @@ class Replica:
     def _step(self, msg) -> None:
         try:
             self.node.step(msg)
-        except Exception:
-            log.exception("%s: raft step failed for %r", self.name, type(msg).__name__)
-            raise
+        except Exception as exc:  # e.g. a follower append on a full disk
+            self.fail(f"handling {type(msg).__name__} failed: {exc!r}")
+
+    def fail(self, reason: str) -> None:
+        """Storage failed under the Raft core: stop this replica and have the broker reopen it.
+
+        What a crash would do, in-process: the log is abandoned without a flush, reopened
+        (recovery cuts the unsynced tail, which nobody was told is durable) and a new Raft
+        node starts from the persisted term and vote. The broker keeps serving its other
+        partitions meanwhile, and retries the reopen with a backoff while the disk is full.
+        """
+        if self.failed:
+            return
+        self.failed = True
+        log.error("%s on broker %d: %s; restarting this replica from disk", self.name, self.node_id, reason)
+        self._stopped = True
+        self._kick.set()
+        self._fail_waiters(ErrorCode.STORAGE_ERROR, f"{self.name}: broker {self.node_id}'s storage failed ({reason})")
+        if self.role is Role.LEADER:
+            self.role = Role.FOLLOWER
+            self.broker.leadership_changed(self)
+        self.broker.restart_replica(self, reason)
 
     @property
     def is_leader(self) -> bool:
-        return self.node.role is Role.LEADER
+        return not self._stopped and self.node.role is Role.LEADER
 
     def not_leader_error(self) -> ReplicaError:
         leader = self.node.leader
@@ -265,6 +292,12 @@ class Replica:
             base, last = self.node.propose(batch)
         except NotLeaderError:
             raise self.not_leader_error() from None
+        except LogFullError as exc:
+            # The append was cut back: the log and the core are as before.
+            raise ReplicaError(ErrorCode.DISK_FULL, f"{self.name} on broker {self.node_id}: {exc}") from None
+        except (StorageError, OSError) as exc:
+            self.fail(f"append failed: {exc!r}")
+            raise ReplicaError(ErrorCode.STORAGE_ERROR, f"{self.name} on broker {self.node_id}: {exc}") from None
         except ProposalDroppedError as exc:
             raise ReplicaError(ErrorCode.NOT_LEADER, f"{self.name}: {exc}; retry shortly",
                                leader=self.node.leader) from None
@@ -450,6 +483,12 @@ class Replica:
                     if always and rd.sync_end > self.log.flushed_offset:
                         await gc.durable(self.log, rd.sync_end - 1)
                     after = node.advance(rd)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # full disk, failed fsync
+                    # The core waits for an advance that cannot come: restart from disk.
+                    self.fail(f"persisting Raft state failed: {exc!r}")
+                    return
                 finally:
                     self._busy = False
                 for m in after:

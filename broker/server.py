@@ -19,13 +19,14 @@ from pathlib import Path
 import msgpack
 
 from strata.broker.config import BrokerConfig
-from strata.broker.connection import ClientConnection, Response
+from strata.broker.connection import SENDFILE_MIN_BYTES, ClientConnection, FileSlice, Response
 from strata.broker.controller import HEARTBEAT_S, SESSION_TIMEOUT_S, Controller
 from strata.broker.coordinator import GroupCoordinator
 from strata.broker.metadata import METADATA_TOPIC, OFFSETS_TOPIC, MetadataError
 from strata.broker.metrics import BrokerMetrics
 from strata.broker.raft.messages import from_wire as raft_from_wire
 from strata.broker.replica import Replica, ReplicaError
+from strata.client.batch import CorruptBatchError
 from strata.client.errors import ErrorCode
 from strata.client.protocol import Api, api_ranges
 from strata.storage import GroupCommit, Log, LogConfig
@@ -87,7 +88,7 @@ class Broker:
         self.transport = PeerTransport(self.node_id, self.config.peers)
         # The controller's metadata replica first: everything else follows from its log.
         voters = sorted(self.config.peers)
-        self.controller.replica = self._open_replica((METADATA_TOPIC, 0), voters, on_commit=self.controller.on_commit)
+        self._open_replica((METADATA_TOPIC, 0), voters, on_commit=self.controller.on_commit)
         self.transport.start()
         host, port = self.config.listen
         self._server = await loop.create_server(
@@ -196,9 +197,38 @@ class Broker:
                         if lg.recovery.corrupt else "")
         r = Replica(key=key, node_id=self.node_id, voters=voters, log_obj=lg, directory=d, broker=self,
                     on_commit=on_commit)
+        r.open_args = (key, voters, {"on_commit": on_commit, "topic_id": topic_id, "configs": configs})
         self.replicas[key] = r
+        if key[0] == METADATA_TOPIC:
+            self.controller.replica = r
         r.start()
         return r
+
+    def restart_replica(self, r: Replica, reason: str) -> None:
+        """Reopen a replica whose storage failed (see ``Replica.fail``), with backoff."""
+        self.spawn(self._restart_replica(r))
+
+    async def _restart_replica(self, r: Replica) -> None:
+        await r.stop()
+        try:
+            r.log.abandon()
+        except Exception:  # already broken; recovery will sort it out
+            log.exception("abandoning %s's log", r.name)
+        key, voters, kwargs = r.open_args
+        delay = 0.2
+        while not self._stop.is_set():
+            if self.replicas.get(key) is not r:
+                return  # deleted or replaced meanwhile
+            try:
+                self.replicas.pop(key, None)
+                self._open_replica(key, voters, **kwargs)
+                log.info("%s reopened after a storage failure", r.name)
+                return
+            except Exception as exc:  # e.g. the disk is still full
+                self.replicas[key] = r
+                log.error("reopening %s failed: %r; retrying in %.1fs", r.name, exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(5.0, delay * 2)
 
     def metadata_changed(self) -> None:
         if not self._reconcile_pending:
@@ -265,7 +295,7 @@ class Broker:
         while True:
             next_at += interval
             for r in list(self.replicas.values()):
-                r.tick()
+                r.tick()  # never raises: a replica whose storage fails restarts itself
             delay = next_at - loop.time()
             if delay < -interval * 5:
                 next_at = loop.time()  # we fell far behind: do not tick in a burst
@@ -607,9 +637,27 @@ class Broker:
             try:
                 r = self._leader_for(topic, p)
                 budget = min(w["max_bytes"], max_bytes - total)
-                sl = r.read(offset, budget) if budget > 0 or total == 0 else None
+                sl = None
+                if budget >= SENDFILE_MIN_BYTES:
+                    # A catch-up read: find whole batches below the high watermark by their
+                    # headers alone and let the connection sendfile them, so the payload is
+                    # neither copied nor CRC-checked in Python (recovery checked what was not
+                    # fsynced; the consumer checks every batch). Replica.read's checks first.
+                    r.require_readable()
+                    hw = r.high_watermark
+                    if r.log.log_start_offset <= offset < hw:
+                        try:
+                            sl = r.log.read(offset, budget, max_offset=hw, zero_copy_min_bytes=SENDFILE_MIN_BYTES)
+                        except CorruptBatchError:
+                            sl = None  # Replica.read below reports it as it always does
+                if sl is None and (budget > 0 or total == 0):
+                    sl = r.read(offset, budget)
                 size = 0
-                if sl is not None:
+                if sl is not None and sl.data is None:
+                    # The fd is dup'ed: the slice is sent later, maybe after retention closed it.
+                    parts.append(FileSlice(os.dup(sl.fileno), sl.position, sl.size))
+                    size = sl.size
+                elif sl is not None:
                     # The storage read already holds the bytes (it walked and CRC-checked the
                     # batches), so they go out as they are.
                     data = sl.read_bytes()

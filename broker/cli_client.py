@@ -1,4 +1,4 @@
-"""The client commands of ``strata``: produce, consume, topic admin and cluster status.
+"""The client commands of ``strata``: produce, consume, topic and group admin, cluster status.
 
 Built on the sync client library (:mod:`strata.client`), in the spirit of kcat and
 Redpanda's rpk: data on stdout (a table for people, ``--output json`` for scripts),
@@ -19,7 +19,10 @@ import click
 
 from strata.client.errors import (
     FeatureNotAvailableError,
+    FencedMemberEpochError,
+    GroupIdNotFoundError,
     NoBrokersAvailableError,
+    NonEmptyGroupError,
     StrataError,
     TopicAlreadyExistsError,
     UnknownPartitionError,
@@ -61,6 +64,11 @@ def _hint_for(exc: StrataError) -> str:
         return "see the topic's partitions with 'strata topic describe TOPIC'"
     if isinstance(exc, TopicAlreadyExistsError):
         return "pick another name, or delete it first with 'strata topic delete'"
+    if isinstance(exc, GroupIdNotFoundError):
+        return "list groups with 'strata group list'"
+    if isinstance(exc, NonEmptyGroupError):
+        return ("stop the group's consumers first (or wait for their sessions to expire); "
+                "'strata group describe G' shows its members")
     return exc.hint
 
 
@@ -176,7 +184,9 @@ def _text(b: bytes | None) -> str | None:
 @click.command("consume")
 @click.argument("topic")
 @_bootstrap
-@click.option("--group", "-g", default=None, help="Consume as a member of group G (not available yet).")
+@click.option("--group", "-g", default=None,
+              help="Consume as a member of group G: share the partitions with the group's other "
+                   "consumers, start at the group's committed offsets, commit as records are printed.")
 @click.option("--from-beginning", is_flag=True, help="Start at the oldest record (default: only new ones).")
 @click.option("--count", "-c", type=click.IntRange(min=1), default=None,
               help="Exit after N records (default: run until Ctrl-C).")
@@ -194,17 +204,25 @@ def consume_cmd(topic: str, bootstrap: str, group: str | None, from_beginning: b
                 output: str, idle_timeout_ms: int | None) -> None:
     """Print records of TOPIC to stdout, one per line.
 
+    With --group, the command is a member of a consumer group: the group's partitions
+    are shared among its running consumers, reading starts at the group's committed
+    offsets (--from-beginning only applies where nothing is committed yet), and each
+    batch is committed once printed.
+
     \b
     Examples:
       strata consume events --from-beginning --count 10
       strata consume events --partition 0 --offset 42 --format '{offset} {key}={value}'
       strata consume events --from-beginning --output json | jq .value
+      strata consume events --group billing --from-beginning
     """
     from strata.client import Consumer, TopicPartition
 
-    if group is not None:
-        _fail("consumer groups arrive with the groups issue; --group is not available yet",
-              "read without a group: --from-beginning, or --partition P --offset O")
+    if group is not None and (partition is not None or offset is not None):
+        _fail("--group cannot be combined with --partition/--offset: a group's coordinator "
+              "decides which partitions each member reads",
+              "drop --partition/--offset, or reset the group's offsets with "
+              "'strata group reset-offsets'", code=2)
     start: int | str | None = None
     if offset is not None:
         if offset in ("beginning", "end"):
@@ -228,17 +246,23 @@ def consume_cmd(topic: str, bootstrap: str, group: str | None, from_beginning: b
     n = 0
     signal.signal(signal.SIGINT, signal.default_int_handler)
     with _errors():
-        consumer = Consumer(bootstrap=bootstrap, auto_offset_reset=reset, client_id="strata-cli")
+        consumer = Consumer(bootstrap=bootstrap, auto_offset_reset=reset, client_id="strata-cli",
+                            group_id=group, enable_auto_commit=False)
         try:
-            if partition is not None:
-                tps = [TopicPartition(topic, partition)]
+            if group is not None:
+                consumer.partitions_for_topic(topic)  # an unknown topic fails here, clearly
+                consumer.subscribe([topic])
             else:
-                tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
-            consumer.assign(tps)
-            if isinstance(start, int):
-                consumer.seek(tps[0], start)
-            elif start == "end":
-                consumer.seek_to_end(*tps)
+                if partition is not None:
+                    tps = [TopicPartition(topic, partition)]
+                else:
+                    tps = [TopicPartition(topic, p)
+                           for p in sorted(consumer.partitions_for_topic(topic))]
+                consumer.assign(tps)
+                if isinstance(start, int):
+                    consumer.seek(tps[0], start)
+                elif start == "end":
+                    consumer.seek_to_end(*tps)
             idle_ms = 0.0
             out = click.get_text_stream("stdout")
             while count is None or n < count:
@@ -268,10 +292,24 @@ def consume_cmd(topic: str, bootstrap: str, group: str | None, from_beginning: b
                 out.write("\n".join(lines) + "\n")
                 out.flush()
                 n += len(records)
+                if group is not None:
+                    _commit_printed(consumer, group)
         except KeyboardInterrupt:
             pass
         finally:
+            if group is not None:
+                with contextlib.suppress(StrataError):
+                    _commit_printed(consumer, group)
             consumer.close()
+
+
+def _commit_printed(consumer: Any, group: str) -> None:
+    """Commit what was printed (at least once: a record is committed only after printing)."""
+    try:
+        consumer.commit()
+    except FencedMemberEpochError as exc:
+        # The consumer was removed from the group and has rejoined: keep going.
+        click.echo(f"warning: {exc.message}", err=True)
 
 
 # -- topic -------------------------------------------------------------------------------
@@ -395,6 +433,173 @@ def topic_delete(name: str, bootstrap: str) -> None:
     click.echo(f"deleted topic {name}")
 
 
+# -- group -------------------------------------------------------------------------------
+
+
+@click.group("group")
+def group_group() -> None:
+    """List, describe, reset and delete consumer groups."""
+
+
+@group_group.command("list")
+@_bootstrap
+@_output
+def group_list(bootstrap: str, output: str) -> None:
+    """List consumer groups, their state and coordinating broker.
+
+    \b
+    Examples:
+      strata group list
+      strata group list --output json
+    """
+    from strata.client import AdminClient
+
+    with _errors():
+        admin = AdminClient(bootstrap, client_id="strata-cli")
+        try:
+            groups = admin.list_groups()
+        finally:
+            admin.close()
+    if output == "json":
+        click.echo(json.dumps({"groups": [g.to_dict() for g in groups]}))
+        return
+    _table(["GROUP", "STATE", "COORDINATOR"], [[g.group, g.state, g.coordinator] for g in groups])
+
+
+@group_group.command("describe")
+@click.argument("group")
+@_bootstrap
+@_output
+def group_describe(group: str, bootstrap: str, output: str) -> None:
+    """Show GROUP's members, the partitions each holds, committed offsets and lag.
+
+    LAG is the high watermark minus the committed offset: how many records the group
+    has yet to process ('-' when the partition has no leader right now).
+
+    \b
+    Examples:
+      strata group describe billing
+      strata group describe billing --output json | jq '.offsets[].lag'
+    """
+    from strata.client import AdminClient
+
+    with _errors():
+        admin = AdminClient(bootstrap, client_id="strata-cli")
+        try:
+            desc = admin.describe_group(group)
+        finally:
+            admin.close()
+    from strata.client import TopicPartition
+
+    if output == "json":
+        click.echo(json.dumps(desc.to_dict()))
+        return
+    click.echo(f"group        {desc.group}")
+    click.echo(f"state        {desc.state}")
+    click.echo(f"coordinator  {desc.coordinator}")
+    click.echo(f"assignor     {desc.assignor or '-'}")
+    click.echo("")
+    _table(["MEMBER", "CLIENT-ID", "HOST", "PARTITIONS"],
+           [[m.member_id, m.client_id or "-", m.host or "-",
+             ",".join(f"{tp.topic}-{tp.partition}" for tp in m.assignment) or "-"]
+            for m in desc.members])
+    click.echo("")
+    owner = {tp: m for m in desc.members for tp in m.assignment}
+    committed = {(o.topic, o.partition): o for o in desc.offsets}
+    keys = sorted(set(committed) | {(tp.topic, tp.partition) for tp in owner})
+    rows = []
+    for t, p in keys:
+        m = owner.get(TopicPartition(t, p))
+        o = committed.get((t, p))
+        rows.append([t, p, "-" if o is None else o.committed,
+                     "-" if o is None else _off(o.high_watermark),
+                     "-" if o is None or o.lag < 0 else o.lag,
+                     "-" if m is None else m.member_id, "-" if m is None else (m.client_id or "-")])
+    _table(["TOPIC", "PARTITION", "COMMITTED", "HIGH-WATERMARK", "LAG", "MEMBER", "CLIENT-ID"],
+           rows)
+
+
+@group_group.command("reset-offsets")
+@click.argument("group")
+@_bootstrap
+@_output
+@click.option("--topic", "-t", required=True, help="The topic whose offsets to reset.")
+@click.option("--to-earliest", is_flag=True, help="Reset to the oldest record still kept.")
+@click.option("--to-latest", is_flag=True, help="Reset to the end (skip everything so far).")
+@click.option("--to-offset", type=click.IntRange(min=0), default=None,
+              help="Reset every partition to offset N (clamped to each partition's range).")
+@click.option("--to-datetime", default=None, metavar="ISO8601",
+              help="Reset to the first record at or after this time, e.g. 2024-05-01T12:00:00Z "
+                   "(no zone = local time).")
+def group_reset_offsets(group: str, bootstrap: str, output: str, topic: str, to_earliest: bool,
+                        to_latest: bool, to_offset: int | None, to_datetime: str | None) -> None:
+    """Set GROUP's committed offsets for TOPIC (only while none of its consumers runs).
+
+    \b
+    Examples:
+      strata group reset-offsets billing --topic events --to-earliest
+      strata group reset-offsets billing --topic events --to-offset 1000
+      strata group reset-offsets billing --topic events --to-datetime 2024-05-01T12:00:00Z
+    """
+    import datetime
+
+    from strata.client import AdminClient
+
+    chosen = [x for x in (to_earliest, to_latest, to_offset is not None, to_datetime is not None)
+              if x]
+    if len(chosen) != 1:
+        _fail("give exactly one of --to-earliest, --to-latest, --to-offset N, --to-datetime T",
+              "e.g. strata group reset-offsets G --topic T --to-earliest", code=2)
+    to: str | int | datetime.datetime
+    if to_earliest:
+        to = "earliest"
+    elif to_latest:
+        to = "latest"
+    elif to_offset is not None:
+        to = to_offset
+    else:
+        assert to_datetime is not None
+        try:
+            to = datetime.datetime.fromisoformat(to_datetime.replace("Z", "+00:00"))
+        except ValueError:
+            _fail(f"bad --to-datetime {to_datetime!r}",
+                  "use ISO 8601, e.g. 2024-05-01T12:00:00Z or 2024-05-01T14:00:00+02:00", code=2)
+    with _errors():
+        admin = AdminClient(bootstrap, client_id="strata-cli")
+        try:
+            done = admin.reset_offsets(group, topic, to)
+        finally:
+            admin.close()
+    if output == "json":
+        click.echo(json.dumps({"group": group, "offsets": [
+            {"topic": tp.topic, "partition": tp.partition, "offset": off}
+            for tp, off in sorted(done.items())]}))
+        return
+    _table(["TOPIC", "PARTITION", "NEW-OFFSET"],
+           [[tp.topic, tp.partition, off] for tp, off in sorted(done.items())])
+
+
+@group_group.command("delete")
+@click.argument("group")
+@_bootstrap
+def group_delete(group: str, bootstrap: str) -> None:
+    """Delete GROUP and its committed offsets (only while none of its consumers runs).
+
+    \b
+    Example:
+      strata group delete billing
+    """
+    from strata.client import AdminClient
+
+    with _errors():
+        admin = AdminClient(bootstrap, client_id="strata-cli")
+        try:
+            admin.delete_group(group)
+        finally:
+            admin.close()
+    click.echo(f"deleted group {group}")
+
+
 # -- cluster -----------------------------------------------------------------------------
 
 
@@ -457,7 +662,8 @@ def _table(header: list[str], rows: list[list[Any]]) -> None:
 
 def register(main: click.Group) -> None:
     """Add the client commands to the ``strata`` group (called at the end of broker/cli.py)."""
-    commands: list[Callable[..., Any]] = [produce_cmd, consume_cmd, topic_group, cluster_group]
+    commands: list[Callable[..., Any]] = [produce_cmd, consume_cmd, topic_group, group_group,
+                                          cluster_group]
     for cmd in commands:
         assert isinstance(cmd, click.Command)
         if cmd.name not in main.commands:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from strata.client import errors
     from strata.client._accumulator import RecordFuture
+    from strata.client._group import RebalanceListener
     from strata.client._types import ConsumerRecord, RecordMetadata, TopicPartition
     from strata.client.admin import AdminClient
     from strata.client.aio import NewTopic
@@ -31,6 +32,7 @@ _LAZY = {
     "RecordMetadata": "strata.client._types",
     "ConsumerRecord": "strata.client._types",
     "RecordFuture": "strata.client._accumulator",
+    "RebalanceListener": "strata.client._group",
 }
 
 __all__ = [
@@ -39,6 +41,7 @@ __all__ = [
     "ConsumerRecord",
     "NewTopic",
     "Producer",
+    "RebalanceListener",
     "RecordFuture",
     "RecordMetadata",
     "TopicPartition",

@@ -431,6 +431,7 @@ class Fetcher:
                 need_metadata = True
                 continue
             by_leader.setdefault(leader, []).append(tp)
+        ready: list[tuple[int, list[TopicPartition]]] = []
         for leader, tps in by_leader.items():
             b = self._brokers.setdefault(leader, _Broker())
             if b.busy:
@@ -438,7 +439,13 @@ class Fetcher:
             if now < b.backoff_until:
                 next_at = b.backoff_until if next_at is None else min(next_at, b.backoff_until)
                 continue
-            max_bytes = max(1, min(self.config.fetch_max_bytes, room))
+            ready.append((leader, tps))
+        # Share the buffer's room among the brokers to fetch from now: handing it all to the
+        # first would starve the others for as long as its (empty) long polls keep coming back.
+        share = room // max(1, len(ready))
+        for leader, tps in ready:
+            b = self._brokers[leader]
+            max_bytes = max(1, min(self.config.fetch_max_bytes, share, room))
             room -= max_bytes
             b.busy = True
             b.reserved = max_bytes
@@ -464,8 +471,9 @@ class Fetcher:
         sent: list[tuple[TopicPartition, int, int]] = []  # (tp, generation, offset)
         parts = []
         for tp in tps:
-            st = self.states[tp]
-            assert st.fetch_offset is not None
+            st = self.states.get(tp)
+            if st is None or st.fetch_offset is None or st.revoked:
+                continue  # unassigned or revoked between dispatch and this task's start
             sent.append((tp, st.generation, st.fetch_offset))
             parts.append(
                 {
@@ -475,13 +483,17 @@ class Fetcher:
                     "max_bytes": self.config.max_partition_fetch_bytes,
                 }
             )
+        broker = self._brokers[leader]
+        if not parts:
+            broker.busy = False
+            broker.reserved = 0
+            return
         fields = {
             "max_wait_ms": self.config.fetch_max_wait_ms,
             "min_bytes": self.config.fetch_min_bytes,
             "max_bytes": max_bytes,
             "partitions": parts,
         }
-        broker = self._brokers[leader]
         conn = None
         try:
             conn = await self.cluster.connection(leader)

@@ -2,21 +2,32 @@
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ._runtime import LoopThread
-from .aio import AIOAdminClient, ClusterDescription, NewTopic, TopicDescription
+from ._types import TopicPartition
+from .aio import (
+    AIOAdminClient,
+    ClusterDescription,
+    GroupDescription,
+    GroupListing,
+    NewTopic,
+    TopicDescription,
+)
 
 _SLACK_S = 5.0
 
 
 class AdminClient:
-    """Create, delete, list and describe topics; describe the cluster::
+    """Create, delete, list and describe topics; describe the cluster; manage groups::
 
     admin = AdminClient(bootstrap="127.0.0.1:9092")
     admin.create_topic("events", partitions=6, replication_factor=3)
     print(admin.describe_topic("events").to_dict())
+    print(admin.describe_group("g").to_dict())
+    admin.reset_offsets("g", "events", to="earliest")   # only while no consumer of g runs
     admin.close()
     """
 
@@ -84,6 +95,39 @@ class AdminClient:
 
     def describe_cluster(self) -> ClusterDescription:
         return self._run(self._core.describe_cluster())
+
+    def find_coordinator(self, group: str) -> int:
+        return self._run(self._core.find_coordinator(group))
+
+    def list_groups(self) -> list[GroupListing]:
+        """Every group in the cluster (each broker is asked for the groups it coordinates)."""
+        return self._run(self._core.list_groups())
+
+    def describe_group(self, group: str) -> GroupDescription:
+        """Members, their partitions and committed offsets with lag (GroupIdNotFoundError)."""
+        return self._run(self._core.describe_group(group))
+
+    def delete_group(self, group: str) -> None:
+        """Delete a group and its offsets; NonEmptyGroupError while it has live members."""
+        self._run(self._core.delete_group(group))
+
+    def list_group_offsets(self, group: str) -> dict[TopicPartition, int]:
+        return self._run(self._core.list_group_offsets(group))
+
+    def reset_offsets(
+        self,
+        group: str,
+        topic: str,
+        to: str | int | datetime.datetime = "earliest",
+        *,
+        partitions: Iterable[int] | None = None,
+    ) -> dict[TopicPartition, int]:
+        """Set the group's offsets of ``topic`` (see :meth:`AIOAdminClient.reset_offsets`)."""
+        return self._run(
+            self._core.reset_offsets(
+                group, topic, to, partitions=None if partitions is None else list(partitions)
+            )
+        )
 
     def close(self) -> None:
         if self._rt._closed:

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
+import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,21 +40,27 @@ from strata.client.errors import (
 from strata.client.protocol import Api
 
 from ._accumulator import RecordAccumulator, RecordFuture, choose_partition, record_size
-from ._fetcher import EARLIEST, LATEST, Fetcher, FetcherConfig
+from ._fetcher import EARLIEST, LATEST, Fetcher, FetcherConfig, list_offsets
+from ._group import (
+    CoordinatorClient,
+    GroupConfig,
+    GroupMember,
+    admin_commit,
+    fetch_committed,
+    run_in_thread,
+    run_on_loop,
+)
 from ._metadata import Cluster, TopicMeta
 from ._sender import Sender, SenderConfig
 from ._types import ConsumerRecord, RecordMetadata, TopicPartition
+
+log = logging.getLogger("strata.client")
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 
 #: How long a send() keeps refreshing metadata for a topic it does not know (seconds),
 #: so a topic created a moment ago by another client is found, but a typo fails fast.
 UNKNOWN_TOPIC_WAIT_S = 1.0
-
-GROUPS_NOT_YET = (
-    "consumer groups arrive with the groups issue; use assign() with explicit "
-    "TopicPartitions (and seek()) for now"
-)
 
 Headers = Sequence[tuple[str, bytes | None]] | Mapping[str, bytes | None] | None
 
@@ -431,7 +439,12 @@ class ConsumerConfig:
     consumer_timeout_ms: float = float("inf")
     key_deserializer: Callable[[bytes], Any] | None = None
     value_deserializer: Callable[[bytes], Any] | None = None
-    enable_auto_commit: bool = False
+    #: Consumer groups (with ``subscribe()``): see docs/groups.md.
+    session_timeout_ms: int = 10_000
+    rebalance_timeout_ms: int = 60_000
+    group_assignor: str = "uniform"
+    enable_auto_commit: bool = True
+    auto_commit_interval_ms: int = 5_000
 
     @classmethod
     def build(
@@ -455,29 +468,52 @@ class ConsumerConfig:
             "max_partition_fetch_bytes",
             "fetch_buffer_bytes",
             "max_poll_records",
+            "auto_commit_interval_ms",
         ):
             if getattr(cfg, name) <= 0:
                 raise ValueError(f"{name} must be positive")
+        if cfg.group_id is not None and (
+            not isinstance(cfg.group_id, str) or not 1 <= len(cfg.group_id) <= 255
+        ):
+            raise ValueError(f"group_id must be a string of 1-255 characters, not {cfg.group_id!r}")
+        if not 100 <= cfg.session_timeout_ms <= 300_000:
+            raise ValueError("session_timeout_ms must be between 100 and 300000")
+        if not 1 <= cfg.rebalance_timeout_ms <= 600_000:
+            raise ValueError("rebalance_timeout_ms must be between 1 and 600000")
+        if cfg.group_assignor not in ("uniform", "sticky", "range"):
+            raise ValueError(
+                f"group_assignor must be 'uniform' (alias 'sticky') or 'range', "
+                f"not {cfg.group_assignor!r}"
+            )
         return cfg
 
 
 class AIOConsumer:
-    """Reads records from assigned partitions, prefetching within a memory bound.
+    """Reads records from partitions, prefetching within a memory bound.
 
-    ``subscribe()`` (consumer groups) is not available yet: use ``assign()``.
+    Either ``assign()`` partitions explicitly, or (with ``group_id``) ``subscribe()`` to
+    topics and let the group's coordinator share their partitions among the group's
+    consumers (docs/groups.md). A subscribed consumer heartbeats in the background, applies
+    rebalances incrementally (only the partitions that move are touched), commits its
+    positions every ``auto_commit_interval_ms`` and on revocation when
+    ``enable_auto_commit`` (default), and leaves the group on ``close()``.
     """
 
     def __init__(
         self, *topics: str, bootstrap: str | Sequence[str] | None = None, **options: Any
     ) -> None:
         self.config = ConsumerConfig.build(bootstrap, **options)
-        if topics:
-            raise FeatureNotAvailableError(
-                f"subscribing to {', '.join(topics)} needs {GROUPS_NOT_YET}"
-            )
         self._cluster: Cluster | None = None
         self._fetcher: Fetcher | None = None
+        self._coord: CoordinatorClient | None = None
+        self._group: GroupMember | None = None
+        self._subscription: tuple[str, ...] = ()
+        self._listener: Any = None
+        #: Set by the sync ``Consumer``: listeners then run in a worker thread (see _group).
+        self._listener_in_thread = False
         self._closed = False
+        if topics:
+            self.subscribe(list(topics))
 
     async def start(self) -> None:
         """Connect to the cluster (NoBrokersAvailableError if none answers)."""
@@ -514,6 +550,38 @@ class AIOConsumer:
             ),
         )
         self._fetcher.start()
+        if c.group_id is not None:
+            self._coord = CoordinatorClient(
+                cluster,
+                c.group_id,
+                request_timeout_s=c.request_timeout_ms / 1000,
+                retry_backoff_s=c.retry_backoff_ms / 1000,
+            )
+        if self._subscription:
+            self._start_group()
+
+    def _start_group(self) -> None:
+        c = self.config
+        assert self._fetcher is not None and self._coord is not None and c.group_id is not None
+        if self._group is None:
+            self._group = GroupMember(
+                self._coord,
+                self._fetcher,
+                GroupConfig(
+                    group_id=c.group_id,
+                    session_timeout_ms=c.session_timeout_ms,
+                    rebalance_timeout_ms=c.rebalance_timeout_ms,
+                    group_assignor=c.group_assignor,
+                    enable_auto_commit=c.enable_auto_commit,
+                    auto_commit_interval_ms=c.auto_commit_interval_ms,
+                    request_timeout_s=c.request_timeout_ms / 1000,
+                    retry_backoff_s=c.retry_backoff_ms / 1000,
+                ),
+                self._subscription,
+                self._listener,
+                run_in_thread if self._listener_in_thread else run_on_loop,
+            )
+        self._group.start()
 
     async def __aenter__(self) -> AIOConsumer:
         await self.start()
@@ -532,15 +600,60 @@ class AIOConsumer:
 
     # -- assignment ----------------------------------------------------------------------
 
-    def subscribe(self, topics: Iterable[str] | str = (), pattern: str | None = None) -> None:
-        """Not yet: consumer groups arrive with the groups issue."""
-        raise FeatureNotAvailableError(f"subscribe() needs {GROUPS_NOT_YET}")
+    def subscribe(
+        self,
+        topics: Iterable[str] | str = (),
+        pattern: str | None = None,
+        listener: Any = None,
+    ) -> None:
+        """Join the consumer group ``group_id`` and consume its share of ``topics``.
 
-    def unsubscribe(self) -> None:
-        raise FeatureNotAvailableError(f"unsubscribe() needs {GROUPS_NOT_YET}")
+        Returns at once; the consumer joins in the background (at the next ``start()`` if
+        not started yet), and ``poll()`` returns records once partitions are assigned.
+        ``listener`` is an object with ``on_partitions_revoked(partitions)`` and
+        ``on_partitions_assigned(partitions)`` (plain or async methods), and optionally
+        ``on_partitions_lost(partitions)``, called when the consumer was fenced out of the
+        group (its partitions already belong to others). Calling ``subscribe()`` again
+        changes the subscription.
+        """
+        if pattern is not None:
+            raise FeatureNotAvailableError(
+                "pattern subscriptions are not supported; list the topics: subscribe([...])"
+            )
+        if self.config.group_id is None:
+            raise ValueError(
+                "subscribe() needs a consumer group: create the consumer with group_id=... "
+                "(or read partitions without a group with assign())"
+            )
+        names = [topics] if isinstance(topics, str) else list(topics)
+        if not names or not all(isinstance(t, str) and t for t in names):
+            raise ValueError(f"subscribe() takes a non-empty list of topic names, not {topics!r}")
+        if self._fetcher is not None and self._fetcher.states and self._group is None:
+            raise ValueError(
+                "this consumer reads partitions it was assign()ed; assign([]) first, or use "
+                "another consumer to subscribe()"
+            )
+        if self._closed:
+            raise ClosedError("the consumer is closed; create a new one")
+        self._subscription = tuple(sorted(set(names)))
+        if listener is not None:
+            self._listener = listener
+            if self._group is not None:
+                self._group.listener = listener
+        if self._group is not None:
+            self._group.resubscribe(self._subscription)
+        elif self._fetcher is not None:
+            self._start_group()
+
+    async def unsubscribe(self) -> None:
+        """Leave the group: commit (with auto-commit), revoke every partition, stop reading."""
+        group, self._group = self._group, None
+        self._subscription = ()
+        if group is not None:
+            await group.leave()
 
     def subscription(self) -> set[str]:
-        return set()
+        return set(self._subscription)
 
     async def assign(self, partitions: Iterable[TopicPartition]) -> None:
         """Read exactly these partitions (replacing any earlier assignment).
@@ -551,6 +664,11 @@ class AIOConsumer:
         for tp in tps:
             if not isinstance(tp, TopicPartition):
                 raise TypeError(f"assign() takes TopicPartitions, not {type(tp).__name__}")
+        if self._subscription:
+            raise ValueError(
+                "this consumer is subscribed to a group; its partitions come from the group's "
+                "coordinator. unsubscribe() first to assign() partitions yourself"
+            )
         fetcher = await self._ready()
         assert self._cluster is not None
         for topic in sorted({tp.topic for tp in tps}):
@@ -589,8 +707,12 @@ class AIOConsumer:
         Waits up to ``timeout_ms`` for the first record; returns ``[]`` if none came.
         """
         fetcher = await self._ready()
+        if self._group is not None:
+            self._group.raise_if_failed()
         n = max_records or self.config.max_poll_records
         records = await fetcher.poll(max(0.0, timeout_ms / 1000), n)
+        if not records and self._group is not None:
+            self._group.raise_if_failed()
         kd, vd = self.config.key_deserializer, self.config.value_deserializer
         if kd is None and vd is None:
             return records
@@ -665,11 +787,43 @@ class AIOConsumer:
     async def end_offsets(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
         return await (await self._ready()).end_offsets(partitions, LATEST)
 
+    async def _coordinator(self, what: str) -> CoordinatorClient:
+        await self._ready()
+        if self._coord is None:
+            raise ValueError(
+                f"{what} needs a consumer group: create the consumer with group_id=..."
+            )
+        return self._coord
+
     async def committed(self, partition: TopicPartition) -> int | None:
-        raise FeatureNotAvailableError(f"committed offsets need {GROUPS_NOT_YET}")
+        """The group's committed offset of ``partition`` (the next to consume), None if none."""
+        if not isinstance(partition, TopicPartition):
+            raise TypeError(f"committed() takes a TopicPartition, not {type(partition).__name__}")
+        coord = await self._coordinator("committed()")
+        got = await fetch_committed(coord, [partition], self.config.request_timeout_ms / 1000)
+        return got[partition]
 
     async def commit(self, offsets: Mapping[TopicPartition, int] | None = None) -> None:
-        raise FeatureNotAvailableError(f"commit() needs {GROUPS_NOT_YET}")
+        """Commit offsets (the *next* offset to consume per partition) to the group.
+
+        Without ``offsets``: the current positions of every partition this consumer holds
+        (everything ``poll()`` returned counts as processed). Waits until the coordinator
+        has the commit in Raft, so a returned commit survives the coordinator's crash.
+
+        A subscribed consumer commits as a member: :class:`FencedMemberEpochError` (or
+        :class:`UnknownMemberIdError`) means it had been removed from the group — it has
+        rejoined, and another member owns its former partitions;
+        :class:`StaleMemberEpochError` names partitions it does not own. A consumer using
+        ``assign()`` commits as no member, which the coordinator accepts only while the
+        group has no live members (else :class:`NonEmptyGroupError`).
+        """
+        coord = await self._coordinator("commit()")
+        if self._group is not None:
+            await self._group.commit(offsets)
+            return
+        assert self._fetcher is not None
+        todo = self._fetcher.positions() if offsets is None else dict(offsets)
+        await admin_commit(coord, todo, self.config.request_timeout_ms / 1000)
 
     def pause(self, *partitions: TopicPartition) -> None:
         """Stop fetching and returning records of ``partitions`` until ``resume()``."""
@@ -689,6 +843,12 @@ class AIOConsumer:
         if self._closed:
             return
         self._closed = True
+        group, self._group = self._group, None
+        if group is not None:
+            try:
+                await group.leave()
+            except StrataError as exc:  # closing must not fail: the session expires anyway
+                log.warning("leaving group %r failed: %s", self.config.group_id, exc)
         if self._fetcher is not None:
             await self._fetcher.close()
         if self._cluster is not None:
@@ -788,8 +948,125 @@ class ClusterDescription:
         }
 
 
+@dataclass(slots=True, frozen=True)
+class GroupListing:
+    group: str
+    state: str
+    #: The broker coordinating the group (the one that listed it).
+    coordinator: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"group": self.group, "state": self.state, "coordinator": self.coordinator}
+
+
+@dataclass(slots=True, frozen=True)
+class MemberDescription:
+    member_id: str
+    client_id: str
+    host: str
+    member_epoch: int
+    subscribed: list[str]
+    assignment: list[TopicPartition]
+
+
+@dataclass(slots=True, frozen=True)
+class OffsetDescription:
+    """A committed offset, with the partition's high watermark and the lag between them
+    (``-1`` when the partition has no known leader)."""
+
+    topic: str
+    partition: int
+    committed: int
+    high_watermark: int
+    lag: int
+
+
+@dataclass(slots=True, frozen=True)
+class GroupDescription:
+    group: str
+    state: str
+    epoch: int
+    assignor: str
+    coordinator: int
+    members: list[MemberDescription]
+    offsets: list[OffsetDescription]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The stable JSON shape of ``strata group describe --output json`` (DESIGN.md)."""
+        return {
+            "group": self.group,
+            "state": self.state,
+            "members": [
+                {
+                    "member_id": m.member_id,
+                    "client_id": m.client_id,
+                    "assignment": [
+                        {"topic": tp.topic, "partition": tp.partition} for tp in m.assignment
+                    ],
+                }
+                for m in self.members
+            ],
+            "offsets": [
+                {
+                    "topic": o.topic,
+                    "partition": o.partition,
+                    "committed": o.committed,
+                    "high_watermark": o.high_watermark,
+                    "lag": o.lag,
+                }
+                for o in self.offsets
+            ],
+        }
+
+    @classmethod
+    def from_wire(cls, entry: Mapping[str, Any], coordinator: int) -> GroupDescription:
+        """One DESCRIBE_GROUPS entry (without error)."""
+        return cls(
+            group=entry["group"],
+            state=entry.get("state", ""),
+            epoch=entry.get("epoch", -1),
+            assignor=entry.get("assignor", ""),
+            coordinator=coordinator,
+            members=sorted(
+                (
+                    MemberDescription(
+                        m["member_id"],
+                        m.get("client_id", ""),
+                        m.get("host", ""),
+                        m.get("member_epoch", -1),
+                        list(m.get("subscribed", ())),
+                        sorted(
+                            TopicPartition(a["topic"], p)
+                            for a in m.get("assignment", ())
+                            for p in a["partitions"]
+                        ),
+                    )
+                    for m in entry.get("members", ())
+                ),
+                key=lambda m: (m.assignment[:1], m.member_id),
+            ),
+            offsets=sorted(
+                (
+                    OffsetDescription(
+                        o["topic"],
+                        o["partition"],
+                        o["committed"],
+                        o.get("high_watermark", -1),
+                        o.get("lag", -1),
+                    )
+                    for o in entry.get("offsets", ())
+                ),
+                key=lambda o: (o.topic, o.partition),
+            ),
+        )
+
+
 class AIOAdminClient:
-    """Topic and cluster administration. Topic changes go to the controller."""
+    """Topic, cluster and consumer-group administration.
+
+    Topic changes go to the controller; group requests go to each group's coordinator
+    (found with FIND_COORDINATOR and followed when it moves).
+    """
 
     def __init__(
         self,
@@ -809,6 +1086,8 @@ class AIOAdminClient:
             connect_timeout_s=connect_timeout_ms / 1000,
             retry_backoff_s=retry_backoff_ms / 1000,
         )
+        self._retry_backoff_s = retry_backoff_ms / 1000
+        self._coords: dict[str, CoordinatorClient] = {}
         self._closed = False
 
     async def start(self) -> None:
@@ -987,6 +1266,138 @@ class AIOAdminClient:
             offline=h.get("offline", 0),
         )
 
+    # -- consumer groups -----------------------------------------------------------------
+
+    def _coord(self, group: str) -> CoordinatorClient:
+        if not isinstance(group, str) or not 1 <= len(group) <= 255:
+            raise ValueError(f"a group id is a string of 1-255 characters, not {group!r}")
+        c = self._coords.get(group)
+        if c is None:
+            if len(self._coords) >= 1024:  # bound the cache of coordinators
+                self._coords.clear()
+            c = self._coords[group] = CoordinatorClient(
+                self._cluster,
+                group,
+                request_timeout_s=self.request_timeout_s,
+                retry_backoff_s=self._retry_backoff_s,
+            )
+        return c
+
+    async def find_coordinator(self, group: str) -> int:
+        """The id of the broker coordinating ``group`` now."""
+        self._check_open()
+        coord = self._coord(group)
+        broker, _, _ = await coord.find(time.monotonic() + self.request_timeout_s)
+        return broker
+
+    async def list_groups(self) -> list[GroupListing]:
+        """Every group of the cluster, sorted by name.
+
+        LIST_GROUPS answers only for the groups a broker coordinates, so every broker is
+        asked and the answers merged; a broker that cannot be reached is skipped (its
+        groups move to a live broker within an election).
+        """
+        self._check_open()
+        await self._cluster.refresh(force=True)
+        brokers = sorted(self._cluster.cache.brokers)
+
+        async def ask(broker: int) -> list[GroupListing]:
+            try:
+                conn = await self._cluster.connection(broker)
+                hdr, _ = await conn.request(
+                    Api.LIST_GROUPS, {"states": []}, timeout=min(self.request_timeout_s, 5.0)
+                )
+            except (StrataError, OSError) as exc:
+                log.info("list groups: broker %d did not answer: %s", broker, exc)
+                return []
+            return [GroupListing(g["group"], g.get("state", ""), broker) for g in hdr["groups"]]
+
+        merged: dict[str, GroupListing] = {}
+        for listing in await asyncio.gather(*(ask(b) for b in brokers)):
+            for g in listing:
+                merged.setdefault(g.group, g)
+        return [merged[k] for k in sorted(merged)]
+
+    async def describe_group(self, group: str) -> GroupDescription:
+        """State, members with their partitions, committed offsets with lag.
+
+        Raises :class:`GroupIdNotFoundError` for a group that does not exist.
+        """
+        self._check_open()
+        coord = self._coord(group)
+        hdr = await coord.request(Api.DESCRIBE_GROUPS, {"groups": [group]}, per_group=True)
+        (entry,) = hdr["groups"]
+        if entry.get("err"):
+            raise error_for(entry["err"], entry.get("msg", "") or f"group {group!r}")
+        broker = coord.coordinator[0] if coord.coordinator else -1
+        return GroupDescription.from_wire(entry, broker)
+
+    async def delete_group(self, group: str) -> None:
+        """Delete a group and its committed offsets (refused while it has live members)."""
+        self._check_open()
+        hdr = await self._coord(group).request(
+            Api.DELETE_GROUPS, {"groups": [group]}, per_group=True
+        )
+        (entry,) = hdr["groups"]
+        if entry.get("err"):
+            raise error_for(entry["err"], entry.get("msg", "") or f"group {group!r}")
+
+    async def list_group_offsets(self, group: str) -> dict[TopicPartition, int]:
+        """Every committed offset of ``group`` (an unknown group has none)."""
+        self._check_open()
+        hdr = await self._coord(group).request(Api.OFFSET_FETCH, {"partitions": None})
+        return {
+            TopicPartition(p["topic"], p["partition"]): p["offset"]
+            for p in hdr.get("partitions", ())
+            if p.get("offset", -1) >= 0
+        }
+
+    async def reset_offsets(
+        self,
+        group: str,
+        topic: str,
+        to: str | int | datetime.datetime = "earliest",
+        *,
+        partitions: Iterable[int] | None = None,
+    ) -> dict[TopicPartition, int]:
+        """Set the group's committed offsets of ``topic`` and return them.
+
+        ``to``: ``"earliest"`` (log start), ``"latest"`` (high watermark), an offset (clamped
+        to each partition's valid range, as Kafka does), or a ``datetime`` (the first
+        record at or after it; the high watermark when there is none). Accepted only while
+        the group has no live members: :class:`NonEmptyGroupError` otherwise.
+        """
+        self._check_open()
+        meta = await self._cluster.topic(topic)
+        wanted = list(range(meta.partition_count)) if partitions is None else list(partitions)
+        for p in wanted:
+            if not 0 <= p < meta.partition_count:
+                raise UnknownPartitionError(
+                    f"topic {topic!r} has partitions 0-{meta.partition_count - 1}; there is no "
+                    f"partition {p}",
+                    retriable=False,
+                )
+        tps = [TopicPartition(topic, p) for p in wanted]
+        timeout, backoff = self.request_timeout_s, self._retry_backoff_s
+        if isinstance(to, datetime.datetime):
+            if to.tzinfo is None:
+                to = to.astimezone()  # a naive time is local time
+            ms = int(to.timestamp() * 1000)
+            targets = await list_offsets(self._cluster, tps, ms, timeout, backoff)
+        elif to in ("earliest", "latest"):
+            ts = EARLIEST if to == "earliest" else LATEST
+            targets = await list_offsets(self._cluster, tps, ts, timeout, backoff)
+        elif isinstance(to, int) and not isinstance(to, bool):
+            if to < 0:
+                raise ValueError(f"an offset to reset to must not be negative, not {to}")
+            start = await list_offsets(self._cluster, tps, EARLIEST, timeout, backoff)
+            end = await list_offsets(self._cluster, tps, LATEST, timeout, backoff)
+            targets = {tp: min(max(to, start[tp]), end[tp]) for tp in tps}
+        else:
+            raise ValueError(f"reset to 'earliest', 'latest', an offset or a datetime, not {to!r}")
+        await admin_commit(self._coord(group), targets, timeout)
+        return targets
+
     async def close(self) -> None:
         if not self._closed:
             self._closed = True
@@ -1015,7 +1426,11 @@ __all__ = [
     "ClusterDescription",
     "ConsumerConfig",
     "ConsumerRecord",
+    "GroupDescription",
+    "GroupListing",
+    "MemberDescription",
     "NewTopic",
+    "OffsetDescription",
     "PartitionDescription",
     "ProducerConfig",
     "RecordFuture",

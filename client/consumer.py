@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
+from ._group import LEAVE_TIMEOUT_S
 from ._runtime import LoopThread
 from ._types import ConsumerRecord, TopicPartition
 from .aio import AIOConsumer
@@ -27,13 +28,25 @@ class Consumer:
         for record in c.poll(timeout_ms=1000): ...
         c.close()
 
-    ``subscribe()`` (consumer groups) is not available yet; it raises with that message.
+    With a ``group_id``, ``subscribe()`` joins the consumer group instead::
+
+        c = Consumer(bootstrap="127.0.0.1:9092", group_id="g", auto_offset_reset="earliest")
+        c.subscribe(["events"], listener=my_listener)   # optional rebalance listener
+        for record in c.poll(timeout_ms=1000): ...
+        c.commit()                                      # or auto-commit (the default)
+        c.close()                                       # commits and leaves the group
+
+    A rebalance listener's methods run in a worker thread while the consumer's I/O thread
+    waits for them, so they may call this consumer (``commit()``, ``position()``, ...).
     """
 
     def __init__(
         self, *topics: str, bootstrap: str | Sequence[str] | None = None, **options: Any
     ) -> None:
-        self._core = AIOConsumer(*topics, bootstrap=bootstrap, **options)
+        self._core = AIOConsumer(bootstrap=bootstrap, **options)
+        self._core._listener_in_thread = True
+        if topics:
+            self._core.subscribe(list(topics))
         c = self._core.config
         self._timeout_s = c.request_timeout_ms / 1000 + _SLACK_S
         self._rt = LoopThread("strata-consumer")
@@ -50,11 +63,16 @@ class Consumer:
     def _run(self, coro: Any, extra_s: float = 0.0) -> Any:
         return self._rt.run(coro, self._timeout_s + extra_s)
 
-    def subscribe(self, topics: Iterable[str] | str = (), pattern: str | None = None) -> None:
-        self._core.subscribe(topics, pattern)
+    def subscribe(
+        self, topics: Iterable[str] | str = (), pattern: str | None = None, listener: Any = None
+    ) -> None:
+        """Join the group ``group_id`` for ``topics`` (see :meth:`AIOConsumer.subscribe`)."""
+        names = topics if isinstance(topics, str) else list(topics)
+        self._rt.run(_call(self._core.subscribe, names, pattern, listener), self._timeout_s)
 
     def unsubscribe(self) -> None:
-        self._core.unsubscribe()
+        """Leave the group (committing first with auto-commit)."""
+        self._run(self._core.unsubscribe(), LEAVE_TIMEOUT_S)
 
     def subscription(self) -> set[str]:
         return self._core.subscription()
@@ -63,7 +81,10 @@ class Consumer:
         self._run(self._core.assign(list(partitions)))
 
     def assignment(self) -> set[TopicPartition]:
-        return self._core.assignment()
+        """The partitions this consumer holds (assigned, or given by its group)."""
+        if self._rt._closed:
+            return set()
+        return self._rt.run(_call(self._core.assignment), self._timeout_s)
 
     def poll(self, timeout_ms: float = 0, max_records: int | None = None) -> list[ConsumerRecord]:
         """Up to ``max_records`` records, waiting up to ``timeout_ms`` for the first."""
@@ -103,10 +124,15 @@ class Consumer:
         return self._run(self._core.end_offsets(list(partitions)))
 
     def committed(self, partition: TopicPartition) -> int | None:
+        """The group's committed offset of ``partition``, None if nothing is committed."""
         return self._run(self._core.committed(partition))
 
     def commit(self, offsets: Mapping[TopicPartition, int] | None = None) -> None:
-        self._run(self._core.commit(offsets))
+        """Commit positions (or ``offsets``) and wait until they are committed in Raft.
+
+        See :meth:`AIOConsumer.commit` for the errors.
+        """
+        self._run(self._core.commit(None if offsets is None else dict(offsets)))
 
     def pause(self, *partitions: TopicPartition) -> None:
         self._rt.run(_call(self._core.pause, *partitions), self._timeout_s)
@@ -127,7 +153,7 @@ class Consumer:
         if self._rt._closed:
             return
         try:
-            self._run(self._core.close())
+            self._run(self._core.close(), LEAVE_TIMEOUT_S)
         finally:
             self._rt.stop()
 

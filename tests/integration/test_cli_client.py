@@ -119,7 +119,7 @@ def test_errors_go_to_stderr_with_a_hint_and_nonzero_exit(cluster):
     r = strata(cluster, "consume", "no-such-topic", "--count", "1")
     assert r.returncode != 0 and "error:" in r.stderr
     r = strata(cluster, "consume", "whatever", "--group", "g")
-    assert r.returncode != 0 and "consumer groups" in r.stderr and "hint:" in r.stderr
+    assert r.returncode != 0 and "whatever" in r.stderr and "hint:" in r.stderr
     r = strata(None, "topic", "list", "--bootstrap", "127.0.0.1:1")
     assert r.returncode != 0 and "no broker reachable" in r.stderr and "hint:" in r.stderr
     r = strata(cluster, "topic", "create", "x", "--config", "novalue")

@@ -20,7 +20,6 @@ from strata.client.aio import AIOAdminClient, AIOConsumer, AIOProducer
 from strata.client.errors import (
     BatchTooLargeError,
     ClosedError,
-    FeatureNotAvailableError,
     NoBrokersAvailableError,
     NoOffsetForPartitionError,
     OffsetOutOfRangeError,
@@ -354,12 +353,9 @@ def test_bad_options_fail_at_construction():
         Producer("127.0.0.1:1", compression_type="snappy")
 
 
-def test_subscribe_says_groups_are_not_there_yet(cluster):
-    with Consumer(bootstrap=cluster.bootstrap, group_id="g") as c:
-        with pytest.raises(FeatureNotAvailableError, match="use assign"):
-            c.subscribe(["x"])
-        with pytest.raises(NotImplementedError):
-            c.committed(TopicPartition("x", 0))
+def test_subscribe_without_a_group_says_what_is_missing(cluster):
+    with Consumer(bootstrap=cluster.bootstrap) as c, pytest.raises(ValueError, match="group"):
+        c.subscribe(["x"])
 
 
 # -- asyncio --------------------------------------------------------------------------------
@@ -387,7 +383,7 @@ def test_aio_round_trip_and_admin(cluster):
                 got += await c.poll(timeout_ms=1000)
             await c.seek(TopicPartition(name, 0), 0)
             assert await c.position(TopicPartition(name, 0)) == 0
-            with pytest.raises(FeatureNotAvailableError):
+            with pytest.raises(ValueError, match="group"):
                 c.subscribe(["x"])
         offsets = {(r.partition, r.offset) for r in got}
         assert all((m.partition, m.offset) in offsets for m in metas)

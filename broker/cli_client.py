@@ -90,6 +90,13 @@ def _errors() -> Iterator[None]:
         sys.exit(0)
 
 
+def _admin(bootstrap: str):
+    """An AdminClient for one command, closed when it is done."""
+    from strata.client import AdminClient
+
+    return AdminClient(bootstrap, client_id="strata-cli")
+
+
 def _kv(values: tuple[str, ...], what: str) -> list[tuple[str, str]]:
     out = []
     for v in values:
@@ -337,15 +344,10 @@ def topic_create(name: str, bootstrap: str, partitions: int, replication_factor:
       strata topic create events --partitions 6 --replication-factor 3
       strata topic create logs -p 3 -r 3 --config retention.ms=86400000
     """
-    from strata.client import AdminClient
 
     cfg = dict(_kv(configs, "config"))
-    with _errors():
-        admin = AdminClient(bootstrap, client_id="strata-cli")
-        try:
-            admin.create_topic(name, partitions, replication_factor, cfg, wait=not no_wait)
-        finally:
-            admin.close()
+    with _errors(), _admin(bootstrap) as admin:
+        admin.create_topic(name, partitions, replication_factor, cfg, wait=not no_wait)
     click.echo(f"created topic {name} ({partitions} partitions, replication factor "
                f"{replication_factor})")
 
@@ -362,15 +364,10 @@ def topic_list(bootstrap: str, output: str, internal: bool) -> None:
       strata topic list
       strata topic list --output json
     """
-    from strata.client import AdminClient
 
-    with _errors():
-        admin = AdminClient(bootstrap, client_id="strata-cli")
-        try:
-            names = admin.list_topics(internal=internal)
-            descs = admin.describe_topics(names) if names else []
-        finally:
-            admin.close()
+    with _errors(), _admin(bootstrap) as admin:
+        names = admin.list_topics(internal=internal)
+        descs = admin.describe_topics(names) if names else []
     rows = [{"name": d.name, "partitions": len(d.partitions),
              "replication_factor": max((len(p.replicas) for p in d.partitions), default=0)}
             for d in descs]
@@ -393,14 +390,9 @@ def topic_describe(name: str, bootstrap: str, output: str) -> None:
       strata topic describe events
       strata topic describe events --output json
     """
-    from strata.client import AdminClient
 
-    with _errors():
-        admin = AdminClient(bootstrap, client_id="strata-cli")
-        try:
-            desc = admin.describe_topic(name)
-        finally:
-            admin.close()
+    with _errors(), _admin(bootstrap) as admin:
+        desc = admin.describe_topic(name)
     if output == "json":
         click.echo(json.dumps(desc.to_dict()))
         return
@@ -422,14 +414,9 @@ def topic_delete(name: str, bootstrap: str) -> None:
     Example:
       strata topic delete events
     """
-    from strata.client import AdminClient
 
-    with _errors():
-        admin = AdminClient(bootstrap, client_id="strata-cli")
-        try:
-            admin.delete_topic(name)
-        finally:
-            admin.close()
+    with _errors(), _admin(bootstrap) as admin:
+        admin.delete_topic(name)
     click.echo(f"deleted topic {name}")
 
 
@@ -452,14 +439,9 @@ def group_list(bootstrap: str, output: str) -> None:
       strata group list
       strata group list --output json
     """
-    from strata.client import AdminClient
 
-    with _errors():
-        admin = AdminClient(bootstrap, client_id="strata-cli")
-        try:
-            groups = admin.list_groups()
-        finally:
-            admin.close()
+    with _errors(), _admin(bootstrap) as admin:
+        groups = admin.list_groups()
     if output == "json":
         click.echo(json.dumps({"groups": [g.to_dict() for g in groups]}))
         return
@@ -481,14 +463,9 @@ def group_describe(group: str, bootstrap: str, output: str) -> None:
       strata group describe billing
       strata group describe billing --output json | jq '.offsets[].lag'
     """
-    from strata.client import AdminClient
 
-    with _errors():
-        admin = AdminClient(bootstrap, client_id="strata-cli")
-        try:
-            desc = admin.describe_group(group)
-        finally:
-            admin.close()
+    with _errors(), _admin(bootstrap) as admin:
+        desc = admin.describe_group(group)
     from strata.client import TopicPartition
 
     if output == "json":
@@ -543,7 +520,6 @@ def group_reset_offsets(group: str, bootstrap: str, output: str, topic: str, to_
     """
     import datetime
 
-    from strata.client import AdminClient
 
     chosen = [x for x in (to_earliest, to_latest, to_offset is not None, to_datetime is not None)
               if x]
@@ -564,12 +540,8 @@ def group_reset_offsets(group: str, bootstrap: str, output: str, topic: str, to_
         except ValueError:
             _fail(f"bad --to-datetime {to_datetime!r}",
                   "use ISO 8601, e.g. 2024-05-01T12:00:00Z or 2024-05-01T14:00:00+02:00", code=2)
-    with _errors():
-        admin = AdminClient(bootstrap, client_id="strata-cli")
-        try:
-            done = admin.reset_offsets(group, topic, to)
-        finally:
-            admin.close()
+    with _errors(), _admin(bootstrap) as admin:
+        done = admin.reset_offsets(group, topic, to)
     if output == "json":
         click.echo(json.dumps({"group": group, "offsets": [
             {"topic": tp.topic, "partition": tp.partition, "offset": off}
@@ -589,14 +561,9 @@ def group_delete(group: str, bootstrap: str) -> None:
     Example:
       strata group delete billing
     """
-    from strata.client import AdminClient
 
-    with _errors():
-        admin = AdminClient(bootstrap, client_id="strata-cli")
-        try:
-            admin.delete_group(group)
-        finally:
-            admin.close()
+    with _errors(), _admin(bootstrap) as admin:
+        admin.delete_group(group)
     click.echo(f"deleted group {group}")
 
 
@@ -619,14 +586,9 @@ def cluster_status(bootstrap: str, output: str) -> None:
       strata cluster status
       strata cluster status --output json
     """
-    from strata.client import AdminClient
 
-    with _errors():
-        admin = AdminClient(bootstrap, client_id="strata-cli")
-        try:
-            desc = admin.describe_cluster()
-        finally:
-            admin.close()
+    with _errors(), _admin(bootstrap) as admin:
+        desc = admin.describe_cluster()
     if output == "json":
         click.echo(json.dumps(desc.to_dict()))
         return

@@ -13,8 +13,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import select
+import threading
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from strata.client.errors import ErrorCode
@@ -32,16 +36,50 @@ from strata.client.protocol import (
 log = logging.getLogger("strata.broker.connection")
 
 #: Below this size a file slice is copied through Python; above it, os.sendfile in a thread.
-SENDFILE_MIN_BYTES = 256 << 10
+#: The fetch handler asks storage for header-only (zero-copy) reads from the same size.
+SENDFILE_MIN_BYTES = 64 << 10
+#: A sendfile gets this long at least, plus a second per MiB at 1 MiB/s, before the
+#: connection is given up: a peer that stopped reading must not hold a thread forever.
+SENDFILE_MIN_DEADLINE_S = 30.0
+SENDFILE_MIN_RATE = 1 << 20
+#: How often a blocked sendfile thread looks at the connection's abort flag (seconds).
+SENDFILE_POLL_S = 0.5
+#: Threads for sendfile, apart from the default executor (fsyncs run there: a slow
+#: consumer must never delay an acknowledgement).
+SENDFILE_THREADS = 4
+
+_sendfile_pool: ThreadPoolExecutor | None = None
+
+
+def _sendfile_executor() -> ThreadPoolExecutor:
+    global _sendfile_pool
+    if _sendfile_pool is None:
+        _sendfile_pool = ThreadPoolExecutor(SENDFILE_THREADS, thread_name_prefix="strata-sendfile")
+    return _sendfile_pool
 
 
 @dataclass(slots=True)
 class FileSlice:
-    """Bytes of a segment file to be written to the socket as they are."""
+    """Bytes of a segment file to be written to the socket as they are.
+
+    ``fd`` belongs to the slice (the fetch handler ``dup``s the segment's descriptor),
+    so retention or a topic deletion closing the segment in the meantime cannot make
+    it point at another file; whoever finishes with the slice calls :meth:`close`.
+    """
 
     fd: int
     position: int
     size: int
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __del__(self) -> None:
+        # The safety net for a slice dropped unsent (a long poll that read again, a
+        # handler that failed after reading): refcounting closes it at once.
+        self.close()
 
 
 @dataclass(slots=True)
@@ -75,6 +113,8 @@ class ClientConnection(asyncio.Protocol):
         self._paused = False
         self._can_write = asyncio.Event()
         self._can_write.set()
+        #: Set when the connection is lost: a sendfile thread stops at its next look.
+        self._abort = threading.Event()
         self.remote = ""
 
     # -- asyncio.Protocol ----------------------------------------------------------------
@@ -88,11 +128,14 @@ class ClientConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self._abort.set()
         self._wakeup.set()
         self._can_write.set()
         for _, fut in self._pending:
             if not fut.done():
                 fut.cancel()
+            # A response that will never be written still owns file descriptors.
+            fut.add_done_callback(_release_response)
         self.server.connection_closed(self)
 
     def pause_writing(self) -> None:
@@ -194,12 +237,13 @@ class ClientConnection(asyncio.Protocol):
                     await self._wakeup.wait()
                     continue
                 self._pending.popleft()
+                if self.closed:
+                    _release_response(fut)
+                    return
                 if self._paused and len(self._pending) < self.server.config.limits.max_in_flight_per_connection // 2:
                     self._paused = False
                     if not self.closed:
                         self.transport.resume_reading()
-                if self.closed:
-                    return
                 if header_in.get("close"):
                     self.transport.close()
                     return
@@ -218,6 +262,8 @@ class ClientConnection(asyncio.Protocol):
                     continue
                 resp.header = response_header(header_in, resp.header)
                 await self._write_response(resp)
+                if self.transport.is_closing():  # a slice could not be sent: nothing more goes out
+                    return
                 if resp.close_after:
                     self.transport.close()
                     return
@@ -227,54 +273,114 @@ class ClientConnection(asyncio.Protocol):
                 self.transport.close()
 
     async def _write_response(self, resp: Response) -> None:
-        size = 0
-        for part in resp.parts:
-            size += part.size if isinstance(part, FileSlice) else len(part)
-        t = self.transport
-        t.writelines(encode_frame(resp.header, payload_len=size))
-        for part in resp.parts:
-            if isinstance(part, FileSlice):
-                await self._write_file_slice(part)
-            elif part:
-                t.write(part)
-        if not self._can_write.is_set():
-            await self._can_write.wait()
+        """Write one response: the frame header, then its parts in order.
 
-    async def _write_file_slice(self, part: FileSlice) -> None:
-        """Send a segment file slice: zero-copy with os.sendfile when it is large enough."""
+        A file slice that cannot be sent whole (the peer went away, the file was cut)
+        leaves a frame shorter than its header promised, so the connection is closed:
+        the client sees a dropped connection and retries, never a corrupt frame.
+        """
+        try:
+            size = 0
+            for part in resp.parts:
+                size += part.size if isinstance(part, FileSlice) else len(part)
+            t = self.transport
+            t.writelines(encode_frame(resp.header, payload_len=size))
+            for part in resp.parts:
+                if isinstance(part, FileSlice):
+                    if not await self._write_file_slice(part):
+                        t.close()
+                        return
+                elif part:
+                    t.write(part)
+            if not self._can_write.is_set():
+                await self._can_write.wait()
+        finally:
+            for part in resp.parts:
+                if isinstance(part, FileSlice):
+                    part.close()
+
+    async def _write_file_slice(self, part: FileSlice) -> bool:
+        """Send a segment file slice: zero-copy with os.sendfile when it is large enough.
+
+        Returns False if the slice could not be sent whole (the caller closes the
+        connection). Ordering: sendfile writes to the socket directly, so it starts
+        only once the transport's buffer is empty (everything queued before this slice,
+        its own frame header included, is on the wire), and nothing else writes to
+        this connection until it is done, because this writer is the only one.
+        """
         t = self.transport
         if part.size < SENDFILE_MIN_BYTES or t.is_closing():
-            t.write(os.pread(part.fd, part.size, part.position))
-            return
+            return self._write_copied(part)
         # sendfile needs the socket to itself: wait until the transport's buffer is empty.
         while t.get_write_buffer_size() and not t.is_closing():
             self._can_write.clear()
             t.set_write_buffer_limits(high=1, low=0)
             await self._can_write.wait()
+        if t.is_closing():
+            return False
         t.set_write_buffer_limits()
         sock = t.get_extra_info("socket")
-        if sock is None or t.is_closing():
-            t.write(os.pread(part.fd, part.size, part.position))
-            return
-        await asyncio.get_running_loop().run_in_executor(
-            None, _sendfile_blocking, sock.fileno(), part.fd, part.position, part.size
-        )
+        if sock is None:
+            return self._write_copied(part)
+        # The thread gets its own descriptor for the socket: if the transport closes
+        # meanwhile, the number cannot be reused under it for another connection.
+        sock_fd = os.dup(sock.fileno())
+        deadline = time.monotonic() + max(SENDFILE_MIN_DEADLINE_S, part.size / SENDFILE_MIN_RATE)
+        try:
+            await asyncio.get_running_loop().run_in_executor(
+                _sendfile_executor(), _sendfile_blocking, sock_fd, part.fd, part.position, part.size,
+                deadline, self._abort,
+            )
+        except (OSError, TimeoutError) as exc:
+            log.info("sendfile to %s stopped: %s; closing the connection", self.remote, exc)
+            return False
+        finally:
+            os.close(sock_fd)
+        return True
+
+    def _write_copied(self, part: FileSlice) -> bool:
+        data = os.pread(part.fd, part.size, part.position)
+        if len(data) != part.size:
+            log.error("segment slice shrank before it was sent (%d of %d bytes); closing %s",
+                      len(data), part.size, self.remote)
+            return False
+        self.transport.write(data)
+        return True
 
 
-def _sendfile_blocking(sock_fd: int, file_fd: int, position: int, size: int) -> None:
-    """Push a file slice to a non-blocking socket from a worker thread, waiting when it is full."""
-    import select
+def _sendfile_blocking(
+    sock_fd: int, file_fd: int, position: int, size: int, deadline: float, abort: threading.Event
+) -> None:
+    """Push a file slice to a non-blocking socket from a worker thread, waiting when it is full.
 
+    Gives up (raising) when the connection is lost (``abort``), when ``deadline``
+    passes, or when the file ends early (a slice cut by truncation).
+    """
     sent = 0
     while sent < size:
+        if abort.is_set():
+            raise ConnectionError("connection closed during sendfile")
         try:
             n = os.sendfile(sock_fd, file_fd, position + sent, size - sent)
         except BlockingIOError:
-            select.select([], [sock_fd], [], 5.0)
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"peer took no data for too long ({sent} of {size} bytes sent)") from None
+            select.select([], [sock_fd], [], SENDFILE_POLL_S)
             continue
         if n == 0:
-            raise ConnectionError("socket closed during sendfile")
+            raise ConnectionError(f"file ended during sendfile ({sent} of {size} bytes sent)")
         sent += n
+
+
+def _release_response(fut: asyncio.Future) -> None:
+    """Close the file descriptors of a response that will not be written."""
+    if not fut.done() or fut.cancelled() or fut.exception() is not None:
+        return
+    resp = fut.result()
+    if isinstance(resp, Response):
+        for part in resp.parts:
+            if isinstance(part, FileSlice):
+                part.close()
 
 
 def _log_oneway_failure(fut: asyncio.Future) -> None:

@@ -171,12 +171,14 @@ class BrokerConnection:
         waiter: _Waiter | None = None
         try:
             async with asyncio.timeout(timeout):
+                # Slots are granted first come, first served, and the request is written
+                # the moment it has one: requests leave in the order they were made, which
+                # idempotent producers pipelining one partition's batches rely on. (Waiting
+                # for the transport to drain here would let a later request overtake one that
+                # waited.) The buffered bytes stay bounded by the slots.
                 await self._slots.acquire()
                 try:
                     self._raise_if_dead()
-                    if not self._writable.is_set():
-                        await self._writable.wait()
-                        self._raise_if_dead()
                     cid, data = self._codec.send_request(api, fields, payload)
                 except BaseException:
                     self._slots.release()

@@ -693,7 +693,14 @@ class Log:
     def _segment_for(self, offset: int) -> int:
         return max(bisect_right(self._bases, offset) - 1, 0)
 
-    def read(self, offset: int, max_bytes: int, max_offset: int | None = None) -> FileSlice | None:
+    def read(
+        self,
+        offset: int,
+        max_bytes: int,
+        max_offset: int | None = None,
+        *,
+        zero_copy_min_bytes: int | None = None,
+    ) -> FileSlice | None:
         """Whole batches from the batch containing ``offset``, from one segment.
 
         Stops before any batch whose last offset is >= ``max_offset`` (the high
@@ -702,6 +709,12 @@ class Log:
         (``offset`` is the log end, or the batch there reaches ``max_offset``).
         Raises :class:`OffsetOutOfRangeError` below the log start or past the log end,
         :class:`CorruptBatchError` rather than serving a damaged batch.
+
+        With ``zero_copy_min_bytes``, a read that returns at least that many bytes
+        finds its batches by their headers alone (:meth:`LogSegment.locate`) and comes
+        back with ``data=None`` and no CRC check, for a server to ``sendfile``; smaller
+        reads are ordinary reads. The broker's fetch uses this for catch-up reads,
+        where copying and checksumming every byte in Python is the cost that matters.
         """
         if self._closed:
             raise StorageError(f"partition {self.dir}: the log is closed")
@@ -716,6 +729,13 @@ class Log:
             while i < len(self.segments):
                 seg = self.segments[i]
                 if offset < seg.next_offset:
+                    if (
+                        zero_copy_min_bytes is not None
+                        and min(max_bytes, seg.bytes_after_index(offset)) >= zero_copy_min_bytes
+                    ):
+                        located = seg.locate(offset, max_bytes, max_offset)
+                        if located is None or located.size >= zero_copy_min_bytes:
+                            return located
                     return seg.read(offset, max_bytes, max_offset, self.config.verify_crc_on_read)
                 i += 1
         except CorruptBatchError as e:

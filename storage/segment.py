@@ -40,6 +40,9 @@ NO_TIMESTAMP = -1
 
 _SCAN_CHUNK = 4 << 20
 _WALK_CHUNK = 16 << 10
+#: Window of a zero-copy locate: one page. Batches larger than this cost one small
+#: pread per header and their payload is never read; smaller ones share a pread.
+_LOCATE_CHUNK = 4 << 10
 #: baseOffset, batchLength, partitionLeaderEpoch, magic, crc, attributes, lastOffsetDelta.
 _PEEK = struct.Struct(">qiibIhi")
 _MIN_LENGTH = HEADER_SIZE - LOG_OVERHEAD
@@ -56,9 +59,14 @@ class FileSlice:
     ``fileno``/``path``/``position``/``size`` let a server hand the range to
     ``os.sendfile``; the file descriptor stays valid until the log deletes or
     truncates that segment (retention, truncation, close), so use it in the same event
-    loop turn. The bytes were already read (and, by default, CRC-checked) to find
-    the batch boundaries, so :meth:`view` costs nothing and :meth:`read_bytes` at most a
-    copy; both hold exactly what was checked, even if the file changes afterwards.
+    loop turn (or ``os.dup`` it to keep the file open for longer).
+
+    From :meth:`LogSegment.read`, the bytes were already read (and, by default,
+    CRC-checked) to find the batch boundaries, so :meth:`view` costs nothing and
+    :meth:`read_bytes` at most a copy; both hold exactly what was checked, even if
+    the file changes afterwards. From :meth:`LogSegment.locate` (the zero-copy read)
+    ``data`` is ``None``: only the batch headers were read, nothing was CRC-checked,
+    and :meth:`read_bytes` reads the range from the file when asked.
     """
 
     path: str
@@ -67,19 +75,34 @@ class FileSlice:
     size: int
     base_offset: int
     next_offset: int
-    data: bytes | memoryview
+    data: bytes | memoryview | None = None
 
     @property
     def last_offset(self) -> int:
         return self.next_offset - 1
 
     def read_bytes(self) -> bytes:
-        """The batches as ``bytes`` (a copy only if the read fetched more than it returns)."""
+        """The batches as ``bytes`` (a copy only if the read fetched more than it returns).
+
+        A slice located without its data is read from the file now; a file cut short
+        since (which only truncation above the high watermark or retention can do)
+        raises :class:`CorruptBatchError` rather than returning part of a batch.
+        """
+        if self.data is None:
+            buf = os.pread(self.fileno, self.size, self.position)
+            if len(buf) != self.size:
+                raise CorruptBatchError(
+                    f"segment {self.path} is shorter than a located slice "
+                    f"({len(buf)} of {self.size} bytes at {self.position})",
+                    offset=self.base_offset,
+                    position=self.position,
+                )
+            return buf
         return self.data if isinstance(self.data, bytes) else bytes(self.data)
 
     def view(self) -> memoryview:
         """The batches without a copy: what a server hands to ``socket.send``/``writelines``."""
-        return memoryview(self.data)
+        return memoryview(self.data if self.data is not None else self.read_bytes())
 
     def send_to(self, out_fd: int) -> int:
         """``os.sendfile`` the range to ``out_fd`` (a blocking socket or file); returns bytes sent."""
@@ -476,6 +499,66 @@ class LogSegment:
         if p + LOG_OVERHEAD + length > len(buf):
             return self._read_slow(offset, max_bytes, max_offset, verify_crc)
         return self._collect(buf, p, entry_pos, max_bytes, max_offset, verify_crc)
+
+    def bytes_after_index(self, offset: int) -> int:
+        """An upper bound on the bytes a read at ``offset`` could return from this segment.
+
+        The bytes from the index entry at or below ``offset`` to the end: an index
+        lookup, no I/O. A fetch uses it to choose between a read (small) and a locate
+        (large enough to be worth ``sendfile``).
+        """
+        i = self.offset_index.lookup(offset)
+        return self.size - (self.offset_index.positions[i] if i >= 0 else 0)
+
+    def locate(self, offset: int, max_bytes: int, max_offset: int | None) -> FileSlice | None:
+        """The same whole batches :meth:`read` would return, found by reading headers only.
+
+        Walks batch headers from the index entry at or below ``offset`` through a
+        one-page window, so a batch's payload is never read into Python: the slice
+        comes back with ``data=None``, for ``os.sendfile``. Nothing is CRC-checked
+        (recovery checks what was not fsynced, and consumers check every batch);
+        headers are still checked for shape and offset continuity, and a header that
+        does not fit raises :class:`CorruptBatchError` as in :meth:`read`.
+        """
+        if offset >= self.next_offset:
+            return None
+        i = self.offset_index.lookup(offset)
+        if i >= 0:
+            pos, expected = self.offset_index.positions[i], self.offset_index.offsets[i]
+        else:
+            pos, expected = 0, self.base_offset
+        end = self.size
+        win = _Window(self.fd, end, _LOCATE_CHUNK)
+        start = -1
+        first_base = expected
+        while pos < end:
+            hv = win.get(pos, _PEEK.size)
+            if hv is None:
+                raise CorruptBatchError("segment file is shorter than its recorded size", position=pos)
+            base, length, _, magic, _, _, delta = _PEEK.unpack_from(hv)
+            if magic != MAGIC or length < _MIN_LENGTH or delta < 0:
+                full = win.get(pos, HEADER_SIZE)
+                read_header(full if full is not None else hv)  # raises with the precise reason
+            if base != expected:
+                raise CorruptBatchError(
+                    f"base offset {base} where {expected} was expected", offset=expected, position=pos
+                )
+            size = LOG_OVERHEAD + length
+            if pos + size > end:
+                raise CorruptBatchError("batch runs past the segment's recorded size", offset=base, position=pos)
+            last = base + delta
+            if start < 0:
+                if last >= offset:  # the batch holding ``offset``: the slice starts here
+                    if max_offset is not None and last >= max_offset:
+                        return None
+                    start, first_base = pos, base
+            elif pos + size - start > max_bytes or (max_offset is not None and last >= max_offset):
+                break
+            pos += size
+            expected = last + 1
+        if start < 0:
+            return None
+        return FileSlice(self.log_path, self.fd, start, pos - start, first_base, expected)
 
     def _read_slow(self, offset: int, max_bytes: int, max_offset: int | None, verify_crc: bool) -> FileSlice | None:
         """Find the batch by a header walk, then read from it (a batch bigger than the guess)."""

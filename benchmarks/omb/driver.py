@@ -66,6 +66,9 @@ class Driver(ABC):
     name: str = "driver"
     #: Whether :meth:`find_leader`, :meth:`kill_node` and :meth:`restart_node` work.
     supports_failover: bool = False
+    #: Set by the runner for ``--quick``: a driver may skip waits that only steady the
+    #: figures of a long run (the quick run is a smoke test with a time budget).
+    quick: bool = False
 
     @property
     @abstractmethod

@@ -20,6 +20,11 @@ from benchmarks.omb.stats import SUMMARY_KEYS
 STRATA = "strata"
 
 
+def is_strata(name: str) -> bool:
+    """Strata's rows: ``strata`` or one per flush policy (``strata-always``, ``strata-never``)."""
+    return name == STRATA or name.startswith(STRATA + "-")
+
+
 @dataclass(frozen=True, slots=True)
 class Figure:
     """One row of a workload's table: where the number lives and which way is better."""
@@ -114,28 +119,28 @@ def render_workload_table(
 ) -> str:
     """One workload's table: a column per system (headed with its client), then Strata's ratios.
 
-    Ratio columns appear only when Strata has figures for this workload; a
-    ratio is Strata ÷ peer, so for ↑ rows above 1 favours Strata and for ↓
-    rows below 1 does.
+    Ratio columns appear only for Strata rows with figures for this workload (one
+    set per flush policy); a ratio is Strata ÷ peer, so for ↑ rows above 1
+    favours Strata and for ↓ rows below 1 does.
     """
     by_system = {r["system"]: r for r in results if r["workload"] == workload}
     names = [s["name"] for s in systems]
-    strata = by_system.get(STRATA)
-    strata_ok = strata is not None and strata["status"] == "ok"
-    peers = [n for n in names if n != STRATA]
+    mine_ok = [
+        n for n in names if is_strata(n) and n in by_system and by_system[n]["status"] == "ok"
+    ]
+    peers = [n for n in names if not is_strata(n)]
+    pairs = [(m, p) for m in mine_ok for p in peers]
     header = ["figure", *(f"{s['name']}<br>({s['client']})" for s in systems)]
-    if strata_ok:
-        header += [f"strata ÷ {p}" for p in peers]
+    header += [f"{m} ÷ {p}" for m, p in pairs]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for figure in FIGURES[scenario]:
         row = [figure.title, *(_cell(by_system.get(n), figure) for n in names)]
-        if strata_ok and strata is not None:
-            mine = figure.value(strata["metrics"])
-            for p in peers:
-                peer = by_system.get(p)
-                theirs = figure.value(peer["metrics"]) if peer and peer["status"] == "ok" else None
-                r = ratio(mine, theirs)
-                row.append("–" if r is None else f"{r:.2f}×")
+        for m, p in pairs:
+            mine = figure.value(by_system[m]["metrics"])
+            peer = by_system.get(p)
+            theirs = figure.value(peer["metrics"]) if peer and peer["status"] == "ok" else None
+            r = ratio(mine, theirs)
+            row.append("–" if r is None else f"{r:.2f}×")
         lines.append("| " + " | ".join(row) + " |")
     notes = [
         f"- {n}: {by_system[n]['status']}: {by_system[n].get('reason')}"

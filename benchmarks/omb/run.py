@@ -236,6 +236,7 @@ async def run_all(
     for name in drivers:
         try:
             driver = DRIVERS[name]()
+            driver.quick = bool(args.quick)
             info = {
                 "name": name,
                 "client": driver.client_name,

@@ -312,8 +312,8 @@ def test_partitions_split_round_robin_over_consumers() -> None:
 
 def test_driver_aliases() -> None:
     assert resolve(["redis"]) == ["redis-aof-always", "redis-aof-everysec"]
-    assert resolve(["nats", "strata"]) == ["strata", "nats-jetstream"]
-    assert resolve(None)[0] == "strata"
+    assert resolve(["nats", "strata"]) == ["strata-always", "strata-never", "nats-jetstream"]
+    assert resolve(None)[0] == "strata-always"
     with pytest.raises(ValueError, match="unknown driver"):
         resolve(["kafka"])
 

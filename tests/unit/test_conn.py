@@ -395,3 +395,25 @@ def test_parse_bootstrap() -> None:
     for bad in ["", "nohost", "h:", "h:x", "h:70000", ":9"]:
         with pytest.raises(ValueError):
             parse_bootstrap(bad)
+
+
+def test_requests_leave_in_call_order_even_when_the_socket_pushes_back() -> None:
+    """An idempotent producer pipelines one partition's batches: a request made while the
+    transport is paused must not be overtaken by one made right as it resumes."""
+
+    async def main() -> None:
+        async with TestServer() as srv:
+            conn = await open_connection("127.0.0.1", srv.port, client_id="t")
+            conn._writable.clear()  # what pause_writing() does: the socket buffer is full
+            first = asyncio.ensure_future(conn.request(Api.PRODUCE, produce(0), b"first"))
+            await asyncio.sleep(0)  # `first` has made its request and is under way
+
+            async def resume_then_send():
+                conn._writable.set()  # resume_writing(), then a request made at once
+                return await conn.request(Api.PRODUCE, produce(1), b"second")
+
+            await asyncio.gather(first, resume_then_send())
+            assert [f.header["partition"] for f in srv.received] == [0, 1]
+            await conn.close()
+
+    run(main())

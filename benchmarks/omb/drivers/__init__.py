@@ -12,10 +12,13 @@ from collections.abc import Callable
 from benchmarks.omb.driver import Driver
 
 
-def _strata() -> Driver:
-    from benchmarks.omb.drivers.strata import StrataDriver
+def _strata(flush_policy: str) -> Callable[[], Driver]:
+    def make() -> Driver:
+        from benchmarks.omb.drivers.strata import StrataDriver
 
-    return StrataDriver()
+        return StrataDriver(flush_policy)
+
+    return make
 
 
 def _nats() -> Driver:
@@ -33,9 +36,10 @@ def _redis(appendfsync: str) -> Callable[[], Driver]:
     return make
 
 
-#: Row name -> factory, in the order the results list them (Strata first).
+#: Row name -> factory, in the order the results list them (Strata's two flush policies first).
 DRIVERS: dict[str, Callable[[], Driver]] = {
-    "strata": _strata,
+    "strata-always": _strata("always"),
+    "strata-never": _strata("never"),
     "nats-jetstream": _nats,
     "redis-aof-always": _redis("always"),
     "redis-aof-everysec": _redis("everysec"),
@@ -43,6 +47,7 @@ DRIVERS: dict[str, Callable[[], Driver]] = {
 
 #: Short names accepted by ``--drivers``.
 ALIASES: dict[str, tuple[str, ...]] = {
+    "strata": ("strata-always", "strata-never"),
     "nats": ("nats-jetstream",),
     "redis": ("redis-aof-always", "redis-aof-everysec"),
     "peers": ("nats-jetstream", "redis-aof-always", "redis-aof-everysec"),

@@ -414,9 +414,12 @@ class Replica:
         try:
             return self.log.read(offset, max(1, max_bytes), max_offset=hw)
         except CorruptBatchError as exc:
+            # Never served: the replica restarts from disk with a full check, which cuts the
+            # log at the bad batch and has the leader send it again.
+            self.fail(f"read at offset {offset} hit a corrupt batch: {exc}")
             raise ReplicaError(ErrorCode.STORAGE_ERROR,
                                f"{self.name}: corrupt data at offset {offset} on broker {self.node_id}: {exc}; "
-                               "not served") from None
+                               "not served, the replica is being repaired") from None
 
     def require_readable(self) -> None:
         """Reads come from a leader that knows the commit index (not a stale-low high watermark)."""
@@ -472,9 +475,9 @@ class Replica:
             await self._kick.wait()
             self._kick.clear()
             while not self._stopped and node.has_ready():
-                rd = node.ready()
                 self._busy = True
                 try:
+                    rd = node.ready()
                     for m in rd.messages:
                         fields, payload = m.to_wire()
                         send(m.dst, wire_key, fields, payload)
@@ -494,7 +497,11 @@ class Replica:
                 for m in after:
                     fields, payload = m.to_wire()
                     send(m.dst, wire_key, fields, payload)
-                self._after_ready(rd)
+                try:
+                    self._after_ready(rd)
+                except Exception as exc:  # e.g. a commit hook reading a corrupt batch
+                    self.fail(f"applying commit {rd.commit} failed: {exc!r}")
+                    return
                 self._drain_inbox()
 
     def _drain_inbox(self) -> None:

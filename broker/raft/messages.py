@@ -146,9 +146,12 @@ class HeartbeatResponse:
     src: int
     dst: int
     term: int
+    #: The follower is still storage-faulty. A follower repaired while no appends flow
+    #: (it clears the flag on a heartbeat) tells its leader here.
+    faulty: bool = False
 
     def to_wire(self) -> tuple[list, bytes]:
-        return [self.TYPE, self.src, self.dst, self.term], b""
+        return [self.TYPE, self.src, self.dst, self.term, self.faulty], b""
 
 
 @dataclass(slots=True)

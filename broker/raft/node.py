@@ -655,6 +655,7 @@ class RaftNode:
         if pr is None:
             return
         pr.recent_active = True
+        pr.faulty = m.faulty
         if pr.state is ProgressState.SNAPSHOT:
             pr.become_probe(pr.match + 1)  # the InstallLogStart may be lost: try again
         elif pr.state is ProgressState.PROBE:
@@ -814,7 +815,7 @@ class RaftNode:
         self._commit_to(min(m.commit, self.log.log_end_offset))
         self._leader_commit_seen = max(self._leader_commit_seen, m.commit)
         self._maybe_clear_faulty()
-        self._send_after(HeartbeatResponse(self.id, m.src, self.term))
+        self._send_after(HeartbeatResponse(self.id, m.src, self.term, self.faulty))
 
     def _on_install_log_start(self, m: InstallLogStart) -> None:
         log = self.log

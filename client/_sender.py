@@ -449,7 +449,16 @@ class Sender:
                     base_offset = header.get("base_offset", -1)
                     append_time = header.get("log_append_time", -1)
         except ClosedError as exc:
-            error = exc
+            if self._stopping:
+                error = exc
+            else:
+                # We closed this connection ourselves (a request on it timed out, so it was
+                # discarded): for the requests still on it, the outcome is unknown, exactly as
+                # if the network had dropped it. Retry with the same sequence numbers; a new
+                # producer id would let a batch already in the log be written a second time.
+                error = BrokerConnectionError(
+                    f"connection closed while a produce to {tp} was in flight: {exc.message}"
+                )
         except (BrokerConnectionError, TimedOutError) as exc:
             error = exc
             if conn is not None and isinstance(exc, TimedOutError):

@@ -24,6 +24,7 @@ ECHO_COMMAND = [sys.executable, str(ECHO_NODE), "--id", "{id}", "--listen", "{ad
 ECHO_PORT = 7070
 TMPFS_NODE = 4
 TMPFS_BYTES = 1 << 20
+REPORTS = Path(__file__).with_name("reports")
 
 
 @pytest.fixture(scope="session")
@@ -31,6 +32,20 @@ def harness() -> None:
     """Check the machine once and clear leftovers of crashed runs (dead pids only)."""
     require_harness()
     cleanup_leftovers()
+
+
+@pytest.fixture
+def reports(request: pytest.FixtureRequest) -> Path:
+    """Where a broker run writes its report: ``tests/fault/reports/pytest-<test>/``.
+
+    Not pytest's ``tmp_path``: that is pruned after a few sessions, and a failing run's
+    history and broker logs are the evidence a bug report needs (the folder is
+    git-ignored).
+    """
+    safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in request.node.name)
+    out = REPORTS / f"pytest-{safe}"
+    out.mkdir(parents=True, exist_ok=True)
+    return out
 
 
 @pytest.fixture

@@ -4,6 +4,8 @@
 #   make fault-test                          # harness, checker and runner tests (root)
 #   make chaos SEEDS=5 DURATION=600          # seeds 0..4, 10 minutes of faults each
 #   make chaos SEEDS=7-7 CHAOS_NODES=5       # replay seed 7 on five nodes
+#   make chaos CHAOS_EXCLUDE=fill-disk       # leave a fault kind out
+#   make chaos CHAOS_WORKLOAD=tests.fault.workload:ToyLogWorkload   # the toy log instead of brokers
 #
 # The harness needs root (network namespaces, nftables, tmpfs). Tests never
 # install anything themselves: this target is the one place that does.
@@ -14,7 +16,8 @@ CHAOS_SEEDS = $(if $(filter command line environment,$(origin SEEDS)),$(SEEDS),1
 DURATION ?= 1800
 CHAOS_NODES ?= 3
 CHAOS_SETTLE ?= 30
-CHAOS_WORKLOAD ?= tests.fault.workload:ToyLogWorkload
+CHAOS_WORKLOAD ?= tests.fault.strata_workload:StrataWorkload
+CHAOS_EXCLUDE ?=
 FAULT_SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: fault-deps fault-test chaos
@@ -35,4 +38,5 @@ fault-test: fault-deps install
 ## chaos: seeded fault-injection runs; reports under tests/fault/reports/
 chaos: fault-deps install
 	$(VENV)/bin/python -m tests.fault.run --seeds $(CHAOS_SEEDS) --duration $(DURATION) \
-	  --nodes $(CHAOS_NODES) --settle $(CHAOS_SETTLE) --workload $(CHAOS_WORKLOAD)
+	  --nodes $(CHAOS_NODES) --settle $(CHAOS_SETTLE) --workload $(CHAOS_WORKLOAD) \
+	  --exclude "$(CHAOS_EXCLUDE)"

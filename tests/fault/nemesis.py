@@ -163,6 +163,8 @@ class Nemesis:
     leader: Callable[[], int | None] = lambda: None
     settle: float = 10.0
     after_start: Callable[[int], None] | None = None
+    script: Callable[[], None] | None = None
+    """Scripted faults run before the schedule (a test's hand-made scenario); healed the same way."""
     stop_event: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     _error: BaseException | None = None
@@ -171,6 +173,8 @@ class Nemesis:
         """Run every fault at its time, then heal and settle. Returns early if ``stop()``."""
         start = self.history.now()
         try:
+            if self.script is not None:
+                self.script()
             for fault in self.schedule:
                 if self.stop_event.wait(max(0.0, start + fault.at - self.history.now())):
                     break

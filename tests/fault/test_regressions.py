@@ -1,7 +1,7 @@
-"""Broker bugs the fault-injection suite found, each kept as the run that shows it.
+"""Bugs the fault-injection suite found, each kept as the run that showed it.
 
-These fail until the broker is fixed; they are neither skipped nor marked xfail on
-purpose (a bug that is still there must stay visible). Each test says what it found.
+All three are fixed; the runs stay so that they cannot come back. Each entry says what
+was found and where it was fixed.
 
 1. **A full disk wedges a broker for good.** Found by seed 4 of the mixed schedule (75 s,
    3 brokers; fill-disk of broker 3 at 70.9 s for 7.6 s): after the disk was freed,
@@ -15,6 +15,8 @@ purpose (a bug that is still there must stay visible). Each test says what it fo
    ``tick() between ready() and advance()`` -- no partition of that broker ticks again.
    The scripted scenario below reproduces it without a seed: fill broker 3's tmpfs while
    clients write, wait until the other two have acknowledged more writes, free the disk.
+   **Fixed** in ``broker/replica.py``: a storage failure under the Raft core restarts
+   that replica from disk (``Replica.fail`` → ``Broker.restart_replica``).
 
 2. **A value written twice by an idempotent producer.** Found once by seed 28 of the
    mixed schedule without the full disk (75 s, 3 brokers: pauses, leader isolation, a
@@ -40,6 +42,9 @@ purpose (a bug that is still there must stay visible). Each test says what it fo
    (20632 is its term's no-op) and acknowledged 20633. So this one is a **client** bug
    (``client/_sender.py``: a request timeout surfacing as a non-retriable ``ClosedError``,
    and the producer-id reset renumbering batches of unknown outcome).
+   **Fixed** in ``client/_sender.py``: a connection the client closed itself is a lost
+   connection, retried with the same sequences. Its regression run is seed 28 of
+   ``test_strata_chaos.py`` (the same schedule), not repeated here.
 
 3. **Corruption below the recovery point is never repaired, and the corrupt replica
    leads.** Found by the 30-minute soak (seed 100, ``make chaos SEEDS=100-100
@@ -54,8 +59,10 @@ purpose (a bug that is still there must stay visible). Each test says what it fo
    in ``broker/`` looks at ``Log.corruption`` or reopens with ``full_check``. The final
    read of ``fault/2`` stayed stuck at offset 2428 until it gave up
    (``missing-final-read``). Not kept as a test here (30 minutes is no test): replay it
-   with that ``make chaos`` command; a scripted reproduction (flip bits in the middle of
-   a stopped follower's segment, restart it, make it leader, read from 0) is still to do.
+   with that ``make chaos`` command. **Fixed** in ``broker/server.py`` (every log is
+   opened with a full CRC check) and ``broker/replica.py`` (a corrupt batch met at run
+   time restarts the replica); the scripted reproduction is
+   ``tests/integration/test_corruption.py``.
 """
 
 from __future__ import annotations
@@ -63,7 +70,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.fault.history import SendOk
-from tests.fault.nemesis import FaultKind, Nemesis
+from tests.fault.nemesis import Nemesis
 from tests.fault.net import wait_until
 from tests.fault.run import RunOptions, run_seed
 from tests.fault.strata_workload import StrataWorkload
@@ -97,12 +104,3 @@ def test_a_broker_whose_disk_filled_up_catches_up_once_it_is_freed(harness: None
                       fault_duration=(2.0, 10.0), report_dir=reports)
     valid, out = run_seed(0, workload, opts, script=fill_then_free_disk)
     assert valid, (out / "report.txt").read_text()
-
-
-def test_seed_28_of_the_mixed_schedule_writes_no_value_twice(harness: None, reports: Path) -> None:
-    opts = RunOptions(duration=75.0, nodes=NODES, settle=10.0, gap=(1.0, 5.0),
-                      fault_duration=(2.0, 10.0), report_dir=reports,
-                      exclude=(FaultKind.FILL_DISK,))
-    valid, out = run_seed(28, StrataWorkload(), opts)
-    assert valid, (out / "report.txt").read_text()
-

@@ -206,6 +206,9 @@ class Replica:
             # an election the moment it returns: at most one timeout's worth is kept.
             self._queued_ticks = min(self._queued_ticks + 1, self.config.raft.election_ticks)
             return
+        self._tick_node()
+
+    def _tick_node(self) -> None:
         try:
             self.node.tick()
         except Exception as exc:  # a storage failure inside the core
@@ -508,9 +511,10 @@ class Replica:
         node = self.node
         ticks, self._queued_ticks = self._queued_ticks, 0
         for _ in range(ticks):
-            node.tick()
+            if not self._stopped:
+                self._tick_node()
         inbox = self._inbox
-        while inbox:
+        while inbox and not self._stopped:  # a failed replica's queue is failed by stop()
             item = inbox.popleft()
             kind = item[0]
             if kind == "step":

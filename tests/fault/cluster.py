@@ -279,7 +279,13 @@ class Cluster:
             raise RuntimeError(f"node {node_id} has no tmpfs data dir; pass tmpfs={{id: bytes}}")
         written = 0
         zeros = b"\0" * chunk
-        with open(n.data_dir / FILL_FILE, "ab") as f:
+        try:
+            f = open(n.data_dir / FILL_FILE, "ab")  # noqa: SIM115 - closed below
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                return 0  # already full (the node's own data filled it): nothing to add
+            raise
+        with f:
             while True:
                 try:
                     written += f.write(zeros)

@@ -75,6 +75,16 @@ Script = Callable[[RunContext, Nemesis], None]
 """Hand-made faults for one run (instead of the seeded schedule): called in the nemesis thread."""
 
 
+#: Room per second of a run on the node with a small disk: a long soak's data must fit in
+#: it (an unplanned full disk would show as divergent replicas), while the fill-disk fault
+#: still fills it on purpose.
+TMPFS_BYTES_PER_SECOND = 256 << 10
+
+
+def tmpfs_size(base: int, duration: float) -> int:
+    return max(base, int(duration * TMPFS_BYTES_PER_SECOND))
+
+
 def run_seed(seed: int, workload: Workload, opts: RunOptions,
              script: Script | None = None) -> tuple[bool, Path]:
     """One seed end to end; returns (valid, report directory).
@@ -98,7 +108,7 @@ def run_seed(seed: int, workload: Workload, opts: RunOptions,
          "faults": [dataclasses.asdict(f) for f in schedule]}, indent=2, default=str))
     with Network(opts.nodes) as network, Cluster(
             workload.command, network=network, port=workload.port,
-            tmpfs={tmpfs_node: workload.tmpfs_bytes} if tmpfs_node else {}) as cluster:
+            tmpfs={tmpfs_node: tmpfs_size(workload.tmpfs_bytes, opts.duration)} if tmpfs_node else {}) as cluster:
         try:
             cluster.start_all()
             cluster.wait_all_ready()

@@ -175,6 +175,11 @@ class Replica:
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._ready_loop(), name=f"replica-{self.name}")
+        if (self.node.term == 0 and self.log.log_end_offset == 0 and len(self.voters) > 1
+                and self.voters[0] == self.node_id):
+            # A brand-new partition: its preferred replica asks for votes at once, so the
+            # partition starts on its preferred leader instead of moving there seconds later.
+            self.node.campaign()
         self._kick.set()
 
     async def stop(self) -> None:

@@ -450,7 +450,8 @@ class Broker:
         if v is not None:
             leader = v.leader
             epoch = v.epoch
-            if r is not None and r.node.leader is not None and r.node.term > v.epoch:
+            if r is not None and r.node.leader is not None and r.node.term >= v.epoch:
+                # First-hand: this broker's own replica follows that leader in that term.
                 leader, epoch = r.node.leader, r.node.term
             return {"partition": p, "leader": -1 if leader is None else leader, "leader_epoch": epoch,
                     "replicas": reps, "isr": v.isr if leader == v.leader else [],

@@ -28,7 +28,7 @@ from strata.client.errors import (
     UnknownTopicError,
 )
 from strata.client.partitioner import partition_for_key
-from tests.integration.cluster import LocalCluster
+from tests.integration.cluster import LocalCluster, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -258,7 +258,9 @@ def test_admin_create_describe_list_delete(cluster, admin):
 
 
 def test_describe_cluster(cluster, admin):
-    d = admin.describe_cluster()
+    # Earlier tests' topics may still be electing their leaders: wait for that, bounded.
+    d = wait_for(lambda: (lambda d: d if d.offline == 0 else None)(admin.describe_cluster()), 30,
+                 "every partition to have a leader")
     assert sorted(b.id for b in d.brokers) == [1, 2, 3]
     assert all(b.alive for b in d.brokers)
     assert d.controller in (1, 2, 3)

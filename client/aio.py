@@ -1180,16 +1180,47 @@ class AIOAdminClient:
     async def delete_topic(self, name: str, *, timeout_ms: int | None = None) -> None:
         await self.delete_topics([name], timeout_ms=timeout_ms)
 
-    async def delete_topics(self, names: Iterable[str], *, timeout_ms: int | None = None) -> None:
-        """Delete topics; raises the first failure (e.g. UnknownTopicError)."""
+    async def delete_topics(
+        self, names: Iterable[str], *, timeout_ms: int | None = None, wait: bool = True
+    ) -> None:
+        """Delete topics; raises the first failure (e.g. UnknownTopicError).
+
+        With ``wait`` (the default) it returns once every reachable broker has applied the
+        deletion, so a ``list_topics()`` right after, from any broker, no longer shows them.
+        """
         self._check_open()
+        names = list(names)
         timeout_s = self.request_timeout_s if timeout_ms is None else timeout_ms / 1000
+        deadline = time.monotonic() + timeout_s
         header = await self._cluster.controller_request(
             Api.DELETE_TOPICS,
-            {"topics": list(names), "timeout_ms": int(timeout_s * 1000)},
+            {"topics": names, "timeout_ms": int(timeout_s * 1000)},
             timeout_s=timeout_s,
         )
         _raise_first(header.get("topics", ()))
+        if wait:
+            await self._wait_until_gone(names, deadline)
+
+    async def _wait_until_gone(self, names: list[str], deadline: float) -> None:
+        """Metadata changes reach each broker as it applies the controller's log."""
+        await self._cluster.refresh([], force=True)
+        for b in list(self._cluster.cache.brokers.values()):
+            while True:
+                try:
+                    conn = await self._cluster.pool.get(b.host, b.port)
+                    hdr, _ = await conn.request(
+                        Api.METADATA, {"topics": names}, timeout=2.0, raise_on_error=False
+                    )
+                except StrataError:
+                    break  # unreachable: it applies the deletion when it is back
+                if all(t.get("err") == ErrorCode.UNKNOWN_TOPIC for t in hdr.get("topics", ())):
+                    break
+                if time.monotonic() >= deadline:
+                    raise TimedOutError(
+                        f"topic(s) {', '.join(names)} deleted, but broker {b.id} still lists them; "
+                        "it will catch up: check 'strata topic list' in a moment"
+                    )
+                await asyncio.sleep(0.05)
 
     async def list_topics(self, *, internal: bool = False) -> list[str]:
         """Topic names, sorted (internal ``__`` topics only with ``internal=True``)."""

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from strata.client.errors import ErrorCode
 from strata.client.protocol import Api
 from strata.storage import Log, LogConfig
 from tests.integration.cluster import LocalCluster, wait_for
@@ -175,12 +176,25 @@ def test_deleted_topic_data_is_gone_from_every_broker(tmp_path: Path) -> None:
                     assert resp["err"] == 0
                 hdr = await client.call_controller(Api.DELETE_TOPICS, {"topics": ["doomed"]})
                 assert hdr["topics"][0]["err"] == 0, hdr
-                md = await client.metadata(["doomed"])
-                return md["topics"][0]["err"]
             finally:
                 await client.close()
 
-        assert asyncio.run(scenario()) != 0  # UNKNOWN_TOPIC from the broker that answered
+        asyncio.run(scenario())
+
+        async def unknown_everywhere():
+            # Each broker drops the topic as it applies the controller's record.
+            client = RawClient(cluster.bootstrap)
+            try:
+                await client.metadata([])
+                for b in cluster.brokers:
+                    hdr, _ = await (await client.conn(b)).request(Api.METADATA, {"topics": ["doomed"]})
+                    if hdr["topics"][0]["err"] != ErrorCode.UNKNOWN_TOPIC:
+                        return False
+                return True
+            finally:
+                await client.close()
+
+        wait_for(lambda: asyncio.run(unknown_everywhere()), 30, "every broker to answer UNKNOWN_TOPIC")
 
         def gone():
             return not any((b.data_dir / f"doomed-{p}").exists() for b in cluster.brokers.values() for p in range(3))

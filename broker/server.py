@@ -380,6 +380,18 @@ class Broker:
                 except Exception:
                     log.exception("retention on %s-%d failed", *r.key)
 
+    def metadata_caught_up(self) -> bool:
+        """Has this broker applied the metadata log as far as its leader has committed it?
+
+        A broker that just started knows no topic until it has replayed the log: it must not
+        answer "unknown topic" for one that exists (a producer would take that as "not
+        written" for a batch that was), so until then it answers a retriable error.
+        """
+        r = self.controller.replica
+        if r is None or r.node.leader is None or r.high_watermark <= 0:
+            return False
+        return self.controller.image.applied_offset + 1 >= r.high_watermark
+
     def ready(self) -> tuple[bool, str]:
         if self.ready_reason:
             return False, self.ready_reason
@@ -469,8 +481,13 @@ class Broker:
         for name in (names if names is not None else sorted(image.topics)):
             t = image.topics.get(name)
             if t is None:
-                topics.append({"name": name, "err": int(ErrorCode.UNKNOWN_TOPIC),
-                               "msg": f"topic {name!r} does not exist", "partitions": []})
+                if not self.metadata_caught_up():
+                    topics.append({"name": name, "err": int(ErrorCode.LEADER_NOT_AVAILABLE),
+                                   "msg": f"broker {self.node_id} is still loading the cluster metadata; retry",
+                                   "partitions": []})
+                else:
+                    topics.append({"name": name, "err": int(ErrorCode.UNKNOWN_TOPIC),
+                                   "msg": f"topic {name!r} does not exist", "partitions": []})
                 continue
             if name == METADATA_TOPIC:
                 continue
@@ -566,6 +583,9 @@ class Broker:
             return r
         t = self.controller.image.topics.get(topic)
         if t is None:
+            if not self.metadata_caught_up():
+                raise ReplicaError(ErrorCode.LEADER_NOT_AVAILABLE,
+                                   f"broker {self.node_id} is still loading the cluster metadata; retry")
             raise ReplicaError(ErrorCode.UNKNOWN_TOPIC, f"topic {topic!r} does not exist")
         if not 0 <= partition < t.partitions:
             raise ReplicaError(ErrorCode.UNKNOWN_PARTITION,

@@ -226,6 +226,7 @@ class ProducerBatch:
         "created",
         "deadline",
         "last_error",
+        "maybe_written",
         "producer_epoch",
         "producer_id",
         "reserved",
@@ -252,6 +253,9 @@ class ProducerBatch:
         self.producer_epoch = NO_PRODUCER_EPOCH
         self.base_sequence = NO_SEQUENCE
         self.last_error: StrataError | None = None
+        #: An attempt ended with its outcome unknown (timeout, lost connection, ...): the
+        #: batch may be in the log under its sequence, so it is never renumbered.
+        self.maybe_written = False
         self._payload: bytes | None = None
         self._payload_key: tuple[int, int, int] | None = None
 

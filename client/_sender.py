@@ -175,6 +175,8 @@ class PartitionPipeline:
                 # the broker had not yet appended the batch ahead: resend it, no backoff.
                 retriable = True
                 backoff_s = 0.0
+            if retriable:
+                batch.maybe_written = True
             if retriable and may_retry and now < batch.deadline:
                 self.retry.append(batch)
                 self.recovering = True
@@ -189,7 +191,10 @@ class PartitionPipeline:
                 if self.idempotent and batch.has_sequence:
                     if code in _RESET_PRODUCER:
                         self.needs_producer_id = True
-                    elif code in _NOT_WRITTEN or code == ErrorCode.CORRUPT_BATCH:
+                    elif (code in _NOT_WRITTEN or code == ErrorCode.CORRUPT_BATCH) and not batch.maybe_written:
+                        # Refused unwritten, and no earlier attempt can have been written:
+                        # the batches behind it take its sequence. (One that may be in the log
+                        # keeps it, or a later batch would be taken for its duplicate.)
                         seq = batch.base_sequence
                         self.rewind_to = seq if self.rewind_to is None else min(self.rewind_to, seq)
                     else:

@@ -21,7 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
+import struct
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -136,6 +139,15 @@ class Replica:
         stored = hardstate.load(directory)
         hs = HardState.from_wire(stored["hs"]) if "hs" in stored else None
         faulty = bool(self.log.recovery.corrupt)
+        self._marker = _read_marker(directory)
+        self._marker_written_at = 0.0
+        if self._marker > self.log.log_end_offset:
+            # The log ends below what this replica had made durable (and so may have
+            # acknowledged): a truncated segment looks like an unsynced tail to recovery,
+            # but it lost acknowledged data all the same.
+            log.warning("%s: the log ends at %d but offsets up to %d had been made durable; treating "
+                        "the replica as storage-faulty", self.name, self.log.log_end_offset, self._marker)
+            faulty = True
         if faulty and not (hs and hs.storage_faulty):
             # Recovery cut data that had been written whole: the log now looks clean, so the
             # fault must be on disk before anything else, or a second crash would hide it and
@@ -494,6 +506,7 @@ class Replica:
                     if always and rd.sync_end > self.log.flushed_offset:
                         await gc.durable(self.log, rd.sync_end - 1)
                     after = node.advance(rd)
+                    self._note_durable(rd)
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # full disk, failed fsync
@@ -511,6 +524,24 @@ class Replica:
                     self.fail(f"applying commit {rd.commit} failed: {exc!r}")
                     return
                 self._drain_inbox()
+
+    def _note_durable(self, rd) -> None:
+        """Keep the on-disk "durable up to" marker (checked at the next open) current.
+
+        Lowered at once on a truncation; raised at most ten times a second, with a plain
+        write and no fsync: a stale, lower marker only weakens the check, never breaks it.
+        """
+        if rd.truncated_to is not None and rd.truncated_to < self._marker:
+            self._marker = rd.truncated_to
+            _write_marker(self.dir, self._marker)
+            self._marker_written_at = time.monotonic()
+        end = rd.sync_end if self.config.flush_policy == "always" else self.log.log_end_offset
+        if end > self._marker:
+            now = time.monotonic()
+            if now - self._marker_written_at >= MARKER_INTERVAL_S:
+                self._marker = end
+                _write_marker(self.dir, end)
+                self._marker_written_at = now
 
     def _drain_inbox(self) -> None:
         node = self.node
@@ -626,6 +657,29 @@ class Replica:
             if last is None:
                 return
             offset = last.next_offset
+
+
+MARKER_FILE = "durable-end"
+MARKER_INTERVAL_S = 0.1
+
+
+def _read_marker(directory: Path) -> int:
+    try:
+        data = (directory / MARKER_FILE).read_bytes()
+    except FileNotFoundError:
+        return 0
+    return struct.unpack(">q", data)[0] if len(data) == 8 else 0
+
+
+def _write_marker(directory: Path, offset: int) -> None:
+    try:
+        fd = os.open(directory / MARKER_FILE, os.O_WRONLY | os.O_CREAT, 0o644)
+        try:
+            os.pwrite(fd, struct.pack(">q", offset), 0)
+        finally:
+            os.close(fd)
+    except OSError:
+        pass  # best effort: a stale marker only weakens the check at the next open
 
 
 def _with_offsets(h, base: int):

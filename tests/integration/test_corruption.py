@@ -71,3 +71,59 @@ def test_corruption_below_the_recovery_point_is_cut_and_repaired_from_the_leader
         cluster.stop()
     copies = {b: read_replica_bytes(cluster.brokers[b].data_dir, "rot", 0, hw) for b in cluster.brokers}
     assert copies[victim] == copies[leader] and len(copies[leader]) > 0
+
+
+def test_a_truncated_segment_is_not_taken_for_an_unsynced_tail(tmp_path) -> None:
+    """A segment cut short while the broker was down looks like a torn write to recovery;
+    the replica still knows what it had made durable, refuses to vote, and is repaired."""
+    cluster = LocalCluster(root=tmp_path, n=3)
+    try:
+        cluster.start()
+        cluster.wait_ready()
+
+        async def write():
+            c = RawClient(cluster.bootstrap)
+            try:
+                await c.create_topic("cut", 1, 3)
+                acked = []
+                for i in range(60):
+                    values = [f"{i}-{j}".encode() * 20 for j in range(20)]
+                    resp = await c.produce("cut", 0, make_batch(values))
+                    assert resp["err"] == 0, resp
+                    acked += [(resp["base_offset"] + j, v) for j, v in enumerate(values)]
+                return acked, await c.leader("cut", 0)
+            finally:
+                await c.close()
+
+        acked, leader = asyncio.run(write())
+        victim = next(b for b in cluster.brokers if b != leader)
+        cluster.stop()
+        segment = sorted((cluster.brokers[victim].data_dir / "cut-0").glob("*.log"))[0]
+        data = segment.read_bytes()
+        segment.write_bytes(data[: len(data) // 2 + 7])  # mid-batch: a "torn tail"
+        cluster.start()
+        cluster.wait_ready()
+        assert "storage-faulty" in cluster.tail(victim, 400)
+
+        async def read_back():
+            c = RawClient(cluster.bootstrap)
+            try:
+                return await c.read_all("cut", 0)
+            finally:
+                await c.close()
+
+        assert asyncio.run(read_back()) == acked
+
+        async def in_sync():
+            c = RawClient(cluster.bootstrap)
+            try:
+                p = (await c.metadata(["cut"]))["topics"][0]["partitions"][0]
+                return p if victim in p["isr"] else None
+            finally:
+                await c.close()
+
+        hw = wait_for(lambda: asyncio.run(in_sync()), 60, f"broker {victim} repaired and in sync")["high_watermark"]
+    finally:
+        cluster.stop()
+    copies = {b: read_replica_bytes(cluster.brokers[b].data_dir, "cut", 0, hw) for b in cluster.brokers}
+    assert copies[victim] == copies[leader] and len(copies[leader]) > 0

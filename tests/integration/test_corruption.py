@@ -14,6 +14,34 @@ from tests.integration.test_cluster import read_replica_bytes
 pytestmark = pytest.mark.integration
 
 
+def wait_repaired(cluster: LocalCluster, topic: str, victim: int, acked: list) -> int:
+    """Every acknowledged record reads back, and the damaged replica is in sync again."""
+
+    async def read_back():
+        c = RawClient(cluster.bootstrap)
+        try:
+            return await c.read_all(topic, 0)
+        finally:
+            await c.close()
+
+    assert asyncio.run(read_back()) == acked
+
+    async def in_sync():
+        c = RawClient(cluster.bootstrap)
+        try:
+            p = (await c.metadata([topic]))["topics"][0]["partitions"][0]
+            return p if victim in p["isr"] else None
+        finally:
+            await c.close()
+
+    return wait_for(lambda: asyncio.run(in_sync()), 60, f"broker {victim} repaired and in sync")["high_watermark"]
+
+
+def assert_identical_replicas(cluster: LocalCluster, topic: str, victim: int, leader: int, hw: int) -> None:
+    copies = {b: read_replica_bytes(cluster.brokers[b].data_dir, topic, 0, hw) for b in cluster.brokers}
+    assert copies[victim] == copies[leader] and len(copies[leader]) > 0
+
+
 def test_corruption_below_the_recovery_point_is_cut_and_repaired_from_the_leader(tmp_path) -> None:
     cluster = LocalCluster(root=tmp_path, n=3)
     try:
@@ -48,29 +76,10 @@ def test_corruption_below_the_recovery_point_is_cut_and_repaired_from_the_leader
         cluster.wait_ready()
         log_text = cluster.tail(victim, 400)
         assert "corrupt" in log_text.lower(), log_text
-
-        async def read_back():
-            c = RawClient(cluster.bootstrap)
-            try:
-                return await c.read_all("rot", 0)
-            finally:
-                await c.close()
-
-        assert asyncio.run(read_back()) == acked
-
-        async def in_sync():
-            c = RawClient(cluster.bootstrap)
-            try:
-                p = (await c.metadata(["rot"]))["topics"][0]["partitions"][0]
-                return p if victim in p["isr"] else None
-            finally:
-                await c.close()
-
-        hw = wait_for(lambda: asyncio.run(in_sync()), 60, f"broker {victim} repaired and in sync")["high_watermark"]
+        hw = wait_repaired(cluster, "rot", victim, acked)
     finally:
         cluster.stop()
-    copies = {b: read_replica_bytes(cluster.brokers[b].data_dir, "rot", 0, hw) for b in cluster.brokers}
-    assert copies[victim] == copies[leader] and len(copies[leader]) > 0
+    assert_identical_replicas(cluster, "rot", victim, leader, hw)
 
 
 def test_a_truncated_segment_is_not_taken_for_an_unsynced_tail(tmp_path) -> None:
@@ -104,26 +113,7 @@ def test_a_truncated_segment_is_not_taken_for_an_unsynced_tail(tmp_path) -> None
         cluster.start()
         cluster.wait_ready()
         assert "storage-faulty" in cluster.tail(victim, 400)
-
-        async def read_back():
-            c = RawClient(cluster.bootstrap)
-            try:
-                return await c.read_all("cut", 0)
-            finally:
-                await c.close()
-
-        assert asyncio.run(read_back()) == acked
-
-        async def in_sync():
-            c = RawClient(cluster.bootstrap)
-            try:
-                p = (await c.metadata(["cut"]))["topics"][0]["partitions"][0]
-                return p if victim in p["isr"] else None
-            finally:
-                await c.close()
-
-        hw = wait_for(lambda: asyncio.run(in_sync()), 60, f"broker {victim} repaired and in sync")["high_watermark"]
+        hw = wait_repaired(cluster, "cut", victim, acked)
     finally:
         cluster.stop()
-    copies = {b: read_replica_bytes(cluster.brokers[b].data_dir, "cut", 0, hw) for b in cluster.brokers}
-    assert copies[victim] == copies[leader] and len(copies[leader]) > 0
+    assert_identical_replicas(cluster, "cut", victim, leader, hw)

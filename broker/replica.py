@@ -44,7 +44,7 @@ from strata.broker.raft.node import (
     Role,
 )
 from strata.broker.raft_log import StorageRaftLog
-from strata.client.batch import CorruptBatchError, iter_batches, validate_batches
+from strata.client.batch import CorruptBatchError, iter_batches
 from strata.client.errors import ErrorCode
 from strata.client.records import build_control_batch, decode_batch
 from strata.storage import LogFullError, StorageError
@@ -307,11 +307,14 @@ class Replica:
             return await fut
         return self._propose(batch)
 
-    def _propose(self, batch: bytes) -> tuple[int, int]:
+    def _propose(self, batch: bytes | memoryview) -> tuple[int, int]:
         try:
             base, last = self.node.propose(batch)
         except NotLeaderError:
             raise self.not_leader_error() from None
+        except CorruptBatchError as exc:
+            # Refused before anything was written: the log and the core are as before.
+            raise ReplicaError(ErrorCode.CORRUPT_BATCH, str(exc)) from None
         except LogFullError as exc:
             # The append was cut back: the log and the core are as before.
             raise ReplicaError(ErrorCode.DISK_FULL, f"{self.name} on broker {self.node_id}: {exc}") from None
@@ -335,7 +338,9 @@ class Replica:
                 f"batch of {len(payload)} bytes is larger than the broker's limit of {limits.max_batch_bytes}",
             )
         try:
-            headers = validate_batches(payload)
+            # Headers and lengths only: the log's append checks every CRC before writing a
+            # byte, so the batch is checksummed once on its way in.
+            headers = [h for _, h in iter_batches(payload, check_crc=False)]
         except CorruptBatchError as exc:
             raise ReplicaError(ErrorCode.CORRUPT_BATCH, str(exc)) from None
         if len(headers) != 1:
@@ -356,15 +361,15 @@ class Replica:
             if len(self._inbox) >= MAX_QUEUED_INPUTS:
                 raise ReplicaError(ErrorCode.NOT_ENOUGH_REPLICAS, f"{self.name}: too many appends queued; retry")
             fut = asyncio.get_running_loop().create_future()
-            self._inbox.append(("append", h, bytes(payload), fut))
+            self._inbox.append(("append", h, payload, fut))
             duplicate, base, last = await fut
         else:
-            duplicate, base, last = self._check_and_append(h, bytes(payload))
+            duplicate, base, last = self._check_and_append(h, payload)
         if acks == -1 and ("ack-before-commit" not in self.config.unsafe or duplicate):
             await self.wait_committed(last, timeout_s)
         return ProduceResult(base, last, self.log.log_start_offset)
 
-    def _check_and_append(self, h, batch: bytes) -> tuple[bool, int, int]:
+    def _check_and_append(self, h, batch: bytes | memoryview) -> tuple[bool, int, int]:
         """Sequence check, append and producer-state update as one step: ``(duplicate, base, last)``."""
         if self._stopped or not self.is_leader:
             raise self.not_leader_error()

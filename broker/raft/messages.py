@@ -128,16 +128,21 @@ class AppendResponse:
 
 @dataclass(slots=True)
 class Heartbeat:
-    """Leader liveness and commit, no entries. ``commit`` never exceeds what ``dst`` matched."""
+    """Leader liveness and commit, no entries. ``commit`` never exceeds what ``dst`` matched.
+
+    ``quiesce``: the group is idle (every follower matched the whole log, all of it
+    committed); a follower whose log ends at ``commit`` stops ticking and does not answer.
+    """
 
     TYPE: ClassVar[MsgType] = MsgType.HEARTBEAT
     src: int
     dst: int
     term: int
     commit: int
+    quiesce: bool = False
 
     def to_wire(self) -> tuple[list, bytes]:
-        return [self.TYPE, self.src, self.dst, self.term, self.commit], b""
+        return [self.TYPE, self.src, self.dst, self.term, self.commit, self.quiesce], b""
 
 
 @dataclass(slots=True)

@@ -70,6 +70,21 @@ with an uncommitted membership change, the remaining voters may lack a quorum th
 elect anyone (the simulator reports this as a "known stall", about one seed in 8,000).
 Recovering a faulty node's vote without a leader (PAR's full protocol) is not implemented.
 
+Quiescence (CockroachDB's quiesced ranges). With ``RaftConfig.quiesce`` an idle group stops
+costing anything: when a heartbeat falls due and every follower has answered the last round,
+matches the whole log, and all of it is committed, the leader sends a last heartbeat marked
+``quiesce`` and stops ticking; a follower whose log ends exactly at that commit stops ticking
+too, without answering. Any input wakes a node (a message, a proposal, a transfer, a
+membership change), except a quiesce heartbeat itself. A node that has no leader always
+speaks up once per election timeout: it campaigns, or, if it may not (storage-faulty,
+removed), sends its members a heartbeat response, so a restarted node wakes its group. What the core cannot see is a leader
+that died while its followers sleep: the driver must watch its peers (the broker: one
+liveness ping per broker pair, whatever the number of groups) and call :meth:`RaftNode.wake`
+on the groups of a peer that went silent, passing how long the leader has been silent so the
+election does not wait a further timeout. A driver that was itself stalled (a paused process)
+must wake all its groups: a leader deposed meanwhile learns the new term only once awake.
+Quiescence changes timers only; no safety argument depends on it.
+
 Test-only :class:`Fault` switches break the core on purpose; the simulator must catch each.
 """
 
@@ -162,6 +177,8 @@ class RaftConfig:
     max_inflight_msgs: int = 32
     max_inflight_bytes: int = 8 << 20
     max_append_bytes: int = 1 << 20
+    #: Idle groups stop ticking (see "Quiescence" above); the driver must then call wake().
+    quiesce: bool = False
     faults: frozenset[Fault] = frozenset()
 
     def __post_init__(self) -> None:
@@ -231,6 +248,8 @@ class RaftNode:
         self.durable_end = log.log_end_offset
         self.election_elapsed = 0
         self.heartbeat_elapsed = 0
+        #: Idle: tick() does nothing until an input or wake() (see "Quiescence").
+        self.quiesced = False
         self._timeout = self._random_timeout()
         self._votes: dict[int, bool] = {}
         self.progress: dict[int, Progress] = {}
@@ -259,6 +278,8 @@ class RaftNode:
     def tick(self) -> None:
         """One unit of logical time. O(1) unless a heartbeat or quorum check falls due."""
         assert self._outstanding is None, "tick() between ready() and advance()"
+        if self.quiesced:
+            return
         self.election_elapsed += 1
         if self.role is Role.LEADER:
             self.heartbeat_elapsed += 1
@@ -270,16 +291,48 @@ class RaftNode:
                 self.transferee = None  # a transfer that did not finish in time is abandoned
             if self.heartbeat_elapsed >= self.cfg.heartbeat_interval:
                 self.heartbeat_elapsed = 0
-                self._send_heartbeats()
-        elif self.election_elapsed >= self._timeout and self._promotable():
-            # (A node that may not campaign keeps counting, so its lease on the old leader
-            # expires and it can vote for someone else.)
+                if self._can_quiesce():
+                    self._send_heartbeats(quiesce=True)
+                    self.quiesced = True
+                else:
+                    self._send_heartbeats()
+        elif self.election_elapsed >= self._timeout:
+            if self._promotable():
+                self.election_elapsed = 0
+                self._campaign(pre=self.cfg.pre_vote)
+            elif self.cfg.quiesce and (self.election_elapsed - self._timeout) % self.cfg.election_timeout == 0:
+                # A node that may not campaign keeps counting (its lease on the old leader
+                # expires, so it can vote for someone else), but where groups quiesce it must
+                # not stay silent: its peers may sleep under a leader that is gone (this very
+                # node, restarted). "I am here" wakes them; a leader answers with heartbeats.
+                for p in self.membership.members:
+                    if p != self.id:
+                        self._send_now(HeartbeatResponse(self.id, p, self.term, self.faulty))
+
+    def wake(self, leader_silent: int = 0) -> None:
+        """Leave quiescence (a no-op if not quiesced).
+
+        The driver calls this when a peer of the group went silent, or after a stall of its
+        own. ``leader_silent``: ticks since this node's leader was last heard from, if the
+        leader is the silent peer; a follower counts them toward its election timeout.
+        """
+        assert self._outstanding is None, "wake() between ready() and advance()"
+        if not self.quiesced:
+            return
+        self.quiesced = False
+        if self.role is Role.LEADER:
+            # A fresh check-quorum round: the followers' answers to the heartbeats sent
+            # now (they wake on them) show who is still there.
             self.election_elapsed = 0
-            self._campaign(pre=self.cfg.pre_vote)
+            self.heartbeat_elapsed = 0
+            self._send_heartbeats()
+        else:
+            self.election_elapsed = max(self.election_elapsed, leader_silent)
 
     def campaign(self) -> None:
         """Start an election now, as if the election timeout had passed (etcd's MsgHup)."""
         assert self._outstanding is None
+        self.wake()
         if self.role is not Role.LEADER and self._promotable():
             self.election_elapsed = 0
             self._campaign(pre=self.cfg.pre_vote)
@@ -289,6 +342,7 @@ class RaftNode:
         assert self._outstanding is None, "propose() between ready() and advance()"
         if self.role is not Role.LEADER:
             raise NotLeaderError(self.leader)
+        self.wake()
         if self.transferee is not None:
             raise ProposalDroppedError("leadership transfer in progress")
         if self._config_batch is not None:
@@ -304,6 +358,7 @@ class RaftNode:
             raise NotLeaderError(self.leader)
         if to == self.id:
             return
+        self.wake()
         if to not in self.membership.voters:
             raise ValueError(f"node {to} is not a voter")
         self.transferee = to
@@ -322,6 +377,7 @@ class RaftNode:
         assert self._outstanding is None
         if self.role is not Role.LEADER:
             raise NotLeaderError(self.leader)
+        self.wake()
         if self.transferee is not None or self._config_batch is not None:
             raise ProposalDroppedError("another change is in progress")
         if self._configs[-1].offset >= self.commit:
@@ -340,6 +396,8 @@ class RaftNode:
         """Handle one message addressed to this node."""
         assert self._outstanding is None, "step() between ready() and advance()"
         assert m.dst == self.id
+        if self.quiesced and not (isinstance(m, Heartbeat) and m.quiesce):
+            self.wake()
         if m.term > self.term:
             if isinstance(m, VoteRequest):
                 if self._in_lease() and not m.force:
@@ -563,6 +621,7 @@ class RaftNode:
         self.leader = None
         self.election_elapsed = 0
         self.heartbeat_elapsed = 0
+        self.quiesced = False
         self._timeout = self._random_timeout()
         self._votes = {}
         self.progress = {}
@@ -609,9 +668,34 @@ class RaftNode:
 
     # ------------------------------------------------------------------ leader: replication
 
-    def _send_heartbeats(self) -> None:
+    def _send_heartbeats(self, *, quiesce: bool = False) -> None:
         for p, pr in self.progress.items():
-            self._send_now(Heartbeat(self.id, p, self.term, min(self.commit, pr.match + 1)))
+            pr.replied = False
+            self._send_now(Heartbeat(self.id, p, self.term, min(self.commit, pr.match + 1), quiesce))
+
+    def _can_quiesce(self) -> bool:
+        """Idle: nothing to send, nothing to commit, and every follower answered the last
+        heartbeat round, healthy, holding the whole log."""
+        if (
+            not self.cfg.quiesce
+            or self.transferee is not None
+            or self._config_batch is not None
+            or self._broadcast
+        ):
+            return False
+        leo = self.log.log_end_offset
+        if self.commit != leo or self.durable_end != leo or not self.leader_knows_commit:
+            return False
+        for pr in self.progress.values():
+            if (
+                not pr.replied
+                or pr.faulty
+                or pr.match != leo - 1
+                or pr.state is not ProgressState.REPLICATE
+                or pr.inflight
+            ):
+                return False
+        return True
 
     def _send_append(self, peer: int, *, allow_empty: bool) -> None:
         """Send what ``peer`` needs next, as far as its flow control allows."""
@@ -655,6 +739,7 @@ class RaftNode:
         if pr is None:
             return
         pr.recent_active = True
+        pr.replied = True
         pr.faulty = m.faulty
         if pr.state is ProgressState.SNAPSHOT:
             pr.become_probe(pr.match + 1)  # the InstallLogStart may be lost: try again
@@ -672,6 +757,7 @@ class RaftNode:
         if pr is None:
             return
         pr.recent_active = True
+        pr.replied = True
         pr.faulty = m.faulty
         if m.reject:
             rejected = m.match
@@ -815,6 +901,14 @@ class RaftNode:
         self._commit_to(min(m.commit, self.log.log_end_offset))
         self._leader_commit_seen = max(self._leader_commit_seen, m.commit)
         self._maybe_clear_faulty()
+        if (
+            m.quiesce
+            and self.cfg.quiesce
+            and not self.faulty
+            and self.commit == m.commit == self.log.log_end_offset
+        ):
+            self.quiesced = True  # no answer: it would wake the leader
+            return
         self._send_after(HeartbeatResponse(self.id, m.src, self.term, self.faulty))
 
     def _on_install_log_start(self, m: InstallLogStart) -> None:
@@ -945,5 +1039,8 @@ class RaftNode:
         assert 1 <= len(self._configs) <= 3
         assert (self.role is Role.LEADER) == (self.leader == self.id)
         assert self.role is not Role.CANDIDATE or self.vote == self.id
+        assert not self.quiesced or (
+            self.role in (Role.LEADER, Role.FOLLOWER) and self.commit == log.log_end_offset
+        ), f"quiesced {self.role} with commit {self.commit} below the log end {log.log_end_offset}"
 
 

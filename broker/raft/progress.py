@@ -34,6 +34,8 @@ class Progress:
     probe_prev: int = -2
     #: Heard from since the last check-quorum round.
     recent_active: bool = False
+    #: Answered since the last heartbeat round (a group may quiesce only if all have).
+    replied: bool = False
     #: Lost acknowledged data to storage corruption; excluded from commit quorums.
     faulty: bool = False
     #: REPLICATE: (last offset, bytes) of each Append in flight, oldest first.

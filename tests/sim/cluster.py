@@ -7,6 +7,12 @@ completions, and one tick per running node. After every step the :class:`Checker
 every node. The last part of the run is quiet (faults heal, every node restarts, the network
 is reliable): a leader must emerge and a proposal made then must commit before the end.
 
+Quiescence (half the swarmed seeds, or ``--quiesce``): idle groups stop ticking, and the
+simulator plays the broker's part in waking them. Every node pings every other node each
+heartbeat interval (pings cross the same faulty network); a node that has heard nothing from
+a peer for an election timeout wakes its group if that peer is its leader or, for a leader,
+one of its members.
+
 Persistence is modelled the way a real driver sees it: ``ready()`` hands out the hard state
 and the log end to sync; the fsync completes a few steps later (``advance()``) and until then
 the node takes no input. A crash loses the hard state of an unfinished Ready and cuts the
@@ -25,6 +31,7 @@ import heapq
 import random
 import zlib
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from strata.broker.raft.batches import SimCodec, make_batch
 from strata.broker.raft.log import MemoryRaftLog
@@ -89,11 +96,15 @@ class SimOptions:
     pre_vote: bool = True
     check_quorum: bool = True
     max_append_bytes: int = 600
+    #: Idle groups quiesce (with swarm: decided per seed, half of them).
+    quiesce: bool = False
 
     def replay_command(self, seed: int) -> str:
         cmd = f"python -m tests.sim.run --replay {seed} --nodes {self.nodes} --steps {self.steps}"
         if not self.swarm:
             cmd += " --no-swarm"
+            if self.quiesce:
+                cmd += " --quiesce"
         for f in sorted(f.value for f in self.faults):
             cmd += f" --fault {f}"
         return cmd
@@ -112,6 +123,20 @@ class SimNode:
     missed_ticks: int = 0
     last_vote: tuple[int, int | None] | None = None
     last_role: Role | None = None
+    #: Quiescence: the step this node last heard from each peer, and the peers it counts as
+    #: silent (an election timeout without a word).
+    heard: dict[int, int] = field(default_factory=dict)
+    silent: set[int] = field(default_factory=set)
+
+
+@dataclass(slots=True)
+class Ping:
+    """The driver-level liveness ping between two nodes (the broker sends one per peer)."""
+
+    TYPE: ClassVar[int] = 0
+    src: int
+    dst: int
+    term: int = 0
 
 
 @dataclass(slots=True)
@@ -131,7 +156,11 @@ class Simulation:
     def __init__(self, seed: int, opts: SimOptions, *, record: bool = False) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
-        self.opts = opts = _swarm(opts, self.rng) if opts.swarm else opts
+        if opts.swarm:
+            opts = _swarm(opts, self.rng)
+            # From a generator of its own, so the seeds that do not quiesce replay as before.
+            opts = dataclasses.replace(opts, quiesce=random.Random(seed * 7919 + 17).random() < 0.5)
+        self.opts = opts
         self.checker = Checker()
         self.now = 0
         self.ids = list(range(1, opts.nodes + 2))  # one spare for membership changes
@@ -189,20 +218,25 @@ class Simulation:
     def _step(self) -> None:
         rng = self.rng
         o = self.opts
+        # With quiescence, clients go idle half the time (40 steps on, 40 off) so that
+        # groups do quiesce, under faults and in the quiet phase, and must wake again.
+        idle = o.quiesce and (self.now // 40) % 2 == 1
         if not self.quiet:
             self._faults()
-            if rng.random() < o.p_transfer:
+            if not idle and rng.random() < o.p_transfer:
                 self._transfer()
-            if rng.random() < o.p_membership:
+            if not idle and rng.random() < o.p_membership:
                 self._membership()
             if rng.random() < o.p_retention:
                 self._retention()
-        if rng.random() < o.p_propose:
+        if not idle and rng.random() < o.p_propose:
             self._propose()
         for node in self.nodes.values():
             if node.pending is not None and node.pending[1] <= self.now:
                 self._complete(node)
         self._deliver()
+        if o.quiesce:
+            self._liveness()
         for node in self.nodes.values():
             if node.raft is not None:
                 if node.pending is None:
@@ -210,6 +244,34 @@ class Simulation:
                     self._drive(node)
                 else:
                     node.missed_ticks += 1
+
+    def _liveness(self) -> None:
+        """The broker's part in quiescence: pings, and waking the groups of a silent peer."""
+        o = self.opts
+        for node in self.nodes.values():
+            raft = node.raft
+            if raft is None:
+                continue
+            if self.now % o.heartbeat_interval == 0:
+                for j in self.ids:
+                    if j != node.id:
+                        self._send(Ping(node.id, j))
+            for j in self.ids:
+                if j == node.id:
+                    continue
+                silent_for = self.now - node.heard.get(j, -1)
+                if silent_for <= o.election_timeout:
+                    node.silent.discard(j)
+                    continue
+                if j in node.silent or node.pending is not None:
+                    continue  # already handled; or fsyncing: no input now, try next step
+                node.silent.add(j)
+                if raft.quiesced and (
+                    raft.leader == j or (raft.role is Role.LEADER and j in raft.membership.members)
+                ):
+                    self._event("wake", node.id, j)
+                    raft.wake(silent_for if raft.leader == j else 0)
+                    self._drive(node)
 
     def _observe(self, node: SimNode) -> None:
         raft = node.raft
@@ -284,6 +346,7 @@ class Simulation:
             max_append_bytes=o.max_append_bytes,
             pre_vote=o.pre_vote,
             check_quorum=o.check_quorum,
+            quiesce=o.quiesce,
             faults=o.faults,
         )
         node.raft = RaftNode(
@@ -291,6 +354,8 @@ class Simulation:
             initial=self.initial, storage_faulty=node.corrupt,
         )
         node.missed_ticks = 0
+        node.heard = dict.fromkeys(self.ids, self.now)  # a fresh process: a grace period
+        node.silent = set()
         self.checker.node_restarted(node.id)
         self._event("start", node.id, node.corrupt)
         self._drive(node)
@@ -401,6 +466,9 @@ class Simulation:
                 continue
             for m in due[dst]:
                 if (m.src, m.dst) in self.blocked:
+                    continue
+                node.heard[m.src] = self.now
+                if isinstance(m, Ping):
                     continue
                 self._event("msg", int(m.TYPE), m.src, m.dst, m.term)
                 node.raft.step(m)

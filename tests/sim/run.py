@@ -28,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=300, help="steps of the fault phase per seed")
     ap.add_argument("--no-swarm", action="store_true",
                     help="use the default fault rates for every seed (no swarm testing)")
+    ap.add_argument("--quiesce", action="store_true",
+                    help="idle groups quiesce (with --no-swarm; swarmed seeds decide per seed)")
     ap.add_argument("--fault", action="append", default=[],
                     choices=[f.value for f in Fault], help="break the core on purpose (tests)")
     ap.add_argument("--replay", type=int, default=None, metavar="SEED", help="replay one seed")
@@ -37,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def options(seed: int) -> SimOptions:
         nodes = args.nodes or (3 if seed % 2 == 0 else 5)
-        return SimOptions(nodes=nodes, steps=args.steps, faults=faults, swarm=not args.no_swarm)
+        return SimOptions(nodes=nodes, steps=args.steps, faults=faults, swarm=not args.no_swarm,
+                          quiesce=args.quiesce)
 
     if args.replay is not None:
         opts = options(args.replay)

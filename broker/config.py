@@ -96,6 +96,8 @@ class BrokerConfig:
     default_partitions: int = 1
     default_replication_factor: int = 3
     offsets_partitions: int = 12
+    #: Idle partitions' Raft groups stop ticking and heartbeating (see docs/internals.md).
+    quiesce: bool = True
     limits: Limits = field(default_factory=Limits)
     raft: RaftTiming = field(default_factory=RaftTiming)
     #: Test-only switches that break safety on purpose (the fault suite must catch them).
@@ -137,6 +139,7 @@ _FILE_KEYS = {
     "default_partitions": int,
     "default_replication_factor": int,
     "offsets_partitions": int,
+    "quiesce": bool,
 }
 
 
@@ -155,7 +158,7 @@ def load_config_file(path: Path) -> dict:
         elif key == "raft":
             out["raft"] = _sub(RaftTiming, value, path, key)
         elif key in _FILE_KEYS:
-            if not isinstance(value, _FILE_KEYS[key]) or isinstance(value, bool):
+            if not isinstance(value, _FILE_KEYS[key]) or (isinstance(value, bool) and _FILE_KEYS[key] is not bool):
                 raise ConfigError(f"config file {path}: {key} must be {_FILE_KEYS[key].__name__}")
             out[key] = value
         else:

@@ -392,7 +392,7 @@ class _StateCollector:
                                 "Offsets a follower is behind the leader: leader log end offset - follower "
                                 "match - 1 (exported by the leader, per follower).",
                                 labels=["topic", "partition", "follower"])
-        n_under = n_leaderless = 0
+        n_under = n_leaderless = n_quiesced = 0
         for (topic, p), r in list(self.broker.replicas.items()):
             lv = [topic, str(p)]
             lg = r.log
@@ -403,6 +403,7 @@ class _StateCollector:
             size.add_metric(lv, lg.size_bytes)
             segs.add_metric(lv, lg.segment_count)
             node = r.node
+            n_quiesced += node.quiesced
             epoch.add_metric(lv, node.term)
             replicas.add_metric(lv, len(r.voters))
             if node.leader is None:
@@ -427,6 +428,8 @@ class _StateCollector:
                                 "Partition replicas on this broker that know no leader.", value=n_leaderless)
         yield _Gauge("strata_partitions", "Partition replicas this broker holds (metadata log included).",
                                 value=len(self.broker.replicas))
+        yield _Gauge("strata_raft_quiesced_groups",
+                     "Partition replicas whose Raft group is idle: no ticks, no heartbeats.", value=n_quiesced)
 
     def _controller(self) -> Iterator[_Gauge]:
         """The cluster-wide view, exported by the active controller only (so ``sum()`` counts once)."""

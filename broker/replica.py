@@ -33,6 +33,7 @@ from pathlib import Path
 import msgpack
 
 from strata.broker import hardstate
+from strata.broker.metadata import METADATA_TOPIC
 from strata.broker.producer_state import ProducerStateTable, Verdict
 from strata.broker.raft.membership import Membership
 from strata.broker.raft.node import (
@@ -133,7 +134,7 @@ class Replica:
         self._busy = False
         self._inbox: deque = deque()
         self._queued_ticks = 0
-        self._ticks = 0
+        #: The broker tick at which each peer last sent this group a message.
         self._heard: dict[int, int] = {}
         self.raft_log = StorageRaftLog(self.log, self._follower_appended)
         stored = hardstate.load(directory)
@@ -141,6 +142,9 @@ class Replica:
         faulty = bool(self.log.recovery.corrupt)
         self._marker = _read_marker(directory)
         self._marker_written_at = 0.0
+        #: A durable end waiting for the marker's rate limit, and the timer that writes it.
+        self._marker_due = 0
+        self._marker_timer: asyncio.TimerHandle | None = None
         if self._marker > self.log.log_end_offset:
             # The log ends below what this replica had made durable (and so may have
             # acknowledged): a truncated segment looks like an unsynced tail to recovery,
@@ -170,6 +174,9 @@ class Replica:
                 heartbeat_interval=timing.heartbeat_ticks,
                 max_inflight_msgs=limits.max_raft_inflight_msgs,
                 max_inflight_bytes=limits.max_raft_inflight_bytes,
+                # The controller's group stays awake: it is one group, and the broker's
+                # metadata and liveness views lean on its heartbeats.
+                quiesce=self.config.quiesce and key[0] != METADATA_TOPIC,
                 faults=faults,
             ),
             self.raft_log,
@@ -197,6 +204,10 @@ class Replica:
     async def stop(self) -> None:
         """Stop driving this replica; fail whoever still waits on it."""
         self._stopped = True
+        if self._marker_timer is not None:
+            # (The directory may be about to go, with a deleted topic.)
+            self._marker_timer.cancel()
+            self._marker_timer = None
         self._kick.set()
         if self._task:
             self._task.cancel()
@@ -212,10 +223,18 @@ class Replica:
         self._inbox.clear()
         self._data_event.set()
 
+    def close_log(self) -> None:
+        """Clean shutdown, after ``stop()``: everything is made durable, and the marker says so."""
+        self.log.flush()
+        end = self.log.log_end_offset
+        if end > self._marker and not self.failed:
+            self._marker = end
+            _write_marker(self.dir, end)
+        self.log.close()
+
     # -- inputs --------------------------------------------------------------------------
 
     def tick(self) -> None:
-        self._ticks += 1
         if self._stopped:
             return
         if self._busy:
@@ -237,7 +256,7 @@ class Replica:
     def step(self, msg) -> None:
         if self._stopped:
             return
-        self._heard[msg.src] = self._ticks
+        self._heard[msg.src] = self.broker.ticks
         if self._busy:
             if len(self._inbox) < MAX_QUEUED_INPUTS:
                 self._inbox.append(("step", msg))
@@ -245,6 +264,28 @@ class Replica:
         self._step(msg)
         if self.node.has_ready():
             self._kick.set()
+
+    def wake(self, leader_silent: int = 0) -> None:
+        """Take this group out of quiescence (see ``RaftNode.wake``)."""
+        if self._stopped or not self.node.quiesced:
+            return
+        if self._busy:
+            self._inbox.append(("wake", leader_silent))
+            return
+        self.node.wake(leader_silent)
+        if self.node.has_ready():
+            self._kick.set()
+
+    def peer_silent(self, peer: int, silent_for: int) -> None:
+        """Broker ``peer`` has been silent for ``silent_for`` ticks: if it leads this group,
+        or follows it while we lead, the group must be awake to notice."""
+        node = self.node
+        if not node.quiesced:
+            return
+        if node.leader == peer:
+            self.wake(silent_for)
+        elif node.role is Role.LEADER and peer in node.membership.members:
+            self.wake()
 
     def _step(self, msg) -> None:
         try:
@@ -477,8 +518,12 @@ class Replica:
             if peer == self.node_id:
                 continue
             heard = self._heard.get(peer)
+            if node.quiesced:
+                # A quiesced group exchanges nothing: its followers matched the whole log
+                # when it went quiet, and their brokers' pings say they are still there.
+                heard = self.broker.peer_heard.get(peer)
             if (pr.match + 1 >= self.high_watermark and not pr.faulty and heard is not None
-                    and self._ticks - heard <= horizon):
+                    and self.broker.ticks - heard <= horizon):
                 out.append(peer)
         return sorted(out)
 
@@ -535,18 +580,31 @@ class Replica:
 
         Lowered at once on a truncation; raised at most ten times a second, with a plain
         write and no fsync: a stale, lower marker only weakens the check, never breaks it.
+        A raise that falls inside the interval is written when it ends, so the marker
+        catches up even if no further Ready comes (a quiesced group has none).
         """
-        if rd.truncated_to is not None and rd.truncated_to < self._marker:
-            self._marker = rd.truncated_to
-            _write_marker(self.dir, self._marker)
-            self._marker_written_at = time.monotonic()
+        if rd.truncated_to is not None:
+            self._marker_due = min(self._marker_due, rd.truncated_to)
+            if rd.truncated_to < self._marker:
+                self._marker = rd.truncated_to
+                _write_marker(self.dir, self._marker)
+                self._marker_written_at = time.monotonic()
         end = rd.sync_end if self.config.flush_policy == "always" else self.log.log_end_offset
         if end > self._marker:
-            now = time.monotonic()
-            if now - self._marker_written_at >= MARKER_INTERVAL_S:
-                self._marker = end
-                _write_marker(self.dir, end)
-                self._marker_written_at = now
+            self._marker_due = max(self._marker_due, end)
+            wait = self._marker_written_at + MARKER_INTERVAL_S - time.monotonic()
+            if wait <= 0:
+                self._raise_marker()
+            elif self._marker_timer is None:
+                self._marker_timer = asyncio.get_running_loop().call_later(wait, self._raise_marker)
+
+    def _raise_marker(self) -> None:
+        self._marker_timer = None
+        due, self._marker_due = self._marker_due, 0
+        if due > self._marker and not self.failed:
+            self._marker = due
+            _write_marker(self.dir, due)
+            self._marker_written_at = time.monotonic()
 
     def _drain_inbox(self) -> None:
         node = self.node
@@ -581,6 +639,8 @@ class Replica:
                     node.transfer_leadership(item[1])
                 except (NotLeaderError, ValueError):
                     pass
+            elif kind == "wake":
+                node.wake(item[1])
 
     def _after_ready(self, rd) -> None:
         node = self.node

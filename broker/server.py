@@ -62,6 +62,11 @@ class Broker:
         self._controller_conn_id: int | None = None
         self.ready_reason = "starting"
         self.started_at = time.monotonic()
+        #: Raft ticks since start; peers' liveness is counted in them.
+        self.ticks = 0
+        #: The tick at which a frame last came from each peer broker (see _watch_peers).
+        self.peer_heard: dict[int, int] = dict.fromkeys((p for p in config.peers if p != self.node_id), 0)
+        self._silent_peers: set[int] = set()
         self._handlers = {
             Api.HANDSHAKE: self.h_handshake,
             Api.METADATA: self.h_metadata,
@@ -126,8 +131,7 @@ class Broker:
                 conn.transport.close()
         for r in list(self.replicas.values()):
             try:
-                r.log.flush()
-                r.log.close()
+                r.close_log()
             except Exception:
                 log.exception("closing %s", r.key)
         await self.metrics.stop()
@@ -292,17 +296,48 @@ class Broker:
     # -- loops -----------------------------------------------------------------------------
 
     async def _ticker(self) -> None:
-        interval = self.config.raft.tick_ms / 1000
+        timing = self.config.raft
+        interval = timing.tick_ms / 1000
         loop = asyncio.get_running_loop()
         next_at = loop.time()
         while True:
             next_at += interval
+            self.ticks += 1
+            if self.ticks % timing.heartbeat_ticks == 0:
+                self.transport.ping()
+            self._watch_peers()
             for r in list(self.replicas.values()):
-                r.tick()  # never raises: a replica whose storage fails restarts itself
+                if not r.node.quiesced:
+                    r.tick()  # never raises: a replica whose storage fails restarts itself
             delay = next_at - loop.time()
+            if delay < -interval * timing.election_ticks:
+                # This process stalled (paused, starved) for longer than an election
+                # timeout: a group it led may have moved on meanwhile, and a quiesced
+                # leader would not find out. Wake every group.
+                log.warning("broker %d stalled for %.1fs; waking every quiesced group", self.node_id, -delay)
+                for r in list(self.replicas.values()):
+                    r.wake()
             if delay < -interval * 5:
                 next_at = loop.time()  # we fell far behind: do not tick in a burst
             await asyncio.sleep(max(0.0, delay))
+
+    def _watch_peers(self) -> None:
+        """Wake the quiesced groups of a peer broker that went silent for an election timeout.
+
+        Quiesced groups send nothing, so a leader's death would go unnoticed by its sleeping
+        followers; the peers' pings (see ``PeerTransport.ping``) stand in for their heartbeats.
+        """
+        limit = self.config.raft.election_ticks
+        for peer, heard in self.peer_heard.items():
+            silent_for = self.ticks - heard
+            if silent_for <= limit:
+                self._silent_peers.discard(peer)
+            elif peer not in self._silent_peers:
+                self._silent_peers.add(peer)
+                log.info("broker %d: no word from broker %d for %d ticks; waking the groups it shares",
+                         self.node_id, peer, silent_for)
+                for r in list(self.replicas.values()):
+                    r.peer_silent(peer, silent_for)
 
     def _heartbeat_request(self) -> dict:
         host, port = self.config.advertised_address
@@ -721,6 +756,8 @@ class Broker:
         """Peer Raft messages: many groups' messages in one frame per peer per loop turn."""
         mv = memoryview(payload)
         frm = hdr.get("from")
+        if frm in self.peer_heard:
+            self.peer_heard[frm] = self.ticks
         for item in hdr.get("msgs", ()):
             try:
                 group, fields, pos, size = item

@@ -30,6 +30,8 @@ class _PeerQueue:
     payloads: list = field(default_factory=list)
     payload_bytes: int = 0
     dropped: int = 0
+    #: Send a frame this turn even if it carries no message (a liveness ping).
+    ping: bool = False
 
 
 class _PeerProtocol(asyncio.Protocol):
@@ -164,6 +166,16 @@ class PeerTransport:
             q.payload_bytes += plen
         self._schedule_flush()
 
+    def ping(self) -> None:
+        """Make sure every connected peer gets a frame this turn, if only an empty one.
+
+        One ping per broker pair stands in for the heartbeats of all quiesced groups: a
+        peer that hears nothing from this broker for an election timeout wakes them.
+        """
+        for q in self._queues.values():
+            q.ping = True
+        self._schedule_flush()
+
     def _schedule_flush(self) -> None:
         if not self._flush_scheduled:
             self._flush_scheduled = True
@@ -172,8 +184,9 @@ class PeerTransport:
     def flush(self) -> None:
         self._flush_scheduled = False
         for peer_id, q in self._queues.items():
-            if not q.msgs:
+            if not q.msgs and not q.ping:
                 continue
+            q.ping = False
             conn = self._conns.get(peer_id)
             if conn is None or conn.transport is None or conn.transport.is_closing():
                 # Not connected: drop; Raft will resend once the peer is back.

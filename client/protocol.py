@@ -698,7 +698,9 @@ _RAFT_V0 = Schema(
         "Peer-to-peer, oneway. Every Raft message one broker has for another in one event-loop "
         "turn (all groups' heartbeats, appends, votes, replies) travels in one frame. Each "
         "message is [group, fields, pos, size]: group and fields are owned by the Raft layer "
-        "(opaque here), [pos, pos+size) is its slice of the payload (record batches)."
+        "(opaque here), [pos, pos+size) is its slice of the payload (record batches). A frame "
+        "with no messages is a liveness ping, sent every heartbeat interval: it stands in for "
+        "the heartbeats of quiesced (idle) groups."
     ),
     request=struct_(
         req("from", INT, "sender broker id"),

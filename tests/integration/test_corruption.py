@@ -10,6 +10,7 @@ import pytest
 from tests.integration.cluster import LocalCluster, wait_for
 from tests.integration.rawclient import RawClient, make_batch
 from tests.integration.test_cluster import read_replica_bytes
+from tests.integration.test_quiesce import all_quiet
 
 pytestmark = pytest.mark.integration
 
@@ -82,9 +83,13 @@ def test_corruption_below_the_recovery_point_is_cut_and_repaired_from_the_leader
     assert_identical_replicas(cluster, "rot", victim, leader, hw)
 
 
-def test_a_truncated_segment_is_not_taken_for_an_unsynced_tail(tmp_path) -> None:
+@pytest.mark.parametrize("stop", ["clean", "sigkill-when-idle"])
+def test_a_truncated_segment_is_not_taken_for_an_unsynced_tail(tmp_path, stop) -> None:
     """A segment cut short while the broker was down looks like a torn write to recovery;
-    the replica still knows what it had made durable, refuses to vote, and is repaired."""
+    the replica still knows what it had made durable, refuses to vote, and is repaired.
+
+    Killed rather than stopped, and once its group has gone quiet: the durable-end marker
+    must have caught up without a clean shutdown, or a later Ready, to write it."""
     cluster = LocalCluster(root=tmp_path, n=3)
     try:
         cluster.start()
@@ -106,7 +111,12 @@ def test_a_truncated_segment_is_not_taken_for_an_unsynced_tail(tmp_path) -> None
 
         acked, leader = asyncio.run(write())
         victim = next(b for b in cluster.brokers if b != leader)
-        cluster.stop()
+        if stop == "clean":
+            cluster.stop()
+        else:
+            wait_for(lambda: all_quiet(cluster, list(cluster.brokers)), 30, "the partition's group to quiesce")
+            for i in cluster.brokers:
+                cluster.kill(i)
         segment = sorted((cluster.brokers[victim].data_dir / "cut-0").glob("*.log"))[0]
         data = segment.read_bytes()
         segment.write_bytes(data[: len(data) // 2 + 7])  # mid-batch: a "torn tail"

@@ -31,12 +31,13 @@ class FakeReplica:
     leo: int = 100
     hw: int = 90
     term: int = 4
+    quiesced: bool = False
 
     def __post_init__(self) -> None:
         self.log = SimpleNamespace(log_end_offset=self.leo, log_start_offset=10, size_bytes=4096, segment_count=2)
         self.high_watermark = self.hw
         progress = {p: SimpleNamespace(match=m) for p, m in self.matches.items()}
-        self.node = SimpleNamespace(term=self.term, leader=self.leader, progress=progress)
+        self.node = SimpleNamespace(term=self.term, leader=self.leader, progress=progress, quiesced=self.quiesced)
 
     @property
     def is_leader(self) -> bool:
@@ -50,7 +51,7 @@ def fake_broker(tmp_path: Path, *, metrics_listen=("127.0.0.1", 0), lag_rows=Non
     topics = {"events": SimpleNamespace(replicas=[[1, 2, 3], [2, 3, 1], [3, 1, 2]])}
     replicas = {
         ("events", 0): FakeReplica(1, [1, 2, 3], leader=1, isr=[1, 2], matches={1: 99, 2: 99, 3: 60}),
-        ("events", 1): FakeReplica(1, [2, 3, 1], leader=2),
+        ("events", 1): FakeReplica(1, [2, 3, 1], leader=2, quiesced=True),
         ("events", 2): FakeReplica(1, [3, 1, 2], leader=None),
     }
     controller = SimpleNamespace(
@@ -91,6 +92,7 @@ def test_partition_replication_and_controller_values(tmp_path: Path) -> None:
     assert s[("strata_partition_leader", (("partition", "1"), ("topic", "events")))] == 0
     assert s[("strata_under_replicated_partitions", ())] == 1
     assert s[("strata_leaderless_partitions", ())] == 1
+    assert s[("strata_raft_quiesced_groups", ())] == 1
     # events-2's view is missing and events-1's leader (2) is live: one offline partition.
     assert s[("strata_controller_offline_partitions", ())] == 1
     assert s[("strata_controller_active", ())] == 1

@@ -77,11 +77,11 @@ matches the whole log, and all of it is committed, the leader sends a last heart
 too, without answering. Any input wakes a node (a message, a proposal, a transfer, a
 membership change), except a quiesce heartbeat itself. A node that has no leader always
 speaks up once per election timeout: it campaigns, or, if it may not (storage-faulty,
-removed), sends its members a heartbeat response, so a restarted node wakes its group. What the core cannot see is a leader
-that died while its followers sleep: the driver must watch its peers (the broker: one
-liveness ping per broker pair, whatever the number of groups) and call :meth:`RaftNode.wake`
-on the groups of a peer that went silent, passing how long the leader has been silent so the
-election does not wait a further timeout. A driver that was itself stalled (a paused process)
+removed), sends its members a heartbeat response, so a restarted node wakes its group.
+What the core cannot see is a leader that died while its followers sleep: the driver must
+watch its peers (the broker: one liveness ping per broker pair, whatever the number of
+groups) and call :meth:`RaftNode.wake` on the groups of a peer that went silent, passing
+how long the leader has been silent so the election does not wait a further timeout. A driver that was itself stalled (a paused process)
 must wake all its groups: a leader deposed meanwhile learns the new term only once awake.
 Quiescence changes timers only; no safety argument depends on it.
 

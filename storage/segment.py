@@ -440,11 +440,7 @@ class LogSegment:
         """
         if offset >= self.next_offset:
             return None
-        i = self.offset_index.lookup(offset)
-        if i >= 0:
-            pos, expected = self.offset_index.positions[i], self.offset_index.offsets[i]
-        else:
-            pos, expected = 0, self.base_offset
+        pos, expected = self._index_entry(offset)
         win = _Window(self.fd, self.size, _WALK_CHUNK)
         while pos < self.size:
             hv = win.get(pos, HEADER_SIZE)
@@ -472,11 +468,7 @@ class LogSegment:
         """
         if offset >= self.next_offset:
             return None
-        i = self.offset_index.lookup(offset)
-        if i >= 0:
-            entry_pos, expected = self.offset_index.positions[i], self.offset_index.offsets[i]
-        else:
-            entry_pos, expected = 0, self.base_offset
+        entry_pos, expected = self._index_entry(offset)
         guess = max(max_bytes, self.last_batch_size) + self.index_interval_bytes + HEADER_SIZE
         buf = os.pread(self.fd, min(self.size - entry_pos, guess), entry_pos)
         p = 0
@@ -510,6 +502,14 @@ class LogSegment:
         i = self.offset_index.lookup(offset)
         return self.size - (self.offset_index.positions[i] if i >= 0 else 0)
 
+    def _index_entry(self, offset: int) -> tuple[int, int]:
+        """``(position, offset)`` of the sparse index entry at or below ``offset`` (the
+        segment's start when there is none): where a walk of batch headers begins."""
+        i = self.offset_index.lookup(offset)
+        if i >= 0:
+            return self.offset_index.positions[i], self.offset_index.offsets[i]
+        return 0, self.base_offset
+
     def locate(self, offset: int, max_bytes: int, max_offset: int | None) -> FileSlice | None:
         """The same whole batches :meth:`read` would return, found by reading headers only.
 
@@ -522,11 +522,7 @@ class LogSegment:
         """
         if offset >= self.next_offset:
             return None
-        i = self.offset_index.lookup(offset)
-        if i >= 0:
-            pos, expected = self.offset_index.positions[i], self.offset_index.offsets[i]
-        else:
-            pos, expected = 0, self.base_offset
+        pos, expected = self._index_entry(offset)
         end = self.size
         win = _Window(self.fd, end, _LOCATE_CHUNK)
         start = -1

@@ -14,14 +14,6 @@ from tests.integration.cluster import LocalCluster
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    c = LocalCluster(root=tmp_path_factory.mktemp("cli"), n=3)
-    with c:
-        c.wait_ready()
-        yield c
-
-
 def strata(cluster: LocalCluster | None, *args: str, stdin: str = "", env_bootstrap: bool = False):
     env = {**os.environ}
     cmd = [sys.executable, "-m", "strata.broker.cli", *args]

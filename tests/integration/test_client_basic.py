@@ -28,7 +28,7 @@ from strata.client.errors import (
     UnknownTopicError,
 )
 from strata.client.partitioner import partition_for_key
-from tests.integration.cluster import LocalCluster, wait_for
+from tests.integration.cluster import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -37,21 +37,6 @@ _names = itertools.count()
 
 def new_topic_name(prefix: str = "t") -> str:
     return f"{prefix}-{next(_names)}"
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    c = LocalCluster(root=tmp_path_factory.mktemp("client-basic"), n=3)
-    with c:
-        c.wait_ready()
-        yield c
-
-
-@pytest.fixture(scope="module")
-def admin(cluster):
-    a = AdminClient(cluster.bootstrap)
-    yield a
-    a.close()
 
 
 @pytest.fixture

@@ -32,27 +32,12 @@ from strata.client.errors import (
     NonEmptyGroupError,
     StaleMemberEpochError,
 )
-from tests.integration.cluster import LocalCluster, wait_for
+from tests.integration.cluster import wait_for
 
 pytestmark = pytest.mark.integration
 
 SESSION_MS = 2000
 _ids = itertools.count()
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    c = LocalCluster(root=tmp_path_factory.mktemp("client-groups"), n=3)
-    with c:
-        c.wait_ready()
-        yield c
-
-
-@pytest.fixture(scope="module")
-def admin(cluster):
-    a = AdminClient(cluster.bootstrap)
-    yield a
-    a.close()
 
 
 class Recorder:

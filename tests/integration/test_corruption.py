@@ -38,6 +38,32 @@ def wait_repaired(cluster: LocalCluster, topic: str, victim: int, acked: list) -
     return wait_for(lambda: asyncio.run(in_sync()), 60, f"broker {victim} repaired and in sync")["high_watermark"]
 
 
+def start_and_write(cluster: LocalCluster, topic: str) -> tuple[list, int, int]:
+    """Start the cluster and write 60 acknowledged batches to ``topic``-0 (RF 3).
+
+    Returns the acknowledged ``(offset, value)`` pairs, the leader, and a follower (the
+    replica the test will damage)."""
+    cluster.start()
+    cluster.wait_ready()
+
+    async def write():
+        c = RawClient(cluster.bootstrap)
+        try:
+            await c.create_topic(topic, 1, 3)
+            acked = []
+            for i in range(60):
+                values = [f"{i}-{j}".encode() * 20 for j in range(20)]
+                resp = await c.produce(topic, 0, make_batch(values))
+                assert resp["err"] == 0, resp
+                acked += [(resp["base_offset"] + j, v) for j, v in enumerate(values)]
+            return acked, await c.leader(topic, 0)
+        finally:
+            await c.close()
+
+    acked, leader = asyncio.run(write())
+    return acked, leader, next(b for b in cluster.brokers if b != leader)
+
+
 def assert_identical_replicas(cluster: LocalCluster, topic: str, victim: int, leader: int, hw: int) -> None:
     copies = {b: read_replica_bytes(cluster.brokers[b].data_dir, topic, 0, hw) for b in cluster.brokers}
     assert copies[victim] == copies[leader] and len(copies[leader]) > 0
@@ -46,25 +72,7 @@ def assert_identical_replicas(cluster: LocalCluster, topic: str, victim: int, le
 def test_corruption_below_the_recovery_point_is_cut_and_repaired_from_the_leader(tmp_path) -> None:
     cluster = LocalCluster(root=tmp_path, n=3)
     try:
-        cluster.start()
-        cluster.wait_ready()
-
-        async def write():
-            c = RawClient(cluster.bootstrap)
-            try:
-                await c.create_topic("rot", 1, 3)
-                acked = []
-                for i in range(60):
-                    values = [f"{i}-{j}".encode() * 20 for j in range(20)]
-                    resp = await c.produce("rot", 0, make_batch(values))
-                    assert resp["err"] == 0, resp
-                    acked += [(resp["base_offset"] + j, v) for j, v in enumerate(values)]
-                return acked, await c.leader("rot", 0)
-            finally:
-                await c.close()
-
-        acked, leader = asyncio.run(write())
-        victim = next(b for b in cluster.brokers if b != leader)
+        acked, leader, victim = start_and_write(cluster, "rot")
         cluster.stop()  # clean: every log checkpoints its recovery point at its end
         segment = sorted((cluster.brokers[victim].data_dir / "rot-0").glob("*.log"))[0]
         data = bytearray(segment.read_bytes())
@@ -92,25 +100,7 @@ def test_a_truncated_segment_is_not_taken_for_an_unsynced_tail(tmp_path, stop) -
     must have caught up without a clean shutdown, or a later Ready, to write it."""
     cluster = LocalCluster(root=tmp_path, n=3)
     try:
-        cluster.start()
-        cluster.wait_ready()
-
-        async def write():
-            c = RawClient(cluster.bootstrap)
-            try:
-                await c.create_topic("cut", 1, 3)
-                acked = []
-                for i in range(60):
-                    values = [f"{i}-{j}".encode() * 20 for j in range(20)]
-                    resp = await c.produce("cut", 0, make_batch(values))
-                    assert resp["err"] == 0, resp
-                    acked += [(resp["base_offset"] + j, v) for j, v in enumerate(values)]
-                return acked, await c.leader("cut", 0)
-            finally:
-                await c.close()
-
-        acked, leader = asyncio.run(write())
-        victim = next(b for b in cluster.brokers if b != leader)
+        acked, leader, victim = start_and_write(cluster, "cut")
         if stop == "clean":
             cluster.stop()
         else:

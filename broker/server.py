@@ -18,14 +18,19 @@ from pathlib import Path
 
 import msgpack
 
+from strata.broker.cluster.controller import HEARTBEAT_S, SESSION_TIMEOUT_S, Controller
+from strata.broker.cluster.metadata import METADATA_TOPIC, OFFSETS_TOPIC, MetadataError
 from strata.broker.config import BrokerConfig
-from strata.broker.connection import SENDFILE_MIN_BYTES, ClientConnection, FileSlice, Response
-from strata.broker.controller import HEARTBEAT_S, SESSION_TIMEOUT_S, Controller
-from strata.broker.coordinator import GroupCoordinator
-from strata.broker.metadata import METADATA_TOPIC, OFFSETS_TOPIC, MetadataError
+from strata.broker.frontends.native.connection import (
+    SENDFILE_MIN_BYTES,
+    ClientConnection,
+    FileSlice,
+    Response,
+)
+from strata.broker.groups.coordinator import GroupCoordinator
 from strata.broker.metrics import BrokerMetrics
 from strata.broker.raft.messages import from_wire as raft_from_wire
-from strata.broker.replica import Replica, ReplicaError
+from strata.broker.replication.replica import Replica, ReplicaError
 from strata.client.batch import CorruptBatchError
 from strata.client.errors import ErrorCode
 from strata.client.protocol import Api, api_ranges
@@ -85,7 +90,7 @@ class Broker:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def run(self) -> None:
-        from strata.broker.transport import PeerTransport
+        from strata.broker.replication.transport import PeerTransport
 
         self.data_dir.mkdir(parents=True, exist_ok=True)
         loop = asyncio.get_running_loop()

@@ -15,7 +15,7 @@ was found and where it was fixed.
    ``tick() between ready() and advance()`` -- no partition of that broker ticks again.
    The scripted scenario below reproduces it without a seed: fill broker 3's tmpfs while
    clients write, wait until the other two have acknowledged more writes, free the disk.
-   **Fixed** in ``broker/replica.py``: a storage failure under the Raft core restarts
+   **Fixed** in ``broker/replication/replica.py``: a storage failure under the Raft core restarts
    that replica from disk (``Replica.fail`` → ``Broker.restart_replica``).
 
 2. **A value written twice by an idempotent producer.** Found once by seed 28 of the
@@ -60,7 +60,7 @@ was found and where it was fixed.
    read of ``fault/2`` stayed stuck at offset 2428 until it gave up
    (``missing-final-read``). Not kept as a test here (30 minutes is no test): replay it
    with that ``make chaos`` command. **Fixed** in ``broker/server.py`` (every log is
-   opened with a full CRC check) and ``broker/replica.py`` (a corrupt batch met at run
+   opened with a full CRC check) and ``broker/replication/replica.py`` (a corrupt batch met at run
    time restarts the replica); the scripted reproduction is
    ``tests/integration/test_corruption.py``.
 """

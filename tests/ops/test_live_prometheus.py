@@ -158,7 +158,7 @@ async def load(bootstrap: str) -> None:
 
 def consumer_groups_available() -> str | None:
     """Why consumer-group lag cannot be exercised yet, or None if it can."""
-    from strata.broker.coordinator import GroupCoordinator
+    from strata.broker.groups.coordinator import GroupCoordinator
 
     if not hasattr(GroupCoordinator, "lag_snapshot"):
         return "the group coordinator has no lag_snapshot() yet (consumer groups have not landed)"

@@ -2,7 +2,7 @@
 
 The pipeline is driven the way the sender drives it; a small model of the broker's
 per-partition producer state (append / duplicate / out-of-order, as in
-broker/producer_state.py) checks that whatever the failures, the log ends up with every
+broker/replication/producer_state.py) checks that whatever the failures, the log ends up with every
 batch exactly once and in order.
 """
 

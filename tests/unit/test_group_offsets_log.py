@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from strata.broker.offsets_log import (
+from strata.broker.groups.offsets_log import (
     GroupRecord,
     OffsetRecord,
     OffsetValue,
@@ -60,7 +60,7 @@ def test_unknown_kinds_and_versions_are_skipped() -> None:
 
 def test_group_partition_is_stable_across_processes() -> None:
     here = [partition_for_group(g, 12) for g in ("orders", "billing", "g", "a-much-longer-group-name")]
-    code = ("from strata.broker.offsets_log import partition_for_group as f;"
+    code = ("from strata.broker.groups.offsets_log import partition_for_group as f;"
             "print([f(g, 12) for g in ('orders', 'billing', 'g', 'a-much-longer-group-name')])")
     other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                            env={"PYTHONHASHSEED": "12345"})

@@ -14,7 +14,7 @@ import random
 
 import pytest
 
-from strata.broker.group_state import (
+from strata.broker.groups.group_state import (
     Group,
     GroupError,
     HeartbeatRequest,

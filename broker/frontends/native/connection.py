@@ -33,7 +33,7 @@ from strata.client.protocol import (
     validate_request,
 )
 
-log = logging.getLogger("strata.broker.connection")
+log = logging.getLogger("strata.broker.frontends.native.connection")
 
 #: Below this size a file slice is copied through Python; above it, os.sendfile in a thread.
 #: The fetch handler asks storage for header-only (zero-copy) reads from the same size.

@@ -1,7 +1,7 @@
 """The group coordinator: consumer groups and their committed offsets, kept in ``__consumer_offsets``.
 
 A group belongs to partition ``murmur2(group) % N`` of ``__consumer_offsets`` (see
-:mod:`strata.broker.offsets_log`), and its coordinator is whichever broker leads that
+:mod:`strata.broker.groups.offsets_log`), and its coordinator is whichever broker leads that
 partition. Each partition this broker leads is a :class:`Shard`: on gaining leadership the
 shard waits for its own term to commit (so everything earlier is committed too), replays the
 partition into memory — the latest offset per (group, topic, partition) and the latest state
@@ -11,7 +11,7 @@ leadership the shard is dropped: the next leader loads it from the same replicat
 Writes go through Raft like any produce: a commit, a membership change or a deletion is
 proposed to the partition and answered only once committed, and applied to the in-memory
 state (for offsets) only then, so OFFSET_FETCH never shows what could still be lost. Group
-membership (the pure state machine of :mod:`strata.broker.group_state`) changes in memory
+membership (the pure state machine of :mod:`strata.broker.groups.group_state`) changes in memory
 first and is persisted as one record per change; the heartbeat that caused it is answered
 after that record commits, so a member never holds an epoch or an assignment a new
 coordinator would not know.
@@ -31,8 +31,9 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from strata.broker.connection import Response
-from strata.broker.group_state import (
+from strata.broker.cluster.metadata import OFFSETS_TOPIC
+from strata.broker.frontends.native.connection import Response
+from strata.broker.groups.group_state import (
     TP,
     Group,
     GroupError,
@@ -41,8 +42,7 @@ from strata.broker.group_state import (
     tps_to_topic_lists,
     validate_group_id,
 )
-from strata.broker.metadata import OFFSETS_TOPIC
-from strata.broker.offsets_log import (
+from strata.broker.groups.offsets_log import (
     GroupRecord,
     OffsetRecord,
     OffsetValue,
@@ -54,11 +54,11 @@ from strata.broker.offsets_log import (
     offset_value,
     partition_for_group,
 )
-from strata.broker.replica import ReplicaError
+from strata.broker.replication.replica import ReplicaError
 from strata.client.errors import ErrorCode
 from strata.client.protocol import Api
 
-log = logging.getLogger("strata.broker.coordinator")
+log = logging.getLogger("strata.broker.groups.coordinator")
 
 #: Bounds on what clients can make a coordinator hold.
 MAX_GROUPS_PER_COORDINATOR = 100_000

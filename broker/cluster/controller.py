@@ -20,7 +20,7 @@ import logging
 import time
 from dataclasses import dataclass
 
-from strata.broker.metadata import (
+from strata.broker.cluster.metadata import (
     METADATA_TOPIC,
     MetadataError,
     MetadataImage,
@@ -29,7 +29,7 @@ from strata.broker.metadata import (
 )
 from strata.client.errors import ErrorCode
 
-log = logging.getLogger("strata.broker.controller")
+log = logging.getLogger("strata.broker.cluster.controller")
 
 HEARTBEAT_S = 0.25
 #: A broker not heard from for this long is considered down.

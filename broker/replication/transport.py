@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from strata.client.protocol import Api, FrameDecoder, encode_frame, handshake_request
 
-log = logging.getLogger("strata.broker.transport")
+log = logging.getLogger("strata.broker.replication.transport")
 
 RECONNECT_MIN_S = 0.05
 RECONNECT_MAX_S = 1.0

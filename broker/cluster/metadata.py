@@ -5,7 +5,7 @@ the same image: brokers, topics with their partition assignments and configs, an
 producer-id blocks handed out. The records are msgpack maps with a ``t`` (type) field,
 carried as record values in the controller partition's batches.
 
-Nothing here does I/O; the controller (``broker/controller.py``) feeds committed records in.
+Nothing here does I/O; the controller (``broker/cluster/controller.py``) feeds committed records in.
 """
 
 from __future__ import annotations

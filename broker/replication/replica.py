@@ -32,9 +32,7 @@ from pathlib import Path
 
 import msgpack
 
-from strata.broker import hardstate
-from strata.broker.metadata import METADATA_TOPIC
-from strata.broker.producer_state import ProducerStateTable, Verdict
+from strata.broker.cluster.metadata import METADATA_TOPIC
 from strata.broker.raft.membership import Membership
 from strata.broker.raft.node import (
     HardState,
@@ -44,13 +42,15 @@ from strata.broker.raft.node import (
     RaftNode,
     Role,
 )
-from strata.broker.raft_log import StorageRaftLog
+from strata.broker.replication import hardstate
+from strata.broker.replication.producer_state import ProducerStateTable, Verdict
+from strata.broker.replication.raft_log import StorageRaftLog
 from strata.client.batch import CorruptBatchError, iter_batches
 from strata.client.errors import ErrorCode
 from strata.client.records import build_control_batch, decode_batch
 from strata.storage import LogFullError, StorageError
 
-log = logging.getLogger("strata.broker.replica")
+log = logging.getLogger("strata.broker.replication.replica")
 
 GroupKey = tuple[str, int]
 

@@ -1,0 +1,1 @@
+"""The broker's typed core: what every front-end calls (see ``docs/internals.md``)."""

@@ -77,9 +77,8 @@ def broker() -> None:
 @click.option("--flush-policy", type=click.Choice(["always", "interval", "never"]), default=None,
               help="When appends are fsynced (default: always, group-committed).")
 @click.option("--tick-ms", type=click.IntRange(1, 10_000), default=None, help="Raft tick interval.")
-@click.option("--unsafe", multiple=True, hidden=True, help="Test-only switches that break safety on purpose.")
-def broker_start(node_id, data_dir, listen, peers, metrics_listen, advertised, config_file, flush_policy, tick_ms,
-                 unsafe) -> None:
+def broker_start(node_id, data_dir, listen, peers, metrics_listen, advertised, config_file, flush_policy,
+                 tick_ms) -> None:
     """Start one broker and serve until SIGTERM (which hands leadership over cleanly).
 
     \b
@@ -104,7 +103,6 @@ def broker_start(node_id, data_dir, listen, peers, metrics_listen, advertised, c
             advertised=parse_host_port(advertised, what="--advertised") if advertised else None,
             limits=extra.pop("limits", Limits()),
             raft=raft,
-            unsafe=frozenset(unsafe),
             **extra,
         )
     except ConfigError as exc:

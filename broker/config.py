@@ -94,14 +94,14 @@ class BrokerConfig:
     retention_bytes: int = -1
     retention_check_ms: int = 30_000
     default_partitions: int = 1
-    default_replication_factor: int = 3
+    #: ``default.replication.factor`` for a topic created without one (-1: min(3, brokers));
+    #: the cluster-wide setting in the metadata (ALTER_CONFIGS) takes precedence.
+    default_replication_factor: int = -1
     offsets_partitions: int = 12
     #: Idle partitions' Raft groups stop ticking and heartbeating (see docs/internals.md).
     quiesce: bool = True
     limits: Limits = field(default_factory=Limits)
     raft: RaftTiming = field(default_factory=RaftTiming)
-    #: Test-only switches that break safety on purpose (the fault suite must catch them).
-    unsafe: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         if self.node_id not in self.peers:
@@ -116,17 +116,11 @@ class BrokerConfig:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
         if self.raft.election_ticks <= self.raft.heartbeat_ticks:
             raise ConfigError("raft election_ticks must be larger than heartbeat_ticks")
-        unknown = self.unsafe - UNSAFE_SWITCHES
-        if unknown:
-            raise ConfigError(f"unknown unsafe switch(es): {', '.join(sorted(unknown))}")
 
     @property
     def advertised_address(self) -> tuple[str, int]:
         return self.advertised or self.listen
 
-
-#: Switches for tests that must prove the fault suite catches a broken broker.
-UNSAFE_SWITCHES = frozenset({"ack-before-commit"})
 
 _FILE_KEYS = {
     "flush_policy": str,

@@ -20,7 +20,9 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import (
@@ -53,6 +55,25 @@ METADATA_TOPIC = "__cluster_metadata"
 Handler = Callable[[Any, dict, Any], Awaitable[Any]]
 
 
+@dataclass(slots=True)
+class MetricsSource:
+    """What the metrics read, at scrape time: the broker's own objects, passed in."""
+
+    node_id: int
+    metrics_listen: tuple[str, int] | None
+    #: ``(topic, partition) -> Replica``.
+    replicas: Mapping[tuple[str, int], Any]
+    #: The ``Controller`` (metadata image, the active controller's view of partitions).
+    controller: Any
+    #: The ``GroupCoordinator`` (``lag_snapshot()``).
+    coordinator: Any
+    #: The broker's own readiness verdict (joined, controller reachable).
+    ready: Callable[[], tuple[bool, str]]
+    data_dir: Path
+    started_at: float
+    group_commit: Any = None
+
+
 def _api_name(api: int) -> str:
     try:
         return Api(api).name.lower()
@@ -83,11 +104,11 @@ class BrokerMetrics:
     hands the handler back untouched and the counters are not touched at all.
     """
 
-    def __init__(self, broker, *, enabled: bool | None = None) -> None:
+    def __init__(self, source: MetricsSource, *, enabled: bool | None = None) -> None:
         from strata.broker.http import MetricsServer
 
-        self.broker = broker
-        self.enabled = (broker.config.metrics_listen is not None) if enabled is None else enabled
+        self.source = source
+        self.enabled = (source.metrics_listen is not None) if enabled is None else enabled
         # ``*_created`` series double every counter's cardinality and no dashboard reads them.
         disable_created_metrics()
         #: Per-request metrics and process metrics, exposed by prometheus_client's writer.
@@ -114,10 +135,10 @@ class BrokerMetrics:
                                buckets=FSYNC_BUCKETS, registry=r)
         info = Gauge("strata_broker_info", "Always 1; labels say which broker and version this is.",
                      ["broker_id", "version"], registry=r)
-        info.labels(broker_id=str(broker.config.node_id), version=_version()).set(1)
+        info.labels(broker_id=str(source.node_id), version=_version()).set(1)
         # CPU, memory, open files under their standard ``process_*`` names (every exporter's).
         ProcessCollector(registry=r)
-        self._state = _StateCollector(broker, self.ready)
+        self._state = _StateCollector(source, self.ready)
         #: Everything a scrape shows, as one registry (for generate_latest and tests).
         self.registry = CollectorRegistry()
         self.registry.register(_Union(self._base, self._state))
@@ -139,7 +160,7 @@ class BrokerMetrics:
 
     def hook_group_commit(self) -> None:
         """Time each fsync round: GroupCommit calls ``on_round(seconds)`` after every round."""
-        gc = getattr(self.broker, "group_commit", None)
+        gc = self.source.group_commit
         if gc is not None and getattr(gc, "on_round", None) is None:
             gc.on_round = self.fsync.observe
 
@@ -156,10 +177,11 @@ class BrokerMetrics:
         metadata log applied up to its commit and a replica open for every partition assigned
         here; until then a client sent here would get ``NOT_LEADER`` for partitions it should own.
         """
-        ok, why = self.broker.ready()
+        src = self.source
+        ok, why = src.ready()
         if not ok:
             return ok, why
-        ctl = self.broker.controller
+        ctl = src.controller
         rep = getattr(ctl, "replica", None)
         if rep is None:
             return False, "metadata log not open yet"
@@ -167,8 +189,8 @@ class BrokerMetrics:
         applied = ctl.image.applied_offset
         if applied + 1 < hw:
             return False, f"applying metadata: {applied + 1} of {hw} records"
-        node_id = self.broker.node_id
-        replicas = self.broker.replicas
+        node_id = src.node_id
+        replicas = src.replicas
         missing = 0
         for name, topic in ctl.image.topics.items():
             for p, reps in enumerate(topic.replicas):
@@ -345,8 +367,8 @@ class _StateCollector:
     the controller without locks and sees one consistent moment.
     """
 
-    def __init__(self, broker, ready: Callable[[], tuple[bool, str]]) -> None:
-        self.broker = broker
+    def __init__(self, source: MetricsSource, ready: Callable[[], tuple[bool, str]]) -> None:
+        self.source = source
         self.ready = ready
 
     def describe(self) -> list[Metric]:
@@ -393,7 +415,7 @@ class _StateCollector:
                                 "match - 1 (exported by the leader, per follower).",
                                 labels=["topic", "partition", "follower"])
         n_under = n_leaderless = n_quiesced = 0
-        for (topic, p), r in list(self.broker.replicas.items()):
+        for (topic, p), r in list(self.source.replicas.items()):
             lv = [topic, str(p)]
             lg = r.log
             end = lg.log_end_offset
@@ -427,13 +449,13 @@ class _StateCollector:
         yield _Gauge("strata_leaderless_partitions",
                                 "Partition replicas on this broker that know no leader.", value=n_leaderless)
         yield _Gauge("strata_partitions", "Partition replicas this broker holds (metadata log included).",
-                                value=len(self.broker.replicas))
+                                value=len(self.source.replicas))
         yield _Gauge("strata_raft_quiesced_groups",
                      "Partition replicas whose Raft group is idle: no ticks, no heartbeats.", value=n_quiesced)
 
     def _controller(self) -> Iterator[_Gauge]:
         """The cluster-wide view, exported by the active controller only (so ``sum()`` counts once)."""
-        ctl = self.broker.controller
+        ctl = self.source.controller
         active = bool(ctl.is_leader)
         yield _Gauge("strata_controller_active", "1 on the broker that is the active controller.",
                                 value=1 if active else 0)
@@ -441,7 +463,7 @@ class _StateCollector:
             return
         live = set(ctl.live_brokers())
         offline = total = 0
-        view = ctl.view
+        view = ctl.partitions
         for name, topic in ctl.image.topics.items():
             if name == METADATA_TOPIC:
                 continue
@@ -459,7 +481,7 @@ class _StateCollector:
 
     def _groups(self) -> Iterator[_Gauge]:
         """Consumer-group lag from the groups this broker coordinates (if the coordinator says)."""
-        snap = getattr(self.broker.coordinator, "lag_snapshot", None)
+        snap = getattr(self.source.coordinator, "lag_snapshot", None)
         if snap is None:
             return
         lag = _Gauge("strata_consumer_group_lag",
@@ -480,9 +502,9 @@ class _StateCollector:
         ok, _ = self.ready()
         yield _Gauge("strata_broker_ready", "1 when /readyz answers 200.", value=1 if ok else 0)
         yield _Gauge("strata_broker_uptime_seconds", "Seconds since this broker process started.",
-                                value=time.monotonic() - getattr(self.broker, "started_at", time.monotonic()))
+                                value=time.monotonic() - self.source.started_at)
         try:
-            st = os.statvfs(self.broker.data_dir)
+            st = os.statvfs(self.source.data_dir)
         except OSError:
             return
         yield _Gauge("strata_data_dir_size_bytes", "Size of the filesystem holding the data dir.",

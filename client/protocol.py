@@ -1297,7 +1297,7 @@ class Connection:
         if not self.handshake_done and header["api"] != Api.HANDSHAKE:
             raise ProtocolError(
                 ErrorCode.INVALID_REQUEST,
-                "the first request on a connection must be HANDSHAKE (api 0)",
+                "the first request on a connection must be a handshake (HANDSHAKE, api 0)",
                 header=header,
             )
         validate_request(header, versions=self.versions)

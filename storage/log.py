@@ -36,7 +36,7 @@ import os
 import time
 from bisect import bisect_right
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from strata.client.batch import (
     LOG_OVERHEAD,
@@ -99,6 +99,9 @@ class AppendInfo:
     max_timestamp: int
     size: int
     batch_count: int
+    #: A follower append's batch headers, as checked (the caller needs them for producer
+    #: state and would otherwise walk the bytes again). Empty for a leader append.
+    headers: list[BatchHeader] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -448,13 +451,21 @@ class Log:
             pos += h.size
         return headers
 
-    def append_as_leader(self, batch_bytes: bytes | bytearray | memoryview, leader_epoch: int) -> AppendInfo:
+    def append_as_leader(
+        self,
+        batch_bytes: bytes | bytearray | memoryview,
+        leader_epoch: int,
+        headers: list[BatchHeader] | None = None,
+    ) -> AppendInfo:
         """Append one or more producer batches, assigning offsets from the log end offset.
 
         Each batch is CRC-checked first, then stamped with its ``baseOffset`` and
         ``partitionLeaderEpoch`` (both outside the CRC). The caller's buffer is not
         modified: the stamped 16-byte prefix is written with the rest in one vectored
         write. Durability: see ``LogConfig.flush_policy``.
+
+        ``headers``: the caller already checked these batches (``validate_batches``: lengths
+        and CRCs) and passes their headers, so the batches are not walked a second time.
         """
         self._check_writable()
         if leader_epoch < 0:
@@ -464,7 +475,13 @@ class Log:
             raise InvalidAppendError(
                 f"partition {self.dir}: leader epoch {leader_epoch} is older than the log's latest {latest}"
             )
-        headers = self._validate(batch_bytes)
+        if headers is None:
+            headers = self._validate(batch_bytes)
+        else:
+            limit = self.config.max_batch_bytes
+            for h in headers:
+                if h.size > limit:
+                    raise BatchTooLargeError(h.size, limit)
         mv = memoryview(batch_bytes)
         offset = self.log_end_offset
         pieces: list[_Piece] = []
@@ -510,7 +527,9 @@ class Log:
             epoch = h.partition_leader_epoch
             expected = h.next_offset
             pos += size
-        return self._append(pieces)
+        info = self._append(pieces)
+        info.headers.extend(headers)
+        return info
 
     def _append(self, pieces: list[_Piece]) -> AppendInfo:
         start_leo = self.log_end_offset

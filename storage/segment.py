@@ -76,10 +76,34 @@ class FileSlice:
     base_offset: int
     next_offset: int
     data: bytes | memoryview | None = None
+    #: The slice owns ``fileno`` (a duplicate, see :meth:`detach`) and closes it.
+    owned: bool = False
 
     @property
     def last_offset(self) -> int:
         return self.next_offset - 1
+
+    def detach(self) -> FileSlice:
+        """This slice with a descriptor of its own, valid until :meth:`close` whatever the log
+        does meanwhile (retention, truncation, a topic deletion close the segment's own).
+        For a slice that will be sent later (a long-polling fetch, a pipelined response)."""
+        if self.owned or self.data is not None:
+            return self
+        return FileSlice(self.path, os.dup(self.fileno), self.position, self.size, self.base_offset,
+                         self.next_offset, None, True)
+
+    def close(self) -> None:
+        """Release an owned descriptor (a no-op for the log's own slices)."""
+        if self.owned and self.fileno >= 0:
+            fd = self.fileno
+            object.__setattr__(self, "fileno", -1)
+            os.close(fd)
+
+    def __del__(self) -> None:
+        # The safety net for an owned slice dropped unsent (a long poll that read again, a
+        # response never written): refcounting closes it at once.
+        if self.owned:
+            self.close()
 
     def read_bytes(self) -> bytes:
         """The batches as ``bytes`` (a copy only if the read fetched more than it returns).

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import msgpack
 
-from strata.client.errors import ErrorCode
+from strata.client.errors import ErrorCode, error_for
 
 INTERNAL_TOPIC_PREFIX = "__"
 OFFSETS_TOPIC = "__consumer_offsets"
@@ -23,22 +23,7 @@ METADATA_TOPIC = "__cluster_metadata"
 TOPIC_NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 PRODUCER_ID_BLOCK = 1000
 
-#: Per-topic configs a user may set, with their types and bounds.
-TOPIC_CONFIGS: dict[str, tuple[int, int]] = {
-    "retention.ms": (-1, 2**62),
-    "retention.bytes": (-1, 2**62),
-    "segment.bytes": (1 << 14, 1 << 31),
-    "segment.ms": (1000, 2**62),
-}
-
-
-class MetadataError(Exception):
-    """A request the metadata cannot accept; carries a wire error code."""
-
-    def __init__(self, code: ErrorCode, message: str):
-        super().__init__(message)
-        self.code = code
-        self.message = message
+ConfigValue = int | float | str
 
 
 @dataclass(slots=True)
@@ -54,7 +39,11 @@ class TopicInfo:
     name: str
     topic_id: int
     replicas: list[list[int]]
-    configs: dict[str, int] = field(default_factory=dict)
+    configs: dict[str, ConfigValue] = field(default_factory=dict)
+
+    @property
+    def internal(self) -> bool:
+        return self.name.startswith(INTERNAL_TOPIC_PREFIX)
 
     @property
     def partitions(self) -> int:
@@ -70,6 +59,8 @@ class MetadataImage:
     next_topic_id: int = 1
     next_producer_id: int = 1
     producer_id_blocks: dict[int, tuple[int, int]] = field(default_factory=dict)
+    #: Cluster-wide settings (``default.replication.factor``, ...), see ``configs.CLUSTER_CONFIGS``.
+    cluster_configs: dict[str, ConfigValue] = field(default_factory=dict)
     applied_offset: int = -1
 
     # -- applying committed records ---------------------------------------------------
@@ -99,53 +90,60 @@ class MetadataImage:
             start = self.next_producer_id
             self.producer_id_blocks[record["broker"]] = (start, PRODUCER_ID_BLOCK)
             self.next_producer_id += PRODUCER_ID_BLOCK
+        elif kind == "partitions":
+            topic = self._topic_of(record)
+            # Applied only onto the partition count it was planned for: of two additions
+            # validated against the same count, the second is stale and ignored.
+            if topic is not None and topic.partitions == record["from"]:
+                topic.replicas.extend(list(r) for r in record["replicas"])
         elif kind == "config":
-            topic = self.topics.get(record["name"])
+            topic = self._topic_of(record)
             if topic is not None:
                 topic.configs.update(record["configs"])
+                for key in record.get("delete", ()):
+                    topic.configs.pop(key, None)
+        elif kind == "cluster_config":
+            self.cluster_configs.update(record["configs"])
+            for key in record.get("delete", ()):
+                self.cluster_configs.pop(key, None)
+
+    def _topic_of(self, record: dict) -> TopicInfo | None:
+        """The topic a change names, if it is still the topic the change was made for."""
+        topic = self.topics.get(record["name"])
+        if topic is None:
+            return None
+        tid = record.get("topic_id")
+        return topic if tid is None or tid == topic.topic_id else None
 
     # -- validating proposals (on the controller leader) -------------------------------
 
     def validate_create(
-        self, name: str, partitions: int, replication_factor: int, configs: dict, live: list[int],
+        self, name: str, partitions: int, replication_factor: int, live: list[int],
         *, max_partitions: int, allow_internal: bool = False,
-    ) -> dict[str, int]:
+    ) -> None:
+        """Raise the StrataError a creation of this topic should fail with, if any (configs are
+        checked by ``configs.parse_topic_configs``)."""
         if not isinstance(name, str) or not TOPIC_NAME_RE.match(name) or name in (".", ".."):
-            raise MetadataError(
+            raise error_for(
                 ErrorCode.INVALID_TOPIC,
                 f"topic name {name!r} is invalid: use 1-249 characters from [A-Za-z0-9._-]",
             )
         if name.startswith(INTERNAL_TOPIC_PREFIX) and not allow_internal:
-            raise MetadataError(ErrorCode.INVALID_TOPIC, f"topic names starting with '__' are internal: {name!r}")
+            raise error_for(ErrorCode.INVALID_TOPIC, f"topic names starting with '__' are internal: {name!r}")
         if name in self.topics:
-            raise MetadataError(ErrorCode.TOPIC_ALREADY_EXISTS, f"topic {name!r} already exists")
+            raise error_for(ErrorCode.TOPIC_ALREADY_EXISTS, f"topic {name!r} already exists")
         if not 1 <= partitions <= max_partitions:
-            raise MetadataError(
+            raise error_for(
                 ErrorCode.INVALID_PARTITIONS, f"partitions must be between 1 and {max_partitions}, got {partitions}"
             )
         if replication_factor < 1:
-            raise MetadataError(ErrorCode.INVALID_REPLICATION_FACTOR, "replication factor must be at least 1")
+            raise error_for(ErrorCode.INVALID_REPLICATION_FACTOR, "replication factor must be at least 1")
         if replication_factor > len(live):
-            raise MetadataError(
+            raise error_for(
                 ErrorCode.INVALID_REPLICATION_FACTOR,
                 f"replication factor {replication_factor} is larger than the {len(live)} live broker(s) "
                 f"({', '.join(map(str, sorted(live)))})",
             )
-        clean: dict[str, int] = {}
-        for key, value in (configs or {}).items():
-            if key not in TOPIC_CONFIGS:
-                raise MetadataError(
-                    ErrorCode.INVALID_CONFIG, f"unknown topic config {key!r}; known: {', '.join(TOPIC_CONFIGS)}"
-                )
-            try:
-                ivalue = int(value)
-            except (TypeError, ValueError):
-                raise MetadataError(ErrorCode.INVALID_CONFIG, f"config {key}={value!r} is not an integer") from None
-            lo, hi = TOPIC_CONFIGS[key]
-            if not lo <= ivalue <= hi:
-                raise MetadataError(ErrorCode.INVALID_CONFIG, f"config {key}={ivalue} is outside [{lo}, {hi}]")
-            clean[key] = ivalue
-        return clean
 
     def assign_replicas(self, partitions: int, replication_factor: int, live: list[int]) -> list[list[int]]:
         """Spread replicas and preferred leaders evenly, as Kafka's rack-unaware assignment does.
@@ -174,6 +172,7 @@ class MetadataImage:
             "topics": {n: {"id": t.topic_id, "replicas": t.replicas, "configs": t.configs} for n, t in self.topics.items()},
             "next_topic_id": self.next_topic_id,
             "next_producer_id": self.next_producer_id,
+            "cluster_configs": dict(self.cluster_configs),
         }
 
 

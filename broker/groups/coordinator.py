@@ -28,18 +28,26 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from strata.broker.cluster.metadata import OFFSETS_TOPIC
-from strata.broker.frontends.native.connection import Response
+from strata.broker.core.auth import (
+    CLUSTER,
+    Authorizer,
+    Operation,
+    Principal,
+    Resource,
+    ResourceType,
+)
 from strata.broker.groups.group_state import (
     TP,
     Group,
     GroupError,
     HeartbeatRequest,
-    topic_lists_to_tps,
-    tps_to_topic_lists,
+    HeartbeatResult,
+    Member,
     validate_group_id,
 )
 from strata.broker.groups.offsets_log import (
@@ -54,9 +62,13 @@ from strata.broker.groups.offsets_log import (
     offset_value,
     partition_for_group,
 )
-from strata.broker.replication.replica import ReplicaError
-from strata.client.errors import ErrorCode
-from strata.client.protocol import Api
+from strata.client.errors import ErrorCode, StrataError
+from strata.client.tasks import TaskOwner
+
+if TYPE_CHECKING:
+    from strata.broker.cluster.controller import Controller
+    from strata.broker.cluster.view import ClusterView
+    from strata.broker.replication.replica import Replica
 
 log = logging.getLogger("strata.broker.groups.coordinator")
 
@@ -80,19 +92,68 @@ class OffsetEntry:
     log_offset: int  # where it was written: a late-finishing older commit never overwrites a newer one
 
 
+@dataclass(slots=True, frozen=True)
+class CoordinatorAddress:
+    node_id: int
+    host: str
+    port: int
+    #: The ``__consumer_offsets`` partition that holds the group.
+    partition: int
+
+
+@dataclass(slots=True, frozen=True)
+class OffsetCommit:
+    topic: str
+    partition: int
+    offset: int
+    leader_epoch: int = -1
+    metadata: str = ""
+
+
+@dataclass(slots=True, frozen=True)
+class CommittedOffset:
+    topic: str
+    partition: int
+    #: -1 when the group has committed nothing for the partition.
+    offset: int
+    leader_epoch: int = -1
+    metadata: str = ""
+
+
+@dataclass(slots=True, frozen=True)
+class OffsetLag:
+    topic: str
+    partition: int
+    committed: int
+    high_watermark: int
+    #: -1 when the partition's high watermark is not known right now.
+    lag: int
+
+
+@dataclass(slots=True, frozen=True)
+class GroupDescription:
+    group: str
+    error: StrataError | None = None
+    state: str = ""
+    epoch: int = -1
+    assignor: str = ""
+    members: list[Member] = field(default_factory=list)
+    offsets: list[OffsetLag] = field(default_factory=list)
+
+
 @dataclass(slots=True)
 class Shard:
     """What this broker coordinates for one partition of ``__consumer_offsets`` it leads."""
 
     partition: int
-    replica: object
+    replica: Replica
     term: int
     loaded: bool = False
     groups: dict[str, Group] = field(default_factory=dict)
     offsets: dict[str, dict[TP, OffsetEntry]] = field(default_factory=dict)
     #: The last group record proposed per group (its bytes) and when, to skip writing no-change.
     written: dict[str, tuple[bytes | None, int]] = field(default_factory=dict)
-    task: asyncio.Task | None = None
+    task: asyncio.Task[None] | None = None
 
 
 def _now_ms() -> int:
@@ -103,57 +164,45 @@ def _wall_ms() -> int:
     return int(time.time() * 1000)
 
 
-def _err(code: ErrorCode, message: str, **fields) -> Response:
-    return Response({"err": int(code), "msg": message, **fields}, [])
+def _group(group: str) -> Resource:
+    return Resource(ResourceType.GROUP, group)
 
 
 class GroupCoordinator:
-    def __init__(self, broker) -> None:
-        self.broker = broker
-        self.shards: dict[int, Shard] = {}
-        self._tasks: set[asyncio.Task] = set()
-        self._sweeper: asyncio.Task | None = None
+    """The groups whose ``__consumer_offsets`` partition this broker leads."""
 
-    def handlers(self) -> dict:
-        """Extra request handlers: {Api: async handler(conn, header, payload) -> Response}."""
-        return {
-            Api.FIND_COORDINATOR: self.h_find_coordinator,
-            Api.GROUP_HEARTBEAT: self.h_heartbeat,
-            Api.OFFSET_COMMIT: self.h_offset_commit,
-            Api.OFFSET_FETCH: self.h_offset_fetch,
-            Api.LIST_GROUPS: self.h_list_groups,
-            Api.DESCRIBE_GROUPS: self.h_describe_groups,
-            Api.DELETE_GROUPS: self.h_delete_groups,
-        }
+    def __init__(
+        self,
+        *,
+        node_id: int,
+        controller: Controller,
+        view: ClusterView,
+        broker_address: Callable[[int], tuple[str, int] | None],
+        default_retention_ms: int,
+        authorizer: Authorizer,
+    ) -> None:
+        self.node_id = node_id
+        self._controller = controller
+        self._view = view
+        self._address = broker_address
+        self._default_retention_ms = default_retention_ms
+        self._authz = authorizer
+        self.shards: dict[int, Shard] = {}
+        self._tasks = TaskOwner("group coordinator", log)
 
     # -- lifecycle -----------------------------------------------------------------------
 
     def start(self) -> None:
-        self._sweeper = asyncio.get_running_loop().create_task(self._sweep_loop(), name="coordinator-sweep")
+        self._tasks.spawn(self._sweep_loop(), name="coordinator-sweep")
 
     async def stop(self) -> None:
-        tasks = [t for t in [self._sweeper, *self._tasks, *(s.task for s in self.shards.values())] if t]
-        for t in tasks:
-            t.cancel()
-        for t in tasks:
-            try:
-                await t
-            except (asyncio.CancelledError, Exception):
-                pass
+        for shard in self.shards.values():
+            if shard.task is not None:
+                shard.task.cancel()
+        await self._tasks.close()
         self.shards.clear()
 
-    def _spawn(self, coro, name: str) -> asyncio.Task:
-        task = asyncio.get_running_loop().create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("coordinator task %s failed", task.get_name(), exc_info=task.exception())
-
-    def leadership_changed(self, replica) -> None:
+    def leadership_changed(self, replica: Replica) -> None:
         """A replica of ``__consumer_offsets`` gained or lost leadership on this broker."""
         p = replica.key[1]
         shard = self.shards.get(p)
@@ -165,14 +214,14 @@ class GroupCoordinator:
                 shard.task.cancel()
             shard = Shard(partition=p, replica=replica, term=term)
             self.shards[p] = shard
-            shard.task = self._spawn(self._load(shard), f"coordinator-load-{p}")
+            shard.task = self._tasks.spawn(self._load(shard), name=f"coordinator-load-{p}")
         elif shard is not None:
             if shard.task:
                 shard.task.cancel()
             del self.shards[p]
             log.info("no longer coordinating %s-%d: %d groups handed over", OFFSETS_TOPIC, p, len(shard.groups))
 
-    def on_commit(self, replica, old_hw: int, new_hw: int) -> None:
+    def on_commit(self, replica: Replica, old_hw: int, new_hw: int) -> None:
         """Records in [old_hw, new_hw) of a ``__consumer_offsets`` partition were committed.
 
         Nothing to do: a leader applies its own writes once they commit, a follower's copy
@@ -239,31 +288,31 @@ class GroupCoordinator:
     # -- routing and writes --------------------------------------------------------------
 
     def _topics(self) -> dict[str, int]:
-        return {name: t.partitions for name, t in self.broker.controller.image.topics.items()
+        return {name: t.partitions for name, t in self._controller.image.topics.items()
                 if not name.startswith("__")}
 
     def _coordinator_of(self, group: str) -> tuple[int, int]:
         """(partition, leader broker id or -1) for ``group``."""
-        t = self.broker.controller.image.topics.get(OFFSETS_TOPIC)
+        t = self._controller.image.topics.get(OFFSETS_TOPIC)
         if t is None:
             raise GroupError(ErrorCode.COORDINATOR_NOT_AVAILABLE,
                              f"{OFFSETS_TOPIC} does not exist yet (it is created once enough brokers are up)")
         p = partition_for_group(group, t.partitions)
-        st = self.broker.partition_state(OFFSETS_TOPIC, p, t.replicas[p])
-        return p, st["leader"]
+        leader = self._view.leader_of(t, p)
+        return p, -1 if leader is None else leader
 
     def _shard(self, group: str) -> Shard:
         validate_group_id(group)
         p, leader = self._coordinator_of(group)
         shard = self.shards.get(p)
         if shard is None or not self._current(shard):
-            hint = f"broker {leader} is" if leader >= 0 and leader != self.broker.node_id else "no broker is known yet"
+            hint = f"broker {leader} is" if leader >= 0 and leader != self.node_id else "no broker is known yet"
             raise GroupError(ErrorCode.NOT_COORDINATOR,
-                             f"broker {self.broker.node_id} is not the coordinator of group {group!r} "
+                             f"broker {self.node_id} is not the coordinator of group {group!r} "
                              f"({OFFSETS_TOPIC}-{p}); {hint}: send FIND_COORDINATOR again")
         if not shard.loaded:
             raise GroupError(ErrorCode.COORDINATOR_LOAD_IN_PROGRESS,
-                             f"broker {self.broker.node_id} is loading {OFFSETS_TOPIC}-{p}; retry shortly")
+                             f"broker {self.node_id} is loading {OFFSETS_TOPIC}-{p}; retry shortly")
         return shard
 
     async def _write(self, shard: Shard, records: list[tuple[bytes, bytes | None]]) -> tuple[int, int]:
@@ -277,10 +326,10 @@ class GroupCoordinator:
                     raise r.not_leader_error()
                 _, last = await r.propose(batch)
             await r.wait_committed(last, WRITE_TIMEOUT_S)
-        except ReplicaError as exc:
+        except StrataError as exc:
             if exc.code == ErrorCode.NOT_LEADER:
                 raise GroupError(ErrorCode.NOT_COORDINATOR,
-                                 f"broker {self.broker.node_id} lost the coordination of {OFFSETS_TOPIC}-"
+                                 f"broker {self.node_id} lost the coordination of {OFFSETS_TOPIC}-"
                                  f"{shard.partition} during the write ({exc.message}); find the coordinator "
                                  "and retry") from None
             if exc.code == ErrorCode.TIMED_OUT:
@@ -288,7 +337,7 @@ class GroupCoordinator:
             raise GroupError(ErrorCode.COORDINATOR_NOT_AVAILABLE, exc.message) from None
         if not self._current(shard):
             raise GroupError(ErrorCode.NOT_COORDINATOR,
-                             f"broker {self.broker.node_id} lost the coordination of {OFFSETS_TOPIC}-"
+                             f"broker {self.node_id} lost the coordination of {OFFSETS_TOPIC}-"
                              f"{shard.partition}; find the coordinator and retry")
         return last, now
 
@@ -308,150 +357,134 @@ class GroupCoordinator:
         shard.written[g.group_id] = (value, _wall_ms())
         await self._write(shard, [(group_key(g.group_id), value)])
 
-    # -- handlers ------------------------------------------------------------------------
+    # -- the operations (typed; every front-end calls these) --------------------------------
 
-    async def h_find_coordinator(self, conn, hdr: dict, payload) -> Response:
-        group = hdr["group"]
-        try:
-            validate_group_id(group)
-            p, leader = self._coordinator_of(group)
-        except GroupError as exc:
-            return _err(exc.code, exc.message)
+    def find_coordinator(self, principal: Principal, group: str) -> CoordinatorAddress:
+        """Where ``group``'s coordinator is: the leader of its ``__consumer_offsets`` partition."""
+        self._authz.authorize(principal, Operation.DESCRIBE, _group(group))
+        validate_group_id(group)
+        p, leader = self._coordinator_of(group)
         if leader < 0:
-            return _err(ErrorCode.COORDINATOR_NOT_AVAILABLE,
-                        f"{OFFSETS_TOPIC}-{p} (group {group!r}) has no leader right now; retry shortly")
-        addr = self.broker._broker_address(leader)
+            raise GroupError(ErrorCode.COORDINATOR_NOT_AVAILABLE,
+                             f"{OFFSETS_TOPIC}-{p} (group {group!r}) has no leader right now; retry shortly")
+        addr = self._address(leader)
         if addr is None:
-            return _err(ErrorCode.COORDINATOR_NOT_AVAILABLE, f"the address of broker {leader} is not known yet")
-        return Response({"coordinator": leader, "host": addr[0], "port": addr[1], "partition": p}, [])
+            raise GroupError(ErrorCode.COORDINATOR_NOT_AVAILABLE, f"the address of broker {leader} is not known yet")
+        return CoordinatorAddress(leader, addr[0], addr[1], p)
 
-    async def h_heartbeat(self, conn, hdr: dict, payload) -> Response:
-        group = hdr["group"]
-        try:
-            shard = self._shard(group)
-            g = shard.groups.get(group)
-            epoch = hdr["member_epoch"]
-            if g is None:
-                if epoch == -1:
-                    return Response({"member_id": hdr["member_id"], "member_epoch": -1}, [])
-                if epoch != 0:
-                    raise GroupError(ErrorCode.UNKNOWN_MEMBER_ID,
-                                     f"group {group!r} has no member {hdr['member_id']!r} (the group does not "
-                                     "exist); rejoin with member epoch 0")
-                if sum(len(s.groups) for s in self.shards.values()) >= MAX_GROUPS_PER_COORDINATOR:
-                    raise GroupError(ErrorCode.GROUP_MAX_SIZE_REACHED,
-                                     f"broker {self.broker.node_id} coordinates {MAX_GROUPS_PER_COORDINATOR} "
-                                     "groups already")
-                g = Group(group)
-            owned = hdr.get("owned")
-            req = HeartbeatRequest(
-                member_id=hdr["member_id"], member_epoch=epoch, subscribed=hdr.get("subscribed"),
-                assignor=hdr.get("assignor"), owned=None if owned is None else topic_lists_to_tps(owned),
-                session_timeout_ms=hdr.get("session_timeout_ms", -1),
-                rebalance_timeout_ms=hdr.get("rebalance_timeout_ms", -1),
-                client_id=getattr(conn, "client_id", ""), host=getattr(conn, "remote", "") or "")
-            before = len(g.members)
-            res = g.heartbeat(req, _now_ms(), self._topics(), lambda: uuid.uuid4().hex)
-            if group not in shard.groups and g.members:
-                shard.groups[group] = g
-            if len(g.members) != before:
-                log.info("group %r: %s %s (epoch %d, %d members)", group, res.member_id,
-                         "left" if epoch == -1 else "joined", g.epoch, len(g.members))
-            await self._persist_group(shard, g)
-        except GroupError as exc:
-            return _err(exc.code, exc.message)
-        fields = {"member_id": res.member_id, "member_epoch": res.member_epoch, "heartbeat_ms": res.heartbeat_ms}
-        if res.member_epoch >= 0:
-            fields["assignment"] = tps_to_topic_lists(res.assignment)
-        return Response(fields, [])
+    async def heartbeat(self, principal: Principal, group: str, req: HeartbeatRequest) -> HeartbeatResult:
+        """A member's heartbeat (KIP-848 style): join, keep alive, reconcile, or leave (epoch -1)."""
+        self._authz.authorize(principal, Operation.READ, _group(group))
+        shard = self._shard(group)
+        g = shard.groups.get(group)
+        epoch = req.member_epoch
+        if g is None:
+            if epoch == -1:
+                return HeartbeatResult(req.member_id, -1, 0, [])
+            if epoch != 0:
+                raise GroupError(ErrorCode.UNKNOWN_MEMBER_ID,
+                                 f"group {group!r} has no member {req.member_id!r} (the group does not "
+                                 "exist); rejoin with member epoch 0")
+            if sum(len(s.groups) for s in self.shards.values()) >= MAX_GROUPS_PER_COORDINATOR:
+                raise GroupError(ErrorCode.GROUP_MAX_SIZE_REACHED,
+                                 f"broker {self.node_id} coordinates {MAX_GROUPS_PER_COORDINATOR} groups already")
+            g = Group(group)
+        before = len(g.members)
+        res = g.heartbeat(req, _now_ms(), self._topics(), lambda: uuid.uuid4().hex)
+        if group not in shard.groups and g.members:
+            shard.groups[group] = g
+        if len(g.members) != before:
+            log.info("group %r: %s %s (epoch %d, %d members)", group, res.member_id,
+                     "left" if epoch == -1 else "joined", g.epoch, len(g.members))
+        await self._persist_group(shard, g)
+        return res
 
-    async def h_offset_commit(self, conn, hdr: dict, payload) -> Response:
-        group, member_id, epoch = hdr["group"], hdr["member_id"], hdr["member_epoch"]
-        wants = hdr["partitions"]
-        if len(wants) > MAX_OFFSETS_PER_COMMIT:
-            return _err(ErrorCode.INVALID_REQUEST,
-                        f"commit at most {MAX_OFFSETS_PER_COMMIT} partitions per request, not {len(wants)}")
-        try:
-            shard = self._shard(group)
-            g = shard.groups.get(group)
-            admin = member_id == "" and epoch == -1
-            errs: dict[TP, GroupError] = {}
-            if admin:
-                if g is not None and g.members:
-                    raise GroupError(ErrorCode.NON_EMPTY_GROUP,
-                                     f"group {group!r} has {len(g.members)} live members; offsets can only be "
-                                     "reset while no consumer of the group is running")
-            elif g is None:
-                raise GroupError(ErrorCode.GROUP_ID_NOT_FOUND,
-                                 f"group {group!r} does not exist; join it first (or commit as admin with an "
-                                 "empty member_id and member epoch -1)")
-            else:
-                errs = g.check_commit(member_id, epoch, [(w["topic"], w["partition"]) for w in wants])
-            topics = self._topics()
-            have = shard.offsets.get(group, {})
-            records: list[tuple[bytes, bytes | None]] = []
-            accepted: list[tuple[TP, OffsetValue]] = []
-            new_keys = 0
-            for w in wants:
-                tp = (w["topic"], w["partition"])
-                if tp in errs:
-                    continue
-                n = topics.get(tp[0])
-                if n is None:
-                    errs[tp] = GroupError(ErrorCode.UNKNOWN_TOPIC, f"topic {tp[0]!r} does not exist")
-                elif not 0 <= tp[1] < n:
-                    errs[tp] = GroupError(ErrorCode.UNKNOWN_PARTITION,
-                                          f"topic {tp[0]!r} has partitions 0-{n - 1}, not {tp[1]}")
-                elif w["offset"] < 0:
-                    errs[tp] = GroupError(ErrorCode.INVALID_REQUEST,
-                                          f"offset {w['offset']} for {tp[0]}-{tp[1]} is negative")
-                elif len(w.get("metadata", "")) > MAX_METADATA_LEN:
-                    errs[tp] = GroupError(ErrorCode.INVALID_REQUEST,
-                                          f"commit metadata is limited to {MAX_METADATA_LEN} characters")
-                elif tp not in have and len(have) + new_keys >= MAX_OFFSETS_PER_GROUP:
-                    errs[tp] = GroupError(ErrorCode.INVALID_REQUEST,
-                                          f"group {group!r} already has {MAX_OFFSETS_PER_GROUP} committed partitions")
-                else:
-                    new_keys += tp not in have
-                    v = OffsetValue(w["offset"], w.get("leader_epoch", -1), w.get("metadata", ""))
-                    accepted.append((tp, v))
-                    records.append((offset_key(group, *tp), offset_value(v)))
-            if records:
-                last, wall = await self._write(shard, records)
-                tps = shard.offsets.setdefault(group, {})
-                for tp, v in accepted:
-                    cur = tps.get(tp)
-                    if cur is None or cur.log_offset < last:
-                        tps[tp] = OffsetEntry(v, wall, last)
-                if group not in shard.groups:
-                    shard.groups[group] = Group(group)
-        except GroupError as exc:
-            return _err(exc.code, exc.message, partitions=[])
-        out = []
-        for w in wants:
-            tp = (w["topic"], w["partition"])
-            e = errs.get(tp)
-            out.append({"topic": tp[0], "partition": tp[1], **({"err": int(e.code), "msg": e.message} if e else {})})
-        return Response({"partitions": out}, [])
+    async def commit_offsets(self, principal: Principal, group: str, member_id: str, member_epoch: int,
+                             offsets: list[OffsetCommit]) -> dict[TP, StrataError]:
+        """Commit offsets through Raft; returns the partitions refused, with why.
 
-    async def h_offset_fetch(self, conn, hdr: dict, payload) -> Response:
-        group = hdr["group"]
-        try:
-            shard = self._shard(group)
-        except GroupError as exc:
-            return _err(exc.code, exc.message, partitions=[])
+        ``member_id`` "" with epoch -1 is an admin commit (allowed only while the group has
+        no live member). Errors for the whole request are raised.
+        """
+        self._authz.authorize(principal, Operation.READ, _group(group))
+        if len(offsets) > MAX_OFFSETS_PER_COMMIT:
+            raise GroupError(ErrorCode.INVALID_REQUEST,
+                             f"commit at most {MAX_OFFSETS_PER_COMMIT} partitions per request, not {len(offsets)}")
+        shard = self._shard(group)
+        g = shard.groups.get(group)
+        errs: dict[TP, StrataError] = {}
+        if member_id == "" and member_epoch == -1:
+            if g is not None and g.members:
+                raise GroupError(ErrorCode.NON_EMPTY_GROUP,
+                                 f"group {group!r} has {len(g.members)} live members; offsets can only be "
+                                 "reset while no consumer of the group is running")
+        elif g is None:
+            raise GroupError(ErrorCode.GROUP_ID_NOT_FOUND,
+                             f"group {group!r} does not exist; join it first (or commit as admin with an "
+                             "empty member_id and member epoch -1)")
+        else:
+            errs.update(g.check_commit(member_id, member_epoch, [(o.topic, o.partition) for o in offsets]))
+        topics = self._topics()
         have = shard.offsets.get(group, {})
-        wants = hdr.get("partitions")
-        tps = sorted(have) if wants is None else [(w["topic"], w["partition"]) for w in wants]
+        records: list[tuple[bytes, bytes | None]] = []
+        accepted: list[tuple[TP, OffsetValue]] = []
+        new_keys = 0
+        for o in offsets:
+            tp = (o.topic, o.partition)
+            if tp in errs:
+                continue
+            try:
+                self._authz.authorize(principal, Operation.READ, Resource(ResourceType.TOPIC, o.topic))
+            except StrataError as exc:
+                errs[tp] = exc
+                continue
+            n = topics.get(tp[0])
+            if n is None:
+                errs[tp] = GroupError(ErrorCode.UNKNOWN_TOPIC, f"topic {tp[0]!r} does not exist")
+            elif not 0 <= tp[1] < n:
+                errs[tp] = GroupError(ErrorCode.UNKNOWN_PARTITION, f"topic {tp[0]!r} has partitions 0-{n - 1}, not {tp[1]}")
+            elif o.offset < 0:
+                errs[tp] = GroupError(ErrorCode.INVALID_REQUEST, f"offset {o.offset} for {tp[0]}-{tp[1]} is negative")
+            elif len(o.metadata) > MAX_METADATA_LEN:
+                errs[tp] = GroupError(ErrorCode.INVALID_REQUEST,
+                                      f"commit metadata is limited to {MAX_METADATA_LEN} characters")
+            elif tp not in have and len(have) + new_keys >= MAX_OFFSETS_PER_GROUP:
+                errs[tp] = GroupError(ErrorCode.INVALID_REQUEST,
+                                      f"group {group!r} already has {MAX_OFFSETS_PER_GROUP} committed partitions")
+            else:
+                new_keys += tp not in have
+                v = OffsetValue(o.offset, o.leader_epoch, o.metadata)
+                accepted.append((tp, v))
+                records.append((offset_key(group, *tp), offset_value(v)))
+        if records:
+            last, wall = await self._write(shard, records)
+            tps = shard.offsets.setdefault(group, {})
+            for tp, v in accepted:
+                cur = tps.get(tp)
+                if cur is None or cur.log_offset < last:
+                    tps[tp] = OffsetEntry(v, wall, last)
+            if group not in shard.groups:
+                shard.groups[group] = Group(group)
+        return errs
+
+    def fetch_offsets(self, principal: Principal, group: str, partitions: list[TP] | None) -> list[CommittedOffset]:
+        """The group's committed offsets for ``partitions`` (None: every partition it has)."""
+        self._authz.authorize(principal, Operation.DESCRIBE, _group(group))
+        shard = self._shard(group)
+        have = shard.offsets.get(group, {})
+        tps = sorted(have) if partitions is None else partitions
         out = []
         for tp in tps:
             e = have.get(tp)
-            out.append({"topic": tp[0], "partition": tp[1], "offset": e.value.offset if e else -1,
-                        "leader_epoch": e.value.leader_epoch if e else -1, "metadata": e.value.metadata if e else ""})
-        return Response({"partitions": out}, [])
+            if e is None:
+                out.append(CommittedOffset(tp[0], tp[1], -1))
+            else:
+                out.append(CommittedOffset(tp[0], tp[1], e.value.offset, e.value.leader_epoch, e.value.metadata))
+        return out
 
-    async def h_list_groups(self, conn, hdr: dict, payload) -> Response:
-        states = set(hdr.get("states") or ())
+    def list_groups(self, principal: Principal, states: set[str] | None = None) -> list[tuple[str, str]]:
+        """``(group, state)`` of every group this broker coordinates (each broker lists its own)."""
+        self._authz.authorize(principal, Operation.DESCRIBE, CLUSTER)
         out = []
         for shard in self.shards.values():
             if not shard.loaded or not self._current(shard):
@@ -459,47 +492,32 @@ class GroupCoordinator:
             for gid, g in shard.groups.items():
                 st = g.state
                 if not states or st in states:
-                    out.append({"group": gid, "state": st})
-        out.sort(key=lambda x: x["group"])
-        return Response({"groups": out}, [])
-
-    def _high_watermark(self, topic: str, p: int) -> int:
-        t = self.broker.controller.image.topics.get(topic)
-        if t is None or not 0 <= p < t.partitions:
-            return -1
-        return self.broker.partition_state(topic, p, t.replicas[p])["high_watermark"]
-
-    def _offsets_with_lag(self, shard: Shard, group: str) -> list[dict]:
-        out = []
-        for (t, p), e in sorted(shard.offsets.get(group, {}).items()):
-            hw = self._high_watermark(t, p)
-            lag = max(0, hw - e.value.offset) if hw >= 0 else -1
-            out.append({"topic": t, "partition": p, "committed": e.value.offset, "high_watermark": hw, "lag": lag})
+                    out.append((gid, st))
+        out.sort()
         return out
 
-    async def h_describe_groups(self, conn, hdr: dict, payload) -> Response:
+    def describe_groups(self, principal: Principal, groups: list[str]) -> list[GroupDescription]:
         out = []
-        for group in hdr["groups"]:
+        for group in groups:
             try:
+                self._authz.authorize(principal, Operation.DESCRIBE, _group(group))
                 shard = self._shard(group)
                 g = shard.groups.get(group)
                 if g is None:
                     raise GroupError(ErrorCode.GROUP_ID_NOT_FOUND, f"group {group!r} does not exist")
-            except GroupError as exc:
-                out.append({"group": group, "err": int(exc.code), "msg": exc.message,
-                            "state": "dead" if exc.code == ErrorCode.GROUP_ID_NOT_FOUND else ""})
+            except StrataError as exc:
+                out.append(GroupDescription(group, exc, "dead" if exc.code == ErrorCode.GROUP_ID_NOT_FOUND else ""))
                 continue
-            members = [{"member_id": m.member_id, "client_id": m.client_id, "host": m.host,
-                        "member_epoch": m.member_epoch, "subscribed": list(m.subscribed),
-                        "assignment": tps_to_topic_lists(m.assigned)} for m in g.members.values()]
-            out.append({"group": group, "state": g.state, "epoch": g.epoch, "assignor": g.assignor,
-                        "members": members, "offsets": self._offsets_with_lag(shard, group)})
-        return Response({"groups": out}, [])
+            out.append(GroupDescription(group, None, g.state, g.epoch, g.assignor, list(g.members.values()),
+                                        self._offsets_with_lag(shard, group)))
+        return out
 
-    async def h_delete_groups(self, conn, hdr: dict, payload) -> Response:
-        out = []
-        for group in hdr["groups"]:
+    async def delete_groups(self, principal: Principal, groups: list[str]) -> dict[str, StrataError | None]:
+        """Delete each group and tombstone its offsets (only groups without live members)."""
+        out: dict[str, StrataError | None] = {}
+        for group in groups:
             try:
+                self._authz.authorize(principal, Operation.DELETE, _group(group))
                 shard = self._shard(group)
                 g = shard.groups.get(group)
                 if g is None:
@@ -520,10 +538,24 @@ class GroupCoordinator:
                     shard.written.pop(group, None)
                     await self._persist_group(shard, shard.groups[group])
                 log.info("group %r deleted (%d committed offsets)", group, len(records) - 1)
-                out.append({"group": group})
-            except GroupError as exc:
-                out.append({"group": group, "err": int(exc.code), "msg": exc.message})
-        return Response({"groups": out}, [])
+                out[group] = None
+            except StrataError as exc:
+                out[group] = exc
+        return out
+
+    def _high_watermark(self, topic: str, p: int) -> int:
+        t = self._controller.image.topics.get(topic)
+        if t is None or not 0 <= p < t.partitions:
+            return -1
+        return self._view.partition_state(t, p).high_watermark
+
+    def _offsets_with_lag(self, shard: Shard, group: str) -> list[OffsetLag]:
+        out = []
+        for (t, p), e in sorted(shard.offsets.get(group, {}).items()):
+            hw = self._high_watermark(t, p)
+            lag = max(0, hw - e.value.offset) if hw >= 0 else -1
+            out.append(OffsetLag(t, p, e.value.offset, hw, lag))
+        return out
 
     # -- metrics -------------------------------------------------------------------------
 
@@ -536,7 +568,7 @@ class GroupCoordinator:
                 continue
             for group in list(shard.offsets):
                 for d in self._offsets_with_lag(shard, group):
-                    out.append((group, d["topic"], d["partition"], d["committed"], d["high_watermark"], d["lag"]))
+                    out.append((group, d.topic, d.partition, d.committed, d.high_watermark, d.lag))
         return out
 
     # -- timers --------------------------------------------------------------------------
@@ -556,12 +588,12 @@ class GroupCoordinator:
                     for mid, why in gone:
                         log.info("group %r: removed member %s: %s (epoch %d)", g.group_id, mid, why, g.epoch)
                     if gone or g.refresh_topics(topics):
-                        self._spawn(self._persist_quietly(shard, g), f"persist-{g.group_id}")
+                        self._tasks.spawn(self._persist_quietly(shard, g), name=f"persist-{g.group_id}")
             if time.monotonic() >= next_refresh:
                 next_refresh = time.monotonic() + REFRESH_INTERVAL_S
                 for shard in list(self.shards.values()):
                     if shard.loaded and self._current(shard):
-                        self._spawn(self._refresh(shard), f"refresh-{shard.partition}")
+                        self._tasks.spawn(self._refresh(shard), name=f"refresh-{shard.partition}")
 
     async def _persist_quietly(self, shard: Shard, g: Group) -> None:
         try:
@@ -570,9 +602,9 @@ class GroupCoordinator:
             log.warning("group %r: could not persist its state: %s", g.group_id, exc.message)
 
     def _retention_ms(self) -> int:
-        t = self.broker.controller.image.topics.get(OFFSETS_TOPIC)
-        configs: Mapping = t.configs if t is not None else {}
-        v = configs.get("retention.ms", self.broker.config.retention_ms)
+        t = self._controller.image.topics.get(OFFSETS_TOPIC)
+        configs: Mapping[str, object] = t.configs if t is not None else {}
+        v = configs.get("retention.ms", self._default_retention_ms)
         return int(v)
 
     async def _refresh(self, shard: Shard) -> None:

@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from strata.client.errors import ErrorCode
+from strata.client.errors import ErrorCode, StrataError
 
 TP = tuple[str, int]
 
@@ -45,13 +45,11 @@ MAX_SUBSCRIBED_TOPICS = 1_000
 MAX_GROUP_ID_LEN = 255
 
 
-class GroupError(Exception):
+class GroupError(StrataError):
     """A request the group refuses: a wire error code and a message for people."""
 
     def __init__(self, code: ErrorCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+        super().__init__(message, code=code)
 
 
 @dataclass(slots=True)

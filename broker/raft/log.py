@@ -38,7 +38,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from strata.client.batch import stamp
 
@@ -76,8 +76,12 @@ class RaftLog(Protocol):
         """
         ...
 
-    def append_as_leader(self, batch: bytes, term: int) -> tuple[int, int]:
-        """Stamp ``batch`` with the next offset and ``term``, append it; return ``(base, last)``."""
+    def append_as_leader(self, batch: bytes, term: int, checked: Any = None) -> tuple[int, int]:
+        """Stamp ``batch`` with the next offset and ``term``, append it; return ``(base, last)``.
+
+        ``checked`` is whatever the driver passed to ``RaftNode.propose`` with the batch
+        (the storage adapter: the batch headers the driver already validated); opaque here.
+        """
         ...
 
     def append_as_follower(self, data: bytes | memoryview) -> None:
@@ -157,7 +161,7 @@ class MemoryRaftLog:
             return self._terms[-1], self._lasts[-1] + 1
         return self._terms[i - 1], self._bases[i]
 
-    def append_as_leader(self, batch: bytes, term: int) -> tuple[int, int]:
+    def append_as_leader(self, batch: bytes, term: int, checked: Any = None) -> tuple[int, int]:
         assert not self._terms or term >= self._terms[-1], "terms never go down in a log"
         base = self.log_end_offset
         buf = bytearray(batch)

@@ -94,6 +94,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 
 from .batches import iter_spans, position_of
 from .log import RaftLog
@@ -337,8 +338,12 @@ class RaftNode:
             self.election_elapsed = 0
             self._campaign(pre=self.cfg.pre_vote)
 
-    def propose(self, batch: bytes) -> tuple[int, int]:
-        """Append a record batch as leader; returns its ``(base, last)`` offsets."""
+    def propose(self, batch: bytes | memoryview, checked: Any = None) -> tuple[int, int]:
+        """Append a record batch as leader; returns its ``(base, last)`` offsets.
+
+        ``checked`` goes to the log's ``append_as_leader`` untouched (the driver's note of
+        what it already verified about the batch, so the log need not look again).
+        """
         assert self._outstanding is None, "propose() between ready() and advance()"
         if self.role is not Role.LEADER:
             raise NotLeaderError(self.leader)
@@ -347,7 +352,7 @@ class RaftNode:
             raise ProposalDroppedError("leadership transfer in progress")
         if self._config_batch is not None:
             raise ProposalDroppedError("membership change being recorded")
-        base, last = self.log.append_as_leader(batch, self.term)
+        base, last = self.log.append_as_leader(batch, self.term, checked)
         self._broadcast = True
         return base, last
 

@@ -11,15 +11,17 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from strata.broker.raft.log import Run
+from strata.client.batch import BatchHeader
 from strata.storage import Log
 
 
 class StorageRaftLog:
     __slots__ = ("log", "on_follower_append")
 
-    def __init__(self, log: Log, on_follower_append: Callable[[bytes | memoryview], None] | None = None) -> None:
+    def __init__(self, log: Log, on_follower_append: Callable[[list[BatchHeader]], None] | None = None) -> None:
         self.log = log
-        #: Sees every batch a follower appends (the replica keeps producer state current).
+        #: Sees the headers of every batch a follower appends (the replica keeps producer
+        #: state current).
         self.on_follower_append = on_follower_append
 
     @property
@@ -52,14 +54,15 @@ class StorageRaftLog:
             return self.log_start_term, self.log.log_start_offset
         return t, end
 
-    def append_as_leader(self, batch: bytes, term: int) -> tuple[int, int]:
-        info = self.log.append_as_leader(batch, term)
+    def append_as_leader(self, batch: bytes | memoryview, term: int,
+                         headers: list[BatchHeader] | None = None) -> tuple[int, int]:
+        info = self.log.append_as_leader(batch, term, headers)
         return info.base_offset, info.last_offset
 
     def append_as_follower(self, data: bytes | memoryview) -> None:
-        self.log.append_as_follower(data)
+        info = self.log.append_as_follower(data)
         if self.on_follower_append is not None:
-            self.on_follower_append(data)
+            self.on_follower_append(info.headers)
 
     def truncate_to(self, offset: int) -> None:
         self.log.truncate_to(offset)

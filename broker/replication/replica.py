@@ -26,14 +26,16 @@ import random
 import struct
 import time
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgpack
 
-from strata.broker.cluster.metadata import METADATA_TOPIC
+from strata.broker.core.types import ACKS_ALL, ProduceResult
 from strata.broker.raft.membership import Membership
+from strata.broker.raft.messages import Message
 from strata.broker.raft.node import (
     HardState,
     NotLeaderError,
@@ -45,10 +47,14 @@ from strata.broker.raft.node import (
 from strata.broker.replication import hardstate
 from strata.broker.replication.producer_state import ProducerStateTable, Verdict
 from strata.broker.replication.raft_log import StorageRaftLog
-from strata.client.batch import CorruptBatchError, iter_batches
-from strata.client.errors import ErrorCode
+from strata.client.batch import BatchHeader, CorruptBatchError, iter_batches, validate_batches
+from strata.client.errors import ErrorCode, StrataError, error_for
 from strata.client.records import build_control_batch, decode_batch
-from strata.storage import LogFullError, StorageError
+from strata.storage import GroupCommit, Log, LogFullError, StorageError
+from strata.storage.segment import FileSlice
+
+if TYPE_CHECKING:
+    from strata.broker.config import BrokerConfig
 
 log = logging.getLogger("strata.broker.replication.replica")
 
@@ -61,21 +67,61 @@ MEMBERSHIP_CONTROL_TYPE = 6
 MAX_QUEUED_INPUTS = 10_000
 #: How much of a log's tail is read to rebuild idempotent-producer state.
 PRODUCER_STATE_SCAN_BYTES = 64 << 20
-
-
-class ReplicaError(Exception):
-    def __init__(self, code: ErrorCode, message: str, **details):
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.details = details
+#: Test hook, never set in production: acknowledge ``acks=all`` writes before they commit.
+#: It breaks safety on purpose, so that the fault suite can prove it notices a broker that
+#: loses acknowledged writes (``tests/fault/unsafe_broker.py`` sets it; nothing else may).
+UNSAFE_ACK_BEFORE_COMMIT = False
 
 
 @dataclass(slots=True)
-class ProduceResult:
-    base_offset: int
-    last_offset: int
-    log_start_offset: int
+class ReplicaEnv:
+    """What a replica needs from the broker that holds it: narrow collaborators, not the broker."""
+
+    config: BrokerConfig
+    #: Queue a Raft message for a peer: ``send(to, group, fields, payload)``.
+    send: Callable[[int, list, list, bytes | memoryview | None], None]
+    group_commit: GroupCommit
+    #: The broker's Raft tick count (peers' liveness is measured in ticks).
+    clock: Callable[[], int]
+    #: The tick at which each peer broker last sent anything (its liveness pings).
+    peer_heard: Mapping[int, int]
+    #: Called when the replica's role or known leader changes.
+    on_leadership: Callable[[Replica], None]
+    #: Called when storage failed under the replica: the holder reopens it from disk.
+    on_failure: Callable[[Replica, str], None]
+
+
+@dataclass(slots=True)
+class _Step:
+    msg: Message
+
+
+@dataclass(slots=True)
+class _Append:
+    """A producer batch waiting for the core (idempotence check and append happen together)."""
+
+    header: BatchHeader
+    batch: memoryview
+    fut: asyncio.Future[tuple[bool, int, int]]
+
+
+@dataclass(slots=True)
+class _Propose:
+    batch: bytes
+    fut: asyncio.Future[tuple[int, int]]
+
+
+@dataclass(slots=True)
+class _Transfer:
+    to: int
+
+
+@dataclass(slots=True)
+class _Wake:
+    leader_silent: int
+
+
+_Input = _Step | _Append | _Propose | _Transfer | _Wake
 
 
 def _noop_batch() -> bytes:
@@ -109,10 +155,12 @@ class Replica:
         key: GroupKey,
         node_id: int,
         voters: list[int],
-        log_obj,
+        log_obj: Log,
         directory: Path,
-        broker,
+        env: ReplicaEnv,
         on_commit: Callable[[Replica, int, int], None] | None = None,
+        topic_id: int | None = None,
+        quiesce: bool = True,
     ) -> None:
         self.key = key
         self.name = f"{key[0]}-{key[1]}"
@@ -121,18 +169,23 @@ class Replica:
         self.voters = list(voters)
         self.log = log_obj
         self.dir = directory
-        self.broker = broker
-        self.config = broker.config
+        self.env = env
+        self.config = env.config
         self.on_commit = on_commit
+        #: The id of the topic this partition belongs to (None for the metadata log): a topic
+        #: deleted and created again under the same name is another topic.
+        self.topic_id = topic_id
+        #: Largest batch a producer may write here (the topic's ``max.message.bytes``).
+        self.max_message_bytes = env.config.limits.max_batch_bytes
         self.producers = ProducerStateTable()
-        self._commit_waiters: deque[tuple[int, asyncio.Future]] = deque()
+        self._commit_waiters: deque[tuple[int, asyncio.Future[None]]] = deque()
         self._data_event = asyncio.Event()
         self._kick = asyncio.Event()
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
         self._stopped = False
         self.failed = False
         self._busy = False
-        self._inbox: deque = deque()
+        self._inbox: deque[_Input] = deque()
         self._queued_ticks = 0
         #: The broker tick at which each peer last sent this group a message.
         self._heard: dict[int, int] = {}
@@ -176,7 +229,7 @@ class Replica:
                 max_inflight_bytes=limits.max_raft_inflight_bytes,
                 # The controller's group stays awake: it is one group, and the broker's
                 # metadata and liveness views lean on its heartbeats.
-                quiesce=self.config.quiesce and key[0] != METADATA_TOPIC,
+                quiesce=self.config.quiesce and quiesce,
                 faults=faults,
             ),
             self.raft_log,
@@ -191,6 +244,11 @@ class Replica:
         self._rebuild_producers()
 
     # -- lifecycle -----------------------------------------------------------------------
+
+    def apply_topic_configs(self, configs: Mapping[str, object]) -> None:
+        """Take the topic's configs that the replica itself enforces (the log has its own)."""
+        limit = configs.get("max.message.bytes")
+        self.max_message_bytes = int(limit) if isinstance(limit, int) else self.config.limits.max_batch_bytes
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._ready_loop(), name=f"replica-{self.name}")
@@ -217,9 +275,8 @@ class Replica:
                 pass
         self._fail_waiters(ErrorCode.NOT_LEADER, f"{self.name} is no longer served by broker {self.node_id}")
         for item in self._inbox:
-            fut = item[-1]
-            if item[0] in ("propose", "append") and not fut.done():
-                fut.set_exception(self.not_leader_error())
+            if isinstance(item, _Append | _Propose) and not item.fut.done():
+                item.fut.set_exception(self.not_leader_error())
         self._inbox.clear()
         self._data_event.set()
 
@@ -256,10 +313,10 @@ class Replica:
     def step(self, msg) -> None:
         if self._stopped:
             return
-        self._heard[msg.src] = self.broker.ticks
+        self._heard[msg.src] = self.env.clock()
         if self._busy:
             if len(self._inbox) < MAX_QUEUED_INPUTS:
-                self._inbox.append(("step", msg))
+                self._inbox.append(_Step(msg))
             return
         self._step(msg)
         if self.node.has_ready():
@@ -270,7 +327,7 @@ class Replica:
         if self._stopped or not self.node.quiesced:
             return
         if self._busy:
-            self._inbox.append(("wake", leader_silent))
+            self._inbox.append(_Wake(leader_silent))
             return
         self.node.wake(leader_silent)
         if self.node.has_ready():
@@ -310,16 +367,16 @@ class Replica:
         self._fail_waiters(ErrorCode.STORAGE_ERROR, f"{self.name}: broker {self.node_id}'s storage failed ({reason})")
         if self.role is Role.LEADER:
             self.role = Role.FOLLOWER
-            self.broker.leadership_changed(self)
-        self.broker.restart_replica(self, reason)
+            self.env.on_leadership(self)
+        self.env.on_failure(self, reason)
 
     @property
     def is_leader(self) -> bool:
         return not self._stopped and self.node.role is Role.LEADER
 
-    def not_leader_error(self) -> ReplicaError:
+    def not_leader_error(self) -> StrataError:
         leader = self.node.leader
-        return ReplicaError(
+        return error_for(
             ErrorCode.NOT_LEADER,
             f"broker {self.node_id} is not the leader of {self.name}"
             + (f"; broker {leader} is" if leader is not None else "; no leader is known yet"),
@@ -328,7 +385,7 @@ class Replica:
 
     def transfer_leadership(self, to: int) -> None:
         if self._busy:
-            self._inbox.append(("transfer", to))
+            self._inbox.append(_Transfer(to))
             return
         try:
             self.node.transfer_leadership(to)
@@ -342,56 +399,63 @@ class Replica:
             raise self.not_leader_error()
         if self._busy:
             if len(self._inbox) >= MAX_QUEUED_INPUTS:
-                raise ReplicaError(ErrorCode.NOT_ENOUGH_REPLICAS, f"{self.name}: too many appends queued; retry")
-            fut = asyncio.get_running_loop().create_future()
-            self._inbox.append(("propose", batch, fut))
+                raise self._queue_full()
+            fut: asyncio.Future[tuple[int, int]] = asyncio.get_running_loop().create_future()
+            self._inbox.append(_Propose(batch, fut))
             return await fut
         return self._propose(batch)
 
-    def _propose(self, batch: bytes | memoryview) -> tuple[int, int]:
+    def _queue_full(self) -> StrataError:
+        return error_for(ErrorCode.NOT_ENOUGH_REPLICAS, f"{self.name}: too many appends queued; retry")
+
+    def _propose(self, batch: bytes | memoryview, headers: list[BatchHeader] | None = None) -> tuple[int, int]:
         try:
-            base, last = self.node.propose(batch)
+            base, last = self.node.propose(batch, headers)
         except NotLeaderError:
             raise self.not_leader_error() from None
         except CorruptBatchError as exc:
             # Refused before anything was written: the log and the core are as before.
-            raise ReplicaError(ErrorCode.CORRUPT_BATCH, str(exc)) from None
+            raise error_for(ErrorCode.CORRUPT_BATCH, str(exc)) from None
         except LogFullError as exc:
             # The append was cut back: the log and the core are as before.
-            raise ReplicaError(ErrorCode.DISK_FULL, f"{self.name} on broker {self.node_id}: {exc}") from None
+            raise error_for(ErrorCode.DISK_FULL, f"{self.name} on broker {self.node_id}: {exc}") from None
         except (StorageError, OSError) as exc:
             self.fail(f"append failed: {exc!r}")
-            raise ReplicaError(ErrorCode.STORAGE_ERROR, f"{self.name} on broker {self.node_id}: {exc}") from None
+            raise error_for(ErrorCode.STORAGE_ERROR, f"{self.name} on broker {self.node_id}: {exc}") from None
         except ProposalDroppedError as exc:
-            raise ReplicaError(ErrorCode.NOT_LEADER, f"{self.name}: {exc}; retry shortly",
-                               leader=self.node.leader) from None
+            raise error_for(ErrorCode.NOT_LEADER, f"{self.name}: {exc}; retry shortly",
+                            leader=self.node.leader) from None
         self._kick.set()
         return base, last
 
     async def produce(self, payload: memoryview, acks: int, timeout_s: float) -> ProduceResult:
-        """Validate, de-duplicate, append and (for acks=all) wait for commit."""
+        """Validate, de-duplicate, append and (for acks=all) wait for commit.
+
+        The batch's header is read and its CRC checked here, once: the log trusts these
+        headers instead of walking the batch again.
+        """
         if not self.is_leader:
             raise self.not_leader_error()
         limits = self.config.limits
-        if len(payload) > limits.max_batch_bytes:
-            raise ReplicaError(
+        if len(payload) > self.max_message_bytes:
+            raise error_for(
                 ErrorCode.BATCH_TOO_LARGE,
-                f"batch of {len(payload)} bytes is larger than the broker's limit of {limits.max_batch_bytes}",
+                f"a batch of {len(payload)} bytes is larger than the {self.max_message_bytes} bytes "
+                f"{self.key[0]} accepts (its max.message.bytes)",
+                max_message_bytes=self.max_message_bytes,
             )
         try:
-            # Headers and lengths only: the log's append checks every CRC before writing a
-            # byte, so the batch is checksummed once on its way in.
-            headers = [h for _, h in iter_batches(payload, check_crc=False)]
+            headers = validate_batches(payload)
         except CorruptBatchError as exc:
-            raise ReplicaError(ErrorCode.CORRUPT_BATCH, str(exc)) from None
+            raise error_for(ErrorCode.CORRUPT_BATCH, str(exc)) from None
         if len(headers) != 1:
-            raise ReplicaError(ErrorCode.INVALID_REQUEST,
-                               f"send exactly one record batch per partition per request, not {len(headers)}")
+            raise error_for(ErrorCode.INVALID_REQUEST,
+                            f"send exactly one record batch per partition per request, not {len(headers)}")
         h = headers[0]
         if h.is_control:
-            raise ReplicaError(ErrorCode.INVALID_REQUEST, "clients may not write control batches")
+            raise error_for(ErrorCode.INVALID_REQUEST, "clients may not write control batches")
         if len(self._commit_waiters) >= limits.max_pending_appends:
-            raise ReplicaError(
+            raise error_for(
                 ErrorCode.NOT_ENOUGH_REPLICAS,
                 f"{len(self._commit_waiters)} appends already await replication on {self.name}; retry later",
             )
@@ -400,17 +464,17 @@ class Replica:
             # sequence check happens when it is appended, in arrival order, so pipelined
             # batches of one producer are checked against each other, never against stale state.
             if len(self._inbox) >= MAX_QUEUED_INPUTS:
-                raise ReplicaError(ErrorCode.NOT_ENOUGH_REPLICAS, f"{self.name}: too many appends queued; retry")
-            fut = asyncio.get_running_loop().create_future()
-            self._inbox.append(("append", h, payload, fut))
+                raise self._queue_full()
+            fut: asyncio.Future[tuple[bool, int, int]] = asyncio.get_running_loop().create_future()
+            self._inbox.append(_Append(h, payload, fut))
             duplicate, base, last = await fut
         else:
             duplicate, base, last = self._check_and_append(h, payload)
-        if acks == -1 and ("ack-before-commit" not in self.config.unsafe or duplicate):
+        if acks == ACKS_ALL and (not UNSAFE_ACK_BEFORE_COMMIT or duplicate):
             await self.wait_committed(last, timeout_s)
         return ProduceResult(base, last, self.log.log_start_offset)
 
-    def _check_and_append(self, h, batch: bytes | memoryview) -> tuple[bool, int, int]:
+    def _check_and_append(self, h: BatchHeader, batch: memoryview) -> tuple[bool, int, int]:
         """Sequence check, append and producer-state update as one step: ``(duplicate, base, last)``."""
         if self._stopped or not self.is_leader:
             raise self.not_leader_error()
@@ -421,14 +485,14 @@ class Replica:
             assert dup is not None
             return True, dup.base_offset, dup.last_offset
         if verdict is Verdict.OUT_OF_ORDER:
-            raise ReplicaError(ErrorCode.OUT_OF_ORDER_SEQUENCE, decision.detail)
+            raise error_for(ErrorCode.OUT_OF_ORDER_SEQUENCE, decision.detail)
         if verdict is Verdict.FENCED:
-            raise ReplicaError(ErrorCode.INVALID_PRODUCER_EPOCH, decision.detail)
+            raise error_for(ErrorCode.INVALID_PRODUCER_EPOCH, decision.detail)
         if verdict is Verdict.UNKNOWN_PRODUCER:
-            raise ReplicaError(ErrorCode.UNKNOWN_PRODUCER_ID, decision.detail)
-        base, last = self._propose(batch)
+            raise error_for(ErrorCode.UNKNOWN_PRODUCER_ID, decision.detail)
+        base, last = self._propose(batch, [h])
         # The producer state mirrors the log: record the batch with the offsets it got.
-        self.producers.update(_with_offsets(h, base))
+        self.producers.update(replace(h, base_offset=base))
         return False, base, last
 
     async def wait_committed(self, last_offset: int, timeout_s: float) -> None:
@@ -436,7 +500,7 @@ class Replica:
             return
         if not self.is_leader:
             raise self.not_leader_error()
-        fut = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         waiters = self._commit_waiters
         if waiters and waiters[-1][0] > last_offset:
             # A duplicate waiting on an older offset: keep the deque sorted by offset.
@@ -449,7 +513,7 @@ class Replica:
             async with asyncio.timeout(timeout_s):
                 await fut
         except TimeoutError:
-            raise ReplicaError(
+            raise error_for(
                 ErrorCode.TIMED_OUT,
                 f"offset {last_offset} of {self.name} was appended but not committed within "
                 f"{timeout_s:.1f}s (is a majority of its replicas up?); it may still commit",
@@ -459,17 +523,24 @@ class Replica:
         while self._commit_waiters:
             _, fut = self._commit_waiters.popleft()
             if not fut.done():
-                fut.set_exception(ReplicaError(code, message, leader=self.node.leader))
+                fut.set_exception(error_for(code, message, leader=self.node.leader))
 
     # -- reads ---------------------------------------------------------------------------
 
-    def read(self, offset: int, max_bytes: int):
-        """Whole batches from ``offset`` below the high watermark (a storage FileSlice or None)."""
+    def read(self, offset: int, max_bytes: int, *, zero_copy_min_bytes: int | None = None) -> FileSlice | None:
+        """Whole batches from ``offset`` below the high watermark, or None at the high watermark.
+
+        With ``zero_copy_min_bytes``, a read of at least that many bytes finds its batches by
+        their headers alone and comes back as a range of the segment file (``data is None``)
+        for the front-end to ``sendfile``: neither copied nor CRC-checked in Python (recovery
+        checked what was not fsynced; consumers check every batch). Smaller reads, and
+        replication, are CRC-checked, and a corrupt batch is never served.
+        """
         self.require_readable()
         hw = self.high_watermark
         start = self.log.log_start_offset
         if offset < start or offset > hw:
-            raise ReplicaError(
+            raise error_for(
                 ErrorCode.OFFSET_OUT_OF_RANGE,
                 f"offset {offset} is out of range for {self.name}: valid offsets are {start} to {hw}",
                 log_start_offset=start,
@@ -478,23 +549,23 @@ class Replica:
         if offset == hw:
             return None
         try:
-            return self.log.read(offset, max(1, max_bytes), max_offset=hw)
+            return self.log.read(offset, max(1, max_bytes), max_offset=hw, zero_copy_min_bytes=zero_copy_min_bytes)
         except CorruptBatchError as exc:
             # Never served: the replica restarts from disk with a full check, which cuts the
             # log at the bad batch and has the leader send it again.
             self.fail(f"read at offset {offset} hit a corrupt batch: {exc}")
-            raise ReplicaError(ErrorCode.STORAGE_ERROR,
-                               f"{self.name}: corrupt data at offset {offset} on broker {self.node_id}: {exc}; "
-                               "not served, the replica is being repaired") from None
+            raise error_for(ErrorCode.STORAGE_ERROR,
+                            f"{self.name}: corrupt data at offset {offset} on broker {self.node_id}: {exc}; "
+                            "not served, the replica is being repaired") from None
 
     def require_readable(self) -> None:
         """Reads come from a leader that knows the commit index (not a stale-low high watermark)."""
         if not self.is_leader:
             raise self.not_leader_error()
         if not self.node.leader_knows_commit:
-            raise ReplicaError(ErrorCode.LEADER_NOT_AVAILABLE,
-                               f"broker {self.node_id} was just elected leader of {self.name} and has not yet "
-                               "committed an entry of its term; retry in a moment", leader=self.node_id)
+            raise error_for(ErrorCode.LEADER_NOT_AVAILABLE,
+                            f"broker {self.node_id} was just elected leader of {self.name} and has not yet "
+                            "committed an entry of its term; retry in a moment", leader=self.node_id)
 
     async def wait_for_data(self, offset: int, timeout_s: float) -> None:
         """Long poll: return once the high watermark passes ``offset`` or the time is up."""
@@ -513,6 +584,7 @@ class Replica:
         if node.role is not Role.LEADER:
             return []
         horizon = 2 * self.config.raft.election_ticks
+        now = self.env.clock()
         out = [self.node_id]
         for peer, pr in node.progress.items():
             if peer == self.node_id:
@@ -521,9 +593,9 @@ class Replica:
             if node.quiesced:
                 # A quiesced group exchanges nothing: its followers matched the whole log
                 # when it went quiet, and their brokers' pings say they are still there.
-                heard = self.broker.peer_heard.get(peer)
+                heard = self.env.peer_heard.get(peer)
             if (pr.match + 1 >= self.high_watermark and not pr.faulty and heard is not None
-                    and self.broker.ticks - heard <= horizon):
+                    and now - heard <= horizon):
                 out.append(peer)
         return sorted(out)
 
@@ -536,8 +608,8 @@ class Replica:
     # -- the ready loop ------------------------------------------------------------------
 
     async def _ready_loop(self) -> None:
-        gc = self.broker.group_commit
-        send = self.broker.transport.send
+        gc = self.env.group_commit
+        send = self.env.send
         wire_key = self.wire_key
         always = self.config.flush_policy == "always"
         node = self.node
@@ -615,32 +687,28 @@ class Replica:
         inbox = self._inbox
         while inbox and not self._stopped:  # a failed replica's queue is failed by stop()
             item = inbox.popleft()
-            kind = item[0]
-            if kind == "step":
-                self._step(item[1])
-            elif kind == "append":
-                fut = item[3]
-                if fut.done():
-                    continue
-                try:
-                    fut.set_result(self._check_and_append(item[1], item[2]))
-                except ReplicaError as exc:
-                    fut.set_exception(exc)
-            elif kind == "propose":
-                fut = item[2]
-                if fut.done():
-                    continue
-                try:
-                    fut.set_result(self._propose(item[1]))
-                except ReplicaError as exc:
-                    fut.set_exception(exc)
-            elif kind == "transfer":
-                try:
-                    node.transfer_leadership(item[1])
-                except (NotLeaderError, ValueError):
-                    pass
-            elif kind == "wake":
-                node.wake(item[1])
+            match item:
+                case _Step(msg):
+                    self._step(msg)
+                case _Append(header, batch, fut):
+                    if not fut.done():
+                        try:
+                            fut.set_result(self._check_and_append(header, batch))
+                        except StrataError as exc:
+                            fut.set_exception(exc)
+                case _Propose(batch, fut):
+                    if not fut.done():
+                        try:
+                            fut.set_result(self._propose(batch))
+                        except StrataError as exc:
+                            fut.set_exception(exc)
+                case _Transfer(to):
+                    try:
+                        node.transfer_leadership(to)
+                    except (NotLeaderError, ValueError):
+                        pass
+                case _Wake(leader_silent):
+                    node.wake(leader_silent)
 
     def _after_ready(self, rd) -> None:
         node = self.node
@@ -656,7 +724,7 @@ class Replica:
                 )
             if rd.role is Role.LEADER:
                 log.info("broker %d leads %s in term %d", self.node_id, self.name, rd.term)
-            self.broker.leadership_changed(self)
+            self.env.on_leadership(self)
         if rd.truncated_to is not None:
             self._rebuild_producers()
         new_hw = rd.commit
@@ -677,9 +745,11 @@ class Replica:
             assert node.commit >= self.high_watermark or self.high_watermark <= self.log.log_start_offset, (
                 self.name, new_hw, self.high_watermark)
 
-    def _follower_appended(self, data: bytes | memoryview) -> None:
-        """Producer state follows every append, as Kafka's does, so a new leader has it ready."""
-        for _, h in iter_batches(data, check_crc=False):
+    def _follower_appended(self, headers: list[BatchHeader]) -> None:
+        """Producer state follows every append, as Kafka's does, so a new leader has it ready.
+
+        ``headers`` are those the log read while checking the batches: no second walk."""
+        for h in headers:
             self.producers.update(h)
 
     def _rebuild_producers(self) -> None:
@@ -747,10 +817,5 @@ def _write_marker(directory: Path, offset: int) -> None:
         pass  # best effort: a stale marker only weakens the check at the next open
 
 
-def _with_offsets(h, base: int):
-    """The header as it is in the log: the broker stamped ``base`` as its base offset."""
-    from dataclasses import replace
-
-    return replace(h, base_offset=base)
 
 

@@ -81,13 +81,15 @@ COORDINATOR_RETRY = frozenset({ErrorCode.NOT_COORDINATOR, ErrorCode.COORDINATOR_
 
 
 def broker_command(unsafe: tuple[str, ...] = ()) -> list[str]:
-    """The node template for ``tests.fault.cluster.Cluster``: one broker per namespace."""
-    cmd = [sys.executable, "-m", "strata.broker.cli", "broker", "start", "--id", "{id}",
-           "--data-dir", "{data_dir}", "--listen", "{addr}:{port}", "--peers", "{peers}",
-           "--metrics-listen", f"{{addr}}:{METRICS_PORT}"]
-    for switch in unsafe:
-        cmd += ["--unsafe", switch]
-    return cmd
+    """The node template for ``tests.fault.cluster.Cluster``: one broker per namespace.
+
+    With ``unsafe`` switches the broker is started through ``tests.fault.unsafe_broker``,
+    which sets the broker's test hooks first (a broker that breaks safety on purpose)."""
+    args = ["--id", "{id}", "--data-dir", "{data_dir}", "--listen", "{addr}:{port}", "--peers", "{peers}",
+            "--metrics-listen", f"{{addr}}:{METRICS_PORT}"]
+    if unsafe:
+        return [sys.executable, "-m", "tests.fault.unsafe_broker", *unsafe, "--", *args]
+    return [sys.executable, "-m", "strata.broker.cli", "broker", "start", *args]
 
 
 def classify_send_error(exc: BaseException) -> tuple[bool, str]:
@@ -628,7 +630,7 @@ def isolate_and_kill_leader(workload: StrataWorkload, ctx: RunContext, nemesis: 
     reaches it), keep producing until the followers have elected new leaders and some
     writes were acknowledged meanwhile, then SIGKILL the old leader, heal, and restart it.
     A correct broker acknowledged nothing it could not commit, so nothing is lost; one
-    started with ``--unsafe ack-before-commit`` acknowledged the isolated leader's appends,
+    started with the ``ack-before-commit`` test hook acknowledged the isolated leader's appends,
     which the new leaders never had: they are truncated away, and the checker says ``lost``.
     Every wait is for a condition, bounded by ``timeout``.
     """

@@ -8,7 +8,7 @@
   The checker must find nothing, and the run must have done enough (acknowledged
   writes, polls, faults) for "nothing" to mean something.
 * The proof that the suite bites: the same workload against brokers started with the
-  hidden ``--unsafe ack-before-commit`` switch, under a scripted fault that isolates the
+  ``ack-before-commit`` test hook (``tests.fault.unsafe_broker``), under a scripted fault that isolates the
   leader and kills it, must be reported as ``lost`` writes; the same script against a
   correct broker must come out clean (so the script alone loses nothing).
 

@@ -16,7 +16,7 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from strata.broker.metrics import BrokerMetrics
+from strata.broker.metrics import BrokerMetrics, MetricsSource
 from strata.client.errors import ErrorCode
 from strata.client.protocol import Api
 
@@ -57,16 +57,15 @@ def fake_broker(tmp_path: Path, *, metrics_listen=("127.0.0.1", 0), lag_rows=Non
     controller = SimpleNamespace(
         is_leader=True, replica=SimpleNamespace(high_watermark=7),
         image=SimpleNamespace(topics=topics, applied_offset=6),
-        view={("events", 0): SimpleNamespace(leader=1), ("events", 1): SimpleNamespace(leader=2)},
+        partitions={("events", 0): SimpleNamespace(leader=1), ("events", 1): SimpleNamespace(leader=2)},
         live_brokers=lambda: [1, 2],
     )
     coordinator = SimpleNamespace()
     if lag_rows is not None:
         coordinator.lag_snapshot = lambda: lag_rows
-    return SimpleNamespace(
-        config=SimpleNamespace(node_id=1, metrics_listen=metrics_listen), node_id=1, data_dir=tmp_path,
-        replicas=replicas, controller=controller, coordinator=coordinator, ready=lambda: ready,
-        started_at=0.0, group_commit=None,
+    return MetricsSource(
+        node_id=1, metrics_listen=metrics_listen, data_dir=tmp_path, replicas=replicas, controller=controller,
+        coordinator=coordinator, ready=lambda: ready, started_at=0.0, group_commit=None,
     )
 
 

@@ -19,25 +19,27 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
+from strata.broker.config import Limits
+from strata.broker.core.auth import ANONYMOUS, Principal
+from strata.broker.core.partitions import SENDFILE_MIN_BYTES
 from strata.client.errors import ErrorCode
 from strata.client.protocol import (
     NEED_DATA,
-    Api,
-    FrameDecoder,
+    Connection,
+    Frame,
     ProtocolError,
+    Role,
     encode_frame,
     error_response,
     response_header,
-    validate_request,
 )
+from strata.storage.segment import FileSlice
 
 log = logging.getLogger("strata.broker.frontends.native.connection")
 
-#: Below this size a file slice is copied through Python; above it, os.sendfile in a thread.
-#: The fetch handler asks storage for header-only (zero-copy) reads from the same size.
-SENDFILE_MIN_BYTES = 64 << 10
 #: A sendfile gets this long at least, plus a second per MiB at 1 MiB/s, before the
 #: connection is given up: a peer that stopped reading must not hold a thread forever.
 SENDFILE_MIN_DEADLINE_S = 30.0
@@ -59,53 +61,47 @@ def _sendfile_executor() -> ThreadPoolExecutor:
 
 
 @dataclass(slots=True)
-class FileSlice:
-    """Bytes of a segment file to be written to the socket as they are.
-
-    ``fd`` belongs to the slice (the fetch handler ``dup``s the segment's descriptor),
-    so retention or a topic deletion closing the segment in the meantime cannot make
-    it point at another file; whoever finishes with the slice calls :meth:`close`.
-    """
-
-    fd: int
-    position: int
-    size: int
-
-    def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
-
-    def __del__(self) -> None:
-        # The safety net for a slice dropped unsent (a long poll that read again, a
-        # handler that failed after reading): refcounting closes it at once.
-        self.close()
-
-
-@dataclass(slots=True)
 class Response:
-    header: dict
-    #: Raw payload parts: bytes-like, or FileSlice to be sent from a file.
-    parts: list
+    header: dict[str, Any]
+    #: Raw payload parts: bytes-like, or an owned storage FileSlice sent from its file
+    #: (``data is None``: with sendfile) and closed once written.
+    parts: list[Any] = field(default_factory=list)
     close_after: bool = False
 
 
-Handler = Callable[["ClientConnection", dict, memoryview], Awaitable[Response | None]]
+Handler = Callable[["ClientConnection", dict[str, Any], memoryview], Awaitable[Response | None]]
+
+
+class ConnectionOwner(Protocol):
+    """What a connection needs from the front-end that accepted it."""
+
+    limits: Limits
+
+    def connection_opened(self, conn: ClientConnection) -> None: ...
+
+    def connection_closed(self, conn: ClientConnection) -> None: ...
+
+    def handler_for(self, api: int) -> Handler | None: ...
+
+    def protocol_error(self, code: ErrorCode) -> None: ...
 
 
 class ClientConnection(asyncio.Protocol):
-    """Serves one client or peer connection."""
+    """Serves one client or peer connection.
 
-    def __init__(self, server) -> None:
-        self.server = server
+    The sans-I/O ``Connection(Role.SERVER)`` of the codec does the protocol's rules
+    (framing, the handshake first, each request validated against its schema with defaults
+    filled in, which errors can be answered); this class does the I/O around it.
+    """
+
+    def __init__(self, owner: ConnectionOwner) -> None:
+        self.owner = owner
         self.transport: asyncio.Transport | None = None
-        self.decoder = FrameDecoder(
-            max_frame_bytes=server.config.limits.max_frame_bytes,
-            max_header_bytes=server.config.limits.max_header_bytes,
-        )
-        self.handshaken = False
-        self.peer_id: int | None = None
-        self.client_id = ""
+        limits = owner.limits
+        self.codec: Connection | _DeadCodec = Connection(
+            Role.SERVER, max_frame_bytes=limits.max_frame_bytes, max_header_bytes=limits.max_header_bytes)
+        #: Who is on the other end (authentication will set it; everyone is anonymous today).
+        self.principal: Principal = ANONYMOUS
         self.closed = False
         self._pending: deque[asyncio.Future] = deque()
         self._wakeup = asyncio.Event()
@@ -124,7 +120,7 @@ class ClientConnection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.remote = f"{peer[0]}:{peer[1]}" if peer else "?"
         self._writer = asyncio.get_running_loop().create_task(self._write_loop())
-        self.server.connection_opened(self)
+        self.owner.connection_opened(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -136,7 +132,7 @@ class ClientConnection(asyncio.Protocol):
                 fut.cancel()
             # A response that will never be written still owns file descriptors.
             fut.add_done_callback(_release_response)
-        self.server.connection_closed(self)
+        self.owner.connection_closed(self)
 
     def pause_writing(self) -> None:
         self._can_write.clear()
@@ -148,14 +144,14 @@ class ClientConnection(asyncio.Protocol):
         if self.closed:
             return
         try:
-            self.decoder.receive_data(data)
+            self.codec.receive_data(data)
             while not self.closed:
-                frame = self.decoder.next_frame()
-                if frame is NEED_DATA:
+                frame = self.codec.next_frame()
+                if not isinstance(frame, Frame):
                     break
                 self._dispatch(frame.header, frame.payload)
         except ProtocolError as exc:
-            self._fail(exc.code, exc.message, exc.header)
+            self._fail(exc)
 
     def eof_received(self) -> bool | None:
         # Let the writer finish what was asked, then close.
@@ -164,19 +160,24 @@ class ClientConnection(asyncio.Protocol):
 
     # -- dispatch ------------------------------------------------------------------------
 
-    def _dispatch(self, header: dict, payload: memoryview) -> None:
+    @property
+    def client_id(self) -> str:
+        info = self.codec.peer_info if isinstance(self.codec, Connection) else {}
+        return str(info.get("client_id", ""))
+
+    @property
+    def peer_id(self) -> int | None:
+        info = self.codec.peer_info if isinstance(self.codec, Connection) else {}
+        pid = info.get("peer_id", -1)
+        return pid if isinstance(pid, int) and pid >= 0 else None
+
+    def _dispatch(self, header: dict[str, Any], payload: memoryview) -> None:
+        """A validated request (the codec checked it and filled in defaults): run its handler."""
         api = header["api"]
-        if not self.handshaken and api != Api.HANDSHAKE:
-            self._fail(ErrorCode.INVALID_REQUEST, "the first request on a connection must be a handshake", header)
-            return
-        try:
-            validate_request(header)  # fills in defaults
-        except ProtocolError as exc:
-            self._fail(exc.code, exc.message, header)
-            return
-        handler = self.server.handler_for(api)
+        handler = self.owner.handler_for(api)
         if handler is None:
-            self._fail(ErrorCode.UNKNOWN_API, f"api {api} is not served by this broker", header)
+            self._fail(ProtocolError(ErrorCode.UNKNOWN_API, f"api {api} is not served by this broker",
+                                     header=header))
             return
         coro = handler(self, header, payload)
         fut = asyncio.ensure_future(coro)
@@ -186,21 +187,21 @@ class ClientConnection(asyncio.Protocol):
             return
         fut.add_done_callback(self._on_done)
         self._pending.append((header, fut))
-        if len(self._pending) >= self.server.config.limits.max_in_flight_per_connection and not self._paused:
+        if len(self._pending) >= self.owner.limits.max_in_flight_per_connection and not self._paused:
             self._paused = True
             self.transport.pause_reading()
 
     def _on_done(self, _fut) -> None:
         self._wakeup.set()
 
-    def _fail(self, code: ErrorCode, message: str, header: dict | None) -> None:
+    def _fail(self, exc: ProtocolError) -> None:
         """Answer a request we cannot serve (when we know its correlation id), then close."""
-        log.info("closing connection from %s: %s (%s)", self.remote, message, code.name)
-        self.server.metrics_protocol_error(code)
-        if header is not None and type(header.get("cid")) is int:
+        log.info("closing connection from %s: %s (%s)", self.remote, exc.message, exc.code.name)
+        self.owner.protocol_error(exc.code)
+        if exc.correlation_id is not None:
             fut = asyncio.get_running_loop().create_future()
             fut.set_result(Response({}, [], close_after=True))
-            self._pending.append(({"error": error_response(header, code, message)}, fut))
+            self._pending.append(({"error": error_response(exc.header or {}, exc.code, exc.message)}, fut))
             self._wakeup.set()
         else:
             self._enqueue_close()
@@ -213,7 +214,7 @@ class ClientConnection(asyncio.Protocol):
                 self.transport.pause_reading()
             except RuntimeError:
                 pass
-        self.decoder = _DeadDecoder()
+        self.codec = _DeadCodec()
 
     def _enqueue_close(self) -> None:
         fut = asyncio.get_running_loop().create_future()
@@ -240,7 +241,7 @@ class ClientConnection(asyncio.Protocol):
                 if self.closed:
                     _release_response(fut)
                     return
-                if self._paused and len(self._pending) < self.server.config.limits.max_in_flight_per_connection // 2:
+                if self._paused and len(self._pending) < self.owner.limits.max_in_flight_per_connection // 2:
                     self._paused = False
                     if not self.closed:
                         self.transport.resume_reading()
@@ -282,7 +283,7 @@ class ClientConnection(asyncio.Protocol):
         try:
             size = 0
             for part in resp.parts:
-                size += part.size if isinstance(part, FileSlice) else len(part)
+                size += part.size if isinstance(part, FileSlice) else memoryview(part).nbytes
             t = self.transport
             t.writelines(encode_frame(resp.header, payload_len=size))
             for part in resp.parts:
@@ -300,7 +301,8 @@ class ClientConnection(asyncio.Protocol):
                     part.close()
 
     async def _write_file_slice(self, part: FileSlice) -> bool:
-        """Send a segment file slice: zero-copy with os.sendfile when it is large enough.
+        """Send a segment file slice: zero-copy with os.sendfile when it is large enough
+        (``SENDFILE_MIN_BYTES``, the size from which the core's fetch reads zero-copy).
 
         Returns False if the slice could not be sent whole (the caller closes the
         connection). Ordering: sendfile writes to the socket directly, so it starts
@@ -328,7 +330,7 @@ class ClientConnection(asyncio.Protocol):
         deadline = time.monotonic() + max(SENDFILE_MIN_DEADLINE_S, part.size / SENDFILE_MIN_RATE)
         try:
             await asyncio.get_running_loop().run_in_executor(
-                _sendfile_executor(), _sendfile_blocking, sock_fd, part.fd, part.position, part.size,
+                _sendfile_executor(), _sendfile_blocking, sock_fd, part.fileno, part.position, part.size,
                 deadline, self._abort,
             )
         except (OSError, TimeoutError) as exc:
@@ -339,7 +341,10 @@ class ClientConnection(asyncio.Protocol):
         return True
 
     def _write_copied(self, part: FileSlice) -> bool:
-        data = os.pread(part.fd, part.size, part.position)
+        if part.data is not None:
+            self.transport.write(memoryview(part.data)[: part.size])
+            return True
+        data = os.pread(part.fileno, part.size, part.position)
         if len(data) != part.size:
             log.error("segment slice shrank before it was sent (%d of %d bytes); closing %s",
                       len(data), part.size, self.remote)
@@ -391,11 +396,11 @@ def _log_oneway_failure(fut: asyncio.Future) -> None:
         log.error("one-way request failed: %r", exc, exc_info=exc)
 
 
-class _DeadDecoder:
+class _DeadCodec:
     """Swallows everything after a protocol error."""
 
     def receive_data(self, data: bytes) -> None:
         pass
 
-    def next_frame(self):
+    def next_frame(self) -> object:
         return NEED_DATA

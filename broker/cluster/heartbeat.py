@@ -1,0 +1,110 @@
+"""The broker's side of liveness: a heartbeat to the controller leader every ``HEARTBEAT_S``.
+
+The heartbeat carries this broker's address and the partitions it leads (topic id, leader
+epoch, in-sync replicas, offsets); the answer carries the cluster view (adopted into the
+:class:`ClusterView`) and the leadership transfers the controller planned for this broker
+(preferred leaders). A broker that cannot reach the controller for a session says so in its
+readiness.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from strata.broker.cluster.controller import HEARTBEAT_S, SESSION_TIMEOUT_S, Controller
+from strata.broker.cluster.metadata import METADATA_TOPIC
+from strata.broker.cluster.view import ClusterView, PartitionView
+from strata.client.conn import BrokerConnection, open_connection
+from strata.client.protocol import Api
+
+if TYPE_CHECKING:
+    from strata.broker.config import BrokerConfig
+    from strata.broker.replication.manager import ReplicaManager
+
+log = logging.getLogger("strata.broker.heartbeat")
+
+
+class BrokerHeartbeater:
+    def __init__(self, config: BrokerConfig, controller: Controller, view: ClusterView,
+                 replicas: ReplicaManager) -> None:
+        self.config = config
+        self.node_id = config.node_id
+        self._controller = controller
+        self._view = view
+        self._replicas = replicas
+        self._conn: BrokerConnection | None = None
+        self._conn_to: int | None = None
+        #: Why this broker is not ready ("" once the controller has answered).
+        self.not_ready = "starting"
+
+    def request(self) -> dict[str, Any]:
+        host, port = self.config.advertised_address
+        mport = self.config.metrics_listen[1] if self.config.metrics_listen else None
+        parts = []
+        for (t, p), r in self._replicas.replicas.items():
+            if r.is_leader and t != METADATA_TOPIC and r.topic_id is not None:
+                lg = r.log
+                parts.append(PartitionView(r.topic_id, self.node_id, r.node.term, r.in_sync_replicas(),
+                                           lg.log_start_offset, lg.log_end_offset, r.high_watermark).to_wire(t, p))
+        lost = []
+        for key in self._replicas.lost_leadership:
+            r = self._replicas.replicas.get(key)
+            if r is not None and r.topic_id is not None:
+                lost.append([key[0], key[1], r.topic_id])
+        self._replicas.lost_leadership.clear()
+        return {"id": self.node_id, "host": host, "port": port, "mport": mport, "parts": parts, "lost": lost,
+                "known_version": self._view.version}
+
+    async def run(self) -> None:
+        last_ok = time.monotonic()
+        ctl = self._controller
+        while True:
+            await asyncio.sleep(HEARTBEAT_S)
+            leader = ctl.leader_id
+            if leader is None:
+                self.not_ready = "no controller elected yet"
+                continue
+            req = self.request()
+            try:
+                resp = ctl.handle_heartbeat(req) if leader == self.node_id else await self._send(leader, req)
+            except Exception as exc:  # any failure: retry on the next beat
+                log.debug("heartbeat to controller %s failed: %s", leader, exc)
+                silent = time.monotonic() - last_ok
+                if silent > SESSION_TIMEOUT_S:
+                    self.not_ready = f"cannot reach the controller (broker {leader}) for {silent:.0f}s"
+                self._replicas.lost_leadership.update((t, p) for t, p, _ in req["lost"])
+                await self._drop_conn()
+                continue
+            last_ok = time.monotonic()
+            self._view.apply(resp)
+            for topic, p, to in resp.get("transfers", ()):
+                r = self._replicas.replicas.get((topic, p))
+                if r is not None and r.is_leader:
+                    log.info("moving leadership of %s-%d back to preferred replica %d", topic, p, to)
+                    r.transfer_leadership(to)
+            self.not_ready = ""
+
+    async def _send(self, leader: int, req: dict[str, Any]) -> dict[str, Any]:
+        if self._conn is None or self._conn_to != leader or self._conn.closed:
+            await self._drop_conn()
+            host, port = self.config.peers[leader]
+            self._conn = await open_connection(host, port, client_id=f"broker-{self.node_id}", timeout=1.0)
+            self._conn_to = leader
+        hdr, _ = await self._conn.request(Api.BROKER_HEARTBEAT, req, timeout=1.0)
+        if hdr.get("err"):
+            raise ConnectionError(hdr.get("msg", "heartbeat refused"))
+        return hdr
+
+    async def _drop_conn(self) -> None:
+        if self._conn is not None:
+            try:
+                await self._conn.close()
+            except Exception:
+                pass
+            self._conn = None
+
+    async def close(self) -> None:
+        await self._drop_conn()

@@ -1,0 +1,330 @@
+"""Every replica this broker holds: opening, reconciling with the metadata, ticking, retention.
+
+The manager owns the ``(topic, partition) -> Replica`` map. It opens the replicas the
+metadata assigns to this broker and removes those it no longer does (a deleted topic, or a
+topic deleted and created again under the same name: another topic id, another replica),
+applies config changes to open replicas, restarts a replica whose storage failed, ticks
+every Raft group in one loop turn (so their heartbeats to a peer coalesce into one frame),
+delivers peer Raft frames, and watches peers' liveness pings to wake quiesced groups.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgpack
+
+from strata.broker.config import BrokerConfig
+from strata.broker.raft.messages import from_wire as raft_from_wire
+from strata.broker.replication.replica import Replica, ReplicaEnv
+from strata.broker.replication.transport import PeerTransport
+from strata.client.tasks import TaskOwner
+from strata.storage import GroupCommit, Log, LogConfig
+
+log = logging.getLogger("strata.broker.replicas")
+
+GroupKey = tuple[str, int]
+OnCommit = Callable[[Replica, int, int], None]
+
+PARTITION_METADATA = "partition.metadata"
+
+
+def partition_dir_name(topic: str, partition: int) -> str:
+    return f"{topic}-{partition}"
+
+
+@dataclass(slots=True, frozen=True)
+class Assignment:
+    """One partition this broker must hold, as the metadata says."""
+
+    voters: list[int]
+    topic_id: int
+    configs: Mapping[str, Any]
+
+
+@dataclass(slots=True)
+class _OpenArgs:
+    voters: list[int]
+    on_commit: OnCommit | None
+    topic_id: int | None
+    configs: Mapping[str, Any]
+    quiesce: bool
+
+
+class ReplicaManager:
+    """The replicas of one broker, and the loops that drive them."""
+
+    def __init__(
+        self,
+        config: BrokerConfig,
+        *,
+        group_commit: GroupCommit,
+        transport: PeerTransport,
+        tasks: TaskOwner,
+        on_leadership: Callable[[Replica], None],
+    ) -> None:
+        self.config = config
+        self.node_id = config.node_id
+        self.data_dir = Path(config.data_dir)
+        self.replicas: dict[GroupKey, Replica] = {}
+        self.group_commit = group_commit
+        self.transport = transport
+        self._tasks = tasks
+        self._on_leadership = on_leadership
+        self._open_args: dict[GroupKey, _OpenArgs] = {}
+        #: Raft ticks since start; peers' liveness is counted in them.
+        self.ticks = 0
+        #: The tick at which a frame last came from each peer broker (see _watch_peers).
+        self.peer_heard: dict[int, int] = dict.fromkeys((p for p in config.peers if p != self.node_id), 0)
+        self._silent_peers: set[int] = set()
+        #: Partitions whose leadership this broker lost since the last controller heartbeat.
+        self.lost_leadership: set[GroupKey] = set()
+        self.stopping = False
+        self._env = ReplicaEnv(
+            config=config,
+            send=transport.send,
+            group_commit=group_commit,
+            clock=lambda: self.ticks,
+            peer_heard=self.peer_heard,
+            on_leadership=self._leadership_changed,
+            on_failure=self._failed,
+        )
+
+    # -- opening and closing ---------------------------------------------------------------
+
+    def log_config(self, topic_configs: Mapping[str, Any] | None = None) -> LogConfig:
+        c = self.config
+        tc = topic_configs or {}
+        retention_ms = int(tc.get("retention.ms", c.retention_ms))
+        retention_bytes = int(tc.get("retention.bytes", c.retention_bytes))
+        return LogConfig(
+            segment_bytes=int(tc.get("segment.bytes", c.segment_bytes)),
+            segment_ms=int(tc.get("segment.ms", c.segment_ms)),
+            # Kafka's -1 means "keep forever"; the storage engine spells that None.
+            retention_ms=None if retention_ms < 0 else retention_ms,
+            retention_bytes=None if retention_bytes < 0 else retention_bytes,
+            flush_policy=c.flush_policy,  # type: ignore[arg-type]
+            flush_interval_ms=c.flush_interval_ms,
+            # The broker's hard limit, for every append (replication included); a topic's
+            # max.message.bytes is checked only where producers write.
+            max_batch_bytes=c.limits.max_batch_bytes,
+        )
+
+    def open(self, key: GroupKey, voters: list[int], *, on_commit: OnCommit | None = None,
+             topic_id: int | None = None, configs: Mapping[str, Any] | None = None,
+             quiesce: bool = True) -> Replica:
+        """Open (recovering) the log of ``key`` and start its replica."""
+        args = _OpenArgs(list(voters), on_commit, topic_id, dict(configs or {}), quiesce)
+        r = self._open(key, args)
+        self._open_args[key] = args
+        return r
+
+    def _open(self, key: GroupKey, args: _OpenArgs) -> Replica:
+        d = self.data_dir / partition_dir_name(*key)
+        if args.topic_id is not None:
+            meta = d / PARTITION_METADATA
+            if d.exists():
+                try:
+                    stored = msgpack.unpackb(meta.read_bytes())
+                except (FileNotFoundError, ValueError):
+                    stored = None
+                if stored != args.topic_id:
+                    log.warning("removing %s: it belongs to an older topic of the same name", d)
+                    shutil.rmtree(d)
+            d.mkdir(parents=True, exist_ok=True)
+            meta.write_bytes(msgpack.packb(args.topic_id))
+        else:
+            d.mkdir(parents=True, exist_ok=True)
+        # Every batch's CRC is checked on open, not only those after the recovery point:
+        # bits that rotted (or were flipped) while the broker was down are found here, the log
+        # is cut there, and the replica refuses to vote until its leader has repaired it.
+        lg = Log.open(d, self.log_config(args.configs), full_check=True)
+        if lg.recovery.truncated_bytes:
+            log.warning("%s-%d: recovery cut %d bytes from offset %s%s", key[0], key[1], lg.recovery.truncated_bytes,
+                        lg.recovery.first_bad_offset,
+                        " (corrupt data: this replica will not vote until repaired from the leader)"
+                        if lg.recovery.corrupt else "")
+        r = Replica(key=key, node_id=self.node_id, voters=args.voters, log_obj=lg, directory=d, env=self._env,
+                    on_commit=args.on_commit, topic_id=args.topic_id, quiesce=args.quiesce)
+        r.apply_topic_configs(args.configs)
+        self.replicas[key] = r
+        r.start()
+        return r
+
+    def _failed(self, r: Replica, reason: str) -> None:
+        """Reopen a replica whose storage failed (see ``Replica.fail``), with backoff."""
+        self._tasks.spawn(self._restart(r), name=f"restart-{r.name}")
+
+    async def _restart(self, r: Replica) -> None:
+        await r.stop()
+        try:
+            r.log.abandon()
+        except Exception:  # already broken; recovery will sort it out
+            log.exception("abandoning %s's log", r.name)
+        key = r.key
+        delay = 0.2
+        while not self.stopping:
+            args = self._open_args.get(key)
+            if self.replicas.get(key) is not r or args is None:
+                return  # deleted or replaced meanwhile
+            try:
+                self.replicas.pop(key, None)
+                self._open(key, args)
+                log.info("%s reopened after a storage failure", r.name)
+                return
+            except Exception as exc:  # e.g. the disk is still full
+                self.replicas[key] = r
+                log.error("reopening %s failed: %r; retrying in %.1fs", r.name, exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(5.0, delay * 2)
+
+    def reconcile(self, wanted: Mapping[GroupKey, Assignment], keep: Iterable[GroupKey],
+                  on_commit_for: Callable[[GroupKey], OnCommit | None]) -> None:
+        """Hold exactly the ``wanted`` partitions (plus ``keep``): open new ones, remove the rest.
+
+        A replica of an older topic of the same name (another topic id) is removed and a new
+        one opened in its place; an open replica whose configs changed gets them at once.
+        """
+        keep = set(keep)
+        for key, a in wanted.items():
+            r = self.replicas.get(key)
+            if r is not None and r.topic_id != a.topic_id:
+                self._remove(key)
+                r = None
+            if r is None:
+                self.open(key, a.voters, topic_id=a.topic_id, configs=a.configs, on_commit=on_commit_for(key))
+            else:
+                args = self._open_args[key]
+                if dict(a.configs) != args.configs:
+                    args.configs = dict(a.configs)
+                    r.log.config = self.log_config(a.configs)
+                    r.apply_topic_configs(a.configs)
+                    log.info("%s: configs now %s", r.name, args.configs or "the defaults")
+        for key in list(self.replicas):
+            if key not in wanted and key not in keep:
+                self._remove(key)
+
+    def _remove(self, key: GroupKey) -> None:
+        r = self.replicas.pop(key)
+        self._open_args.pop(key, None)
+        self._tasks.spawn(self._delete(r), name=f"delete-{r.name}")
+
+    async def _delete(self, r: Replica) -> None:
+        await r.stop()
+        r.log.close()
+        shutil.rmtree(r.dir, ignore_errors=True)
+        log.info("deleted %s-%d and its data", *r.key)
+
+    def _leadership_changed(self, r: Replica) -> None:
+        if not r.is_leader:
+            self.lost_leadership.add(r.key)
+        self._on_leadership(r)
+
+    async def stop(self) -> None:
+        """Stop every replica (after the leadership handover); logs stay open for :meth:`close`."""
+        self.stopping = True
+        for r in list(self.replicas.values()):
+            await r.stop()
+
+    def close(self) -> None:
+        for r in list(self.replicas.values()):
+            try:
+                r.close_log()
+            except Exception:
+                log.exception("closing %s", r.name)
+
+    async def transfer_all_leadership(self, timeout_s: float, poll_s: float) -> None:
+        """Clean shutdown: hand every group this broker leads to an in-sync follower first."""
+        led = [r for r in self.replicas.values() if r.is_leader and len(r.voters) > 1]
+        for r in led:
+            target = r.best_transfer_target()
+            if target is not None:
+                r.transfer_leadership(target)
+        deadline = time.monotonic() + timeout_s
+        while any(r.is_leader for r in led) and time.monotonic() < deadline:
+            await asyncio.sleep(poll_s)
+
+    # -- peer frames -----------------------------------------------------------------------
+
+    def deliver(self, frm: int | None, msgs: Iterable[Any], payload: memoryview) -> None:
+        """A peer's RAFT frame: many groups' messages, one frame per peer per loop turn."""
+        if frm in self.peer_heard:
+            self.peer_heard[frm] = self.ticks
+        for item in msgs:
+            try:
+                group, fields, pos, size = item
+                r = self.replicas.get((group[0], group[1]))
+                if r is None:
+                    continue  # not (yet) ours: Raft resends
+                msg = raft_from_wire(fields, payload[pos: pos + size] if size else b"")
+            except Exception as exc:
+                log.warning("dropping malformed raft message from broker %s: %s", frm, exc)
+                continue
+            r.step(msg)
+
+    # -- loops -----------------------------------------------------------------------------
+
+    async def ticker(self) -> None:
+        timing = self.config.raft
+        interval = timing.tick_ms / 1000
+        loop = asyncio.get_running_loop()
+        next_at = loop.time()
+        while True:
+            next_at += interval
+            self.ticks += 1
+            if self.ticks % timing.heartbeat_ticks == 0:
+                self.transport.ping()
+            self._watch_peers()
+            for r in list(self.replicas.values()):
+                if not r.node.quiesced:
+                    r.tick()  # never raises: a replica whose storage fails restarts itself
+            delay = next_at - loop.time()
+            if delay < -interval * timing.election_ticks:
+                # This process stalled (paused, starved) for longer than an election
+                # timeout: a group it led may have moved on meanwhile, and a quiesced
+                # leader would not find out. Wake every group.
+                log.warning("broker %d stalled for %.1fs; waking every quiesced group", self.node_id, -delay)
+                for r in list(self.replicas.values()):
+                    r.wake()
+            if delay < -interval * 5:
+                next_at = loop.time()  # we fell far behind: do not tick in a burst
+            await asyncio.sleep(max(0.0, delay))
+
+    def _watch_peers(self) -> None:
+        """Wake the quiesced groups of a peer broker that went silent for an election timeout.
+
+        Quiesced groups send nothing, so a leader's death would go unnoticed by its sleeping
+        followers; the peers' pings (see ``PeerTransport.ping``) stand in for their heartbeats.
+        """
+        limit = self.config.raft.election_ticks
+        for peer, heard in self.peer_heard.items():
+            silent_for = self.ticks - heard
+            if silent_for <= limit:
+                self._silent_peers.discard(peer)
+            elif peer not in self._silent_peers:
+                self._silent_peers.add(peer)
+                log.info("broker %d: no word from broker %d for %d ticks; waking the groups it shares",
+                         self.node_id, peer, silent_for)
+                for r in list(self.replicas.values()):
+                    r.peer_silent(peer, silent_for)
+
+    async def retention(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.retention_check_ms / 1000)
+            now_ms = int(time.time() * 1000)
+            for r in list(self.replicas.values()):
+                # Raft needs the log start below the high watermark: only segments that are
+                # wholly committed may go, so wait while the active segment is not committed.
+                if r.high_watermark < r.log.active_segment.base_offset:
+                    continue
+                try:
+                    r.log.apply_retention(now_ms)
+                except Exception:
+                    log.exception("retention on %s failed", r.name)

@@ -11,7 +11,7 @@ import subprocess
 import pytest
 
 from strata.storage import Log, LogConfig, LogFullError
-from strata.storage.testing import make_batch
+from tests.storage_helpers import make_batch
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
 

@@ -16,7 +16,7 @@ from strata.storage import (
     LogConfig,
     OffsetOutOfRangeError,
 )
-from strata.storage.testing import make_batch, make_batches
+from tests.storage_helpers import make_batch, make_batches
 
 
 class Clock:

@@ -1,4 +1,4 @@
-"""Batch builders for storage tests and benchmarks.
+"""Batch builders for storage tests and benchmarks (test code: not shipped in ``strata``).
 
 The storage engine works on whole batches and never decodes records, so its tests
 only need *valid* v2 batches: right header, right lengths, right CRC. This writes

@@ -47,6 +47,12 @@ from strata.storage.checkpoint import (
     fsync_dir,
     write_offset_checkpoint,
 )
+from strata.storage.clean_state import (
+    CLEANER_CHECKPOINT,
+    CleanerState,
+    CleaningStatus,
+    cleaning_status,
+)
 from strata.storage.config import LogConfig
 from strata.storage.epoch_cache import LeaderEpochCache
 from strata.storage.errors import (
@@ -145,6 +151,8 @@ class Log:
         #: Offsets below it are fsynced.
         self.flushed_offset = 0
         self.epoch_cache = LeaderEpochCache(os.path.join(path, LEADER_EPOCH_CHECKPOINT))
+        #: Compaction: the cleaner checkpoint and counters (``strata.storage.cleaner``).
+        self.cleaner_state = CleanerState(os.path.join(path, CLEANER_CHECKPOINT))
         self.recovery = RecoveryReport()
         #: The first corrupt batch a read ran into, if any (the log needs a full check).
         self.corruption: CorruptBatchError | None = None
@@ -194,6 +202,53 @@ class Log:
     @property
     def latest_epoch(self) -> int | None:
         return self.epoch_cache.latest_epoch
+
+    # -------------------------------------------------- compaction (strata.storage.cleaner)
+
+    @property
+    def cleaned_offset(self) -> int:
+        """Offsets below it are clean on this replica (what the leader collects from every
+        replica; their minimum is the ``removable_offset`` for tombstones)."""
+        return min(max(self.cleaner_state.cleaned_offset, self.log_start_offset), self.log_end_offset)
+
+    def cleaning_status(self, max_offset: int | None = None, now_ms: int | None = None) -> CleaningStatus:
+        """The clean/dirty split below ``max_offset`` (the high watermark; ``None``: every
+        closed segment), and whether a clean is due."""
+        return cleaning_status(self, max_offset, self._clock() if now_ms is None else now_ms)
+
+    @property
+    def dirty_ratio(self) -> float:
+        """Dirty bytes / (clean + dirty) bytes of the closed segments (metrics)."""
+        return self.cleaning_status().dirty_ratio
+
+    @property
+    def cleaner_backlog_bytes(self) -> int:
+        """Dirty bytes the cleaner could clean now, ignoring the high watermark (metrics)."""
+        return self.cleaning_status().dirty_bytes
+
+    @property
+    def last_clean_time(self) -> int | None:
+        """When the last cleaning pass swapped in (log clock, ms); ``None``: not since open."""
+        return self.cleaner_state.last_clean_ms
+
+    @property
+    def bytes_cleaned(self) -> int:
+        """Bytes of log read by cleaning passes since open (metrics)."""
+        return self.cleaner_state.bytes_cleaned
+
+    def _replace_segments(self, old: list[LogSegment], new: LogSegment) -> None:
+        """Put ``new`` in place of the consecutive closed segments ``old`` (a cleaner swap,
+        whose files are already renamed)."""
+        i = next(i for i, s in enumerate(self.segments) if s is old[0])
+        assert self.segments[i : i + len(old)] == old and i + len(old) < len(self.segments), "never the active one"
+        assert new.base_offset == old[0].base_offset and new.next_offset == old[-1].next_offset
+        self.segments[i : i + len(old)] = [new]
+        self._bases[i : i + len(old)] = [new.base_offset]
+        self._size_bytes += new.size - sum(s.size for s in old)
+        self._unsynced = [s for s in self._unsynced if all(s is not o for o in old)]
+        for s in old:
+            s.close()
+        self._check_invariants()
 
     def __repr__(self) -> str:
         return (f"Log({self.dir!r}, start={self.log_start_offset}, end={self.log_end_offset}, "
@@ -547,6 +602,7 @@ class Log:
             found = keep.batch_at(offset)
             if found is None or found[1].base_offset != offset:
                 raise ValueError(f"partition {self.dir}: offset {offset} is not a batch boundary")
+        self.cleaner_state.truncate(offset)
         for seg in self.segments[i + 1 :]:
             self._size_bytes -= seg.size
             seg.delete()
@@ -574,6 +630,7 @@ class Log:
         self._check_writable()
         if offset < 0:
             raise ValueError(f"offset must be >= 0, got {offset}")
+        self.cleaner_state.reset(offset)
         for seg in self.segments:
             seg.delete()
         self.segments = [LogSegment.create(self.dir, offset, self.config.index_interval_bytes)]
@@ -610,8 +667,12 @@ class Log:
     def apply_retention(self, now_ms: int | None = None) -> int:
         """Delete the oldest whole segments beyond ``retention_bytes`` or older than
         ``retention_ms`` (by their largest batch timestamp); never the active segment.
-        Returns how many segments were deleted."""
+        Returns how many segments were deleted. Nothing is deleted unless the
+        ``cleanup_policy`` includes ``delete`` (a compacted topic keeps every key's
+        latest record for as long as the topic exists)."""
         self._check_writable()
+        if not self.config.delete:
+            return 0
         now = self._clock() if now_ms is None else now_ms
         deleted = 0
         limit = self.config.retention_bytes
@@ -708,6 +769,8 @@ class Log:
 
     def _release(self) -> None:
         self._closed = True
+        if self.cleaner_state.in_progress is not None:
+            self.cleaner_state.in_progress.cancel()
         for seg in self.segments:
             seg.close()
         self._unsynced = []

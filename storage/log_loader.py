@@ -28,6 +28,7 @@ from strata.storage.checkpoint import (
     read_offset_checkpoint,
     write_offset_checkpoint,
 )
+from strata.storage.clean_state import CleanerState
 from strata.storage.epoch_cache import LeaderEpochCache
 from strata.storage.segment import (
     INDEX_SUFFIX,
@@ -36,6 +37,7 @@ from strata.storage.segment import (
     LogSegment,
     ScanOutcome,
 )
+from strata.storage.segment_swap import finish_interrupted_swaps
 
 if TYPE_CHECKING:
     from strata.storage.log import Log
@@ -70,6 +72,7 @@ class RecoveryReport:
 
 def recover(log: Log, full_check: bool) -> None:
     """Load the segments of ``log.dir`` into ``log``, checking and cutting as described above."""
+    finish_interrupted_swaps(log.dir)
     names = os.listdir(log.dir)
     bases: list[int] = []
     for name in names:
@@ -193,6 +196,14 @@ def recover(log: Log, full_check: bool) -> None:
         log.recovery_point = rp_ckpt if rp_ckpt is not None and rp_ckpt <= leo else 0
         logger.warning("partition %s: could not write indexes or checkpoints after recovery (%s); "
                        "the next open will scan again", log.dir, e)
+    log.cleaner_state = state = CleanerState.load(log.cleaner_state.path)
+    if state.cleaned_offset > leo:
+        try:
+            state.truncate(leo)  # recovery cut into the clean section
+        except OSError as e:
+            state.ranges = []
+            logger.warning("partition %s: could not rewrite the cleaner checkpoint (%s); the next "
+                           "clean starts over", log.dir, e)
     now = log._clock()
     active = log.segments[-1]
     active.roll_reference_ms = None if active.is_empty else now

@@ -1,10 +1,11 @@
 """Batch builders for storage tests and benchmarks (test code: not shipped in ``strata``).
 
-The storage engine works on whole batches and never decodes records, so its tests
-only need *valid* v2 batches: right header, right lengths, right CRC. This writes
-minimal Kafka records (no key, no headers) with the given values, which any v2
-decoder can read, without depending on the full encoder in
-:mod:`strata.client.records`.
+The storage engine works on whole batches and never decodes records, so most of its
+tests only need *valid* v2 batches: right header, right lengths, right CRC.
+:func:`make_batch` writes minimal Kafka records (no key, no headers) with the given
+values, which any v2 decoder can read, without depending on the full encoder in
+:mod:`strata.client.records`. The cleaner does look at keys, so its tests build keyed
+batches with that encoder (:func:`keyed_batch`) and read records back with its decoder.
 """
 
 from __future__ import annotations
@@ -13,9 +14,16 @@ import struct
 
 from crc32c import crc32c
 
-from strata.client.batch import ATTRIBUTES_OFFSET, CRC_OFFSET, HEADER_SIZE, LOG_OVERHEAD
+from strata.client.batch import (
+    ATTRIBUTES_OFFSET,
+    CRC_OFFSET,
+    HEADER_SIZE,
+    LOG_OVERHEAD,
+    iter_batches,
+)
+from strata.client.records import RecordBatchBuilder, decode_batches
 
-__all__ = ["make_batch", "make_batches"]
+__all__ = ["Clock", "keyed_batch", "make_batch", "make_batches", "read_batches", "read_records"]
 
 _HEADER = struct.Struct(">qiibIhiqqqhii")
 
@@ -68,3 +76,50 @@ def make_batches(specs: list[tuple[int, int]], *, base_offset: int = 0, value_si
                               leader_epoch=epoch, timestamp=timestamp))
         off += count
     return b"".join(out)
+
+
+# ------------------------------------------------------------------ compaction tests
+
+
+class Clock:
+    """An injectable millisecond clock that moves only when told to."""
+
+    def __init__(self, now: int = 1_000_000):
+        self.now = now
+
+    def __call__(self) -> int:
+        return self.now
+
+
+def keyed_batch(records: list[tuple[bytes | None, bytes | None]], *, timestamp: int = 1_000_000,
+                compression: str | None = None, producer: tuple[int, int, int] | None = None) -> bytes:
+    """A producer's batch of ``(key, value)`` records (``value=None``: a tombstone), encoded
+    by the client's full encoder; ``producer`` is ``(producer_id, epoch, base_sequence)``."""
+    b = RecordBatchBuilder(compression=compression, max_batch_bytes=1 << 30)
+    if producer is not None:
+        b.set_producer_state(*producer)
+    for i, (k, v) in enumerate(records):
+        b.append(timestamp + i, k, v, [("h", b"%d" % i)] if i % 2 else None)
+    return b.build()
+
+
+def read_records(log, max_offset: int | None = None) -> list:
+    """Every record a consumer reading the whole log gets (control batches skipped)."""
+    out = []
+    offset = log.log_start_offset
+    while (sl := log.read(offset, 1 << 20, max_offset)) is not None:
+        for b in decode_batches(sl.read_bytes(), skip_control=True):
+            out.extend(b.records)
+        offset = sl.next_offset
+    return out
+
+
+def read_batches(log) -> list[tuple]:
+    """``(header, bytes)`` of every batch in the log, in order."""
+    out = []
+    offset = log.log_start_offset
+    while (sl := log.read(offset, 1 << 20)) is not None:
+        data = sl.read_bytes()
+        out.extend((h, data[p : p + h.size]) for p, h in iter_batches(data))
+        offset = sl.next_offset
+    return out

@@ -6,8 +6,8 @@ One cleaning pass is three steps, so that the expensive one runs off the event l
     if plan is not None:
         try:
             await loop.run_in_executor(pool, plan.run)               # worker thread: the I/O and CPU
-        except BaseException:
-            plan.release()                                           # loop thread
+        except BaseException as e:
+            plan.release(e)                                          # loop thread
             raise
         stats = plan.swap()                                          # loop thread: renames, O(groups)
 
@@ -199,8 +199,19 @@ class CleanPlan:
         """Stop ``run`` at its next chunk (the log is closing)."""
         self._cancel.set()
 
-    def release(self) -> None:
-        """End the plan without swapping: delete what ``run`` wrote, close the descriptors."""
+    def release(self, error: BaseException | None = None) -> None:
+        """End the plan without swapping: delete what ``run`` wrote, close the descriptors.
+
+        Pass the exception ``run`` raised, if any: a :class:`CorruptBatchError` is
+        recorded in ``log.corruption``, as a read that meets one does (the replica needs
+        a full check and repair; nothing was swapped).
+        """
+        if isinstance(error, CorruptBatchError) and not self._cancel.is_set():
+            lg = self.log
+            if lg.corruption is None:
+                lg.corruption = error
+            log.error("partition %s: the cleaner met a corrupt batch: %s; nothing was swapped "
+                      "(reopen with full_check to repair)", lg.dir, error)
         if self._finished:
             return
         self._finished = True
@@ -246,7 +257,12 @@ class CleanPlan:
                          "the cleaned offset stays at %d", lg.dir, self.dirty_start)
                 return None
             state = lg.cleaner_state
-            state.advance(self.map_end, self.now_ms, lg.config.delete_retention_ms)
+            try:
+                state.advance(self.map_end, self.now_ms, lg.config.delete_retention_ms)
+            except OSError as e:
+                # The segments are in; only the checkpoint is behind, which makes the next
+                # open redo some cleaning and keep tombstones a little longer.
+                log.warning("partition %s: could not write the cleaner checkpoint (%s)", lg.dir, e)
             state.last_clean_ms = self.now_ms
             state.bytes_cleaned += self.stats.bytes_read
             state.passes += 1
@@ -586,8 +602,8 @@ class LogCleaner:
             return None
         try:
             plan.run()
-        except BaseException:
-            plan.release()
+        except BaseException as e:
+            plan.release(e)
             raise
         return plan.swap()
 
@@ -600,7 +616,7 @@ class LogCleaner:
             return None
         try:
             await asyncio.get_running_loop().run_in_executor(executor, plan.run)
-        except BaseException:
-            plan.release()
+        except BaseException as e:
+            plan.release(e)
             raise
         return plan.swap()

@@ -108,12 +108,20 @@ class CleanerConfig:
     io_bytes_per_second: float | None = None
     #: Unit of reads and writes, and the throttle's granularity.
     io_chunk_bytes: int = 1 << 20
+    #: Release the GIL (``time.sleep(0)``) after this much work, at a batch boundary;
+    #: ``None``: never. A thread that computes in pure Python keeps the GIL for the
+    #: interpreter's whole switch interval (5 ms) each time the event loop's thread
+    #: lets go of it for a system call, so without this the loop waits up to 5 ms after
+    #: every write or send (``benchmarks/bench_compaction.py`` measures both).
+    yield_every_ms: float | None = 0.5
 
     def __post_init__(self) -> None:
         if self.io_bytes_per_second is not None and self.io_bytes_per_second <= 0:
             raise ValueError(f"io_bytes_per_second must be positive or None, got {self.io_bytes_per_second}")
         if not 64 << 10 <= self.io_chunk_bytes <= 64 << 20:
             raise ValueError(f"io_chunk_bytes must be in [64 KiB, 64 MiB], got {self.io_chunk_bytes}")
+        if self.yield_every_ms is not None and self.yield_every_ms < 0:
+            raise ValueError(f"yield_every_ms must be >= 0 or None, got {self.yield_every_ms}")
 
 
 @dataclass(slots=True)
@@ -154,7 +162,7 @@ class _Group:
     output: LogSegment | None = None
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False)
 class CleanPlan:
     """One cleaning pass over one log: made by :meth:`LogCleaner.plan` (loop thread),
     :meth:`run` (any thread, once), then :meth:`swap` or :meth:`release` (loop thread)."""
@@ -185,6 +193,10 @@ class CleanPlan:
     _ran: bool = False
     _finished: bool = False
     _token: str = field(default_factory=lambda: os.urandom(6).hex())
+
+    def __repr__(self) -> str:
+        return (f"CleanPlan({self.log.dir!r}, dirty=[{self.dirty_start}, {self.cleanable_end}), "
+                f"map_end={self.map_end}, groups={len(self.groups)}, removable={self.removable_offset})")
 
     # ---------------------------------------------------------------- loop side
 
@@ -226,12 +238,13 @@ class CleanPlan:
         if self.log.cleaner_state.in_progress is self:
             self.log.cleaner_state.in_progress = None
 
-    def swap(self, *, steps: list[str] | None = None) -> CleanStats | None:
+    def swap(self) -> CleanStats | None:
         """Put the cleaned segments in place; ``None`` if the pass had to be abandoned.
 
-        Each group's swap is crash-safe on its own (:mod:`strata.storage.segment_swap`).
-        The cleaner checkpoint moves to ``map_end`` only if every group went in.
-        ``steps``, if given, collects the file operations done (for tests).
+        Each group's swap is crash-safe on its own (:mod:`strata.storage.segment_swap`),
+        so groups whose segments are all still there go in even when another group of
+        the pass cannot (retention took part of it); the cleaner checkpoint moves to
+        ``map_end`` only if every group went in.
         """
         if not self._ran or self._finished:
             raise RuntimeError("swap() needs a plan that has run and was not released")
@@ -251,7 +264,7 @@ class CleanPlan:
                     complete = complete and present == 0
                     continue
                 if g.output is not None:
-                    self._swap_group(g, steps)
+                    self._swap_group(g)
             if not complete:
                 log.info("partition %s: retention deleted part of a group being cleaned; "
                          "the cleaned offset stays at %d", lg.dir, self.dirty_start)
@@ -271,15 +284,14 @@ class CleanPlan:
         finally:
             self.release()
 
-    def _swap_group(self, g: _Group, steps: list[str] | None) -> None:
+    def _swap_group(self, g: _Group) -> None:
         lg = self.log
         new = g.output
         assert new is not None
         old = [s.segment for s in g.sources]
         try:
-            for step in swap_steps(lg.dir, new, old):
-                if steps is not None:
-                    steps.append(step)
+            for _ in swap_steps(lg.dir, new, old):
+                pass
         except OSError as e:
             if os.path.exists(new.log_path) and new.log_path.endswith(CLEANED_SUFFIX):
                 raise  # nothing committed: release() removes the temporary files
@@ -333,6 +345,10 @@ class CleanPlan:
         chunk = self.config.io_chunk_bytes
         limit = src.size if end_pos is None else end_pos
         want = chunk
+        every = self.config.yield_every_ms
+        every_s = every / 1000 if every is not None else None
+        clock = time.perf_counter
+        last_yield = clock()
         while pos < limit and (end_offset is None or offset < end_offset):
             n = min(want, limit - pos)
             self._io(n)
@@ -360,6 +376,9 @@ class CleanPlan:
                     raise CorruptBatchError(f"segment {src.path}: CRC mismatch", offset=h.base_offset,
                                             position=pos + p)
                 yield pos + p, h, mv[p : p + h.size]
+                if every_s is not None and (now := clock()) - last_yield >= every_s:
+                    time.sleep(0)  # let the event loop's thread have the GIL, if it waits
+                    last_yield = now
                 p += h.size
                 offset = h.next_offset
             pos += p
@@ -380,8 +399,6 @@ class CleanPlan:
 
     def _build_map(self) -> None:
         kmap = self.key_map
-        put = kmap.put
-        digest = kmap.digest
         start, end = self.dirty_start, self.cleanable_end
         self.map_end = end
         index, first_pos, first_offset = self.map_from
@@ -395,16 +412,11 @@ class CleanPlan:
                 found = self._records(h, batch)
                 if found is None:
                     continue
-                base = h.base_offset
-                for span in found[1]:
-                    key = span[4]
-                    off = base + span[2]
-                    if key is None or off < start:
-                        continue
-                    if not put(digest(key), off):
-                        self.map_end = off
-                        self.stats.keys_mapped = len(kmap)
-                        return
+                full_at = kmap.put_records(h.base_offset, found[1], start)
+                if full_at is not None:
+                    self.map_end = full_at
+                    self.stats.keys_mapped = len(kmap)
+                    return
         self.stats.keys_mapped = len(kmap)
 
     def _group(self) -> None:
@@ -431,24 +443,7 @@ class CleanPlan:
         if found is None:
             return None
         data, spans = found
-        latest = self.key_map.offsets.get
-        digest = self.key_map.digest
-        map_end = self.map_end
-        tomb_end = self.tombstone_end
-        base = h.base_offset
-        kept = []
-        tombstones = 0
-        for span in spans:
-            off = base + span[2]
-            key = span[4]
-            if key is not None and off < map_end:
-                newer = latest(digest(key))
-                if newer is not None and newer > off:
-                    continue
-                if span[5] and off < tomb_end:
-                    tombstones += 1
-                    continue
-            kept.append(span)
+        kept, tombstones = self.key_map.survivors(h.base_offset, spans, self.map_end, self.tombstone_end)
         if len(kept) == len(spans):
             return None
         st = self.stats

@@ -78,6 +78,7 @@ from strata.storage.log import Log
 from strata.storage.segment import (
     INDEX_SUFFIX,
     LOG_SUFFIX,
+    MAX_BATCHES_PER_WRITE,
     TIMEINDEX_SUFFIX,
     LogSegment,
     segment_prefix,
@@ -88,9 +89,6 @@ from strata.storage.throttle import Throttle
 __all__ = ["CleanAbandonedError", "CleanPlan", "CleanStats", "CleanerConfig", "LogCleaner"]
 
 log = logging.getLogger("strata.storage")
-
-#: Batches per vectored write (below IOV_MAX).
-_MAX_BUFFERS_PER_WRITE = 256
 
 
 class CleanAbandonedError(StorageError):
@@ -503,7 +501,7 @@ class _Output:
         self.buffers.append(data)
         self.described.append((h.base_offset, h.next_offset, len(data), h.max_timestamp))
         self.total += len(data)
-        if self.total >= self.plan.config.io_chunk_bytes or len(self.buffers) >= _MAX_BUFFERS_PER_WRITE:
+        if self.total >= self.plan.config.io_chunk_bytes or len(self.buffers) >= MAX_BATCHES_PER_WRITE:
             self.flush()
 
     def flush(self) -> None:

@@ -67,6 +67,7 @@ from strata.storage.log_loader import RecoveryReport, recover
 from strata.storage.segment import (
     INDEX_SUFFIX,
     LOG_SUFFIX,
+    MAX_BATCHES_PER_WRITE,
     TIMEINDEX_SUFFIX,
     FileSlice,
     LogSegment,
@@ -76,8 +77,6 @@ __all__ = ["AppendInfo", "FileSlice", "FlushJob", "Log", "RecoveryReport"]
 
 log = logging.getLogger("strata.storage")
 
-#: Batches per vectored write: far below IOV_MAX (1024) even with two buffers per batch.
-_MAX_BATCHES_PER_WRITE = 256
 _STAMP_PREFIX = PARTITION_LEADER_EPOCH_OFFSET + 4
 
 #: One batch on its way to disk: (buffers, base_offset, next_offset, size, max_timestamp, epoch).
@@ -374,7 +373,7 @@ class Log:
                 seg = self.segments[-1]
                 room = self.config.segment_bytes - seg.size
                 j, total = i, 0
-                while j < n and j - i < _MAX_BATCHES_PER_WRITE and (j == i or total + pieces[j][3] <= room):
+                while j < n and j - i < MAX_BATCHES_PER_WRITE and (j == i or total + pieces[j][3] <= room):
                     total += pieces[j][3]
                     j += 1
                 if j == i + 1:

@@ -38,6 +38,10 @@ INDEX_SUFFIX = ".index"
 TIMEINDEX_SUFFIX = ".timeindex"
 NO_TIMESTAMP = -1
 
+#: Batches per vectored write (:meth:`LogSegment.append`): far below IOV_MAX (1024) even
+#: with two buffers per batch.
+MAX_BATCHES_PER_WRITE = 256
+
 _SCAN_CHUNK = 4 << 20
 _WALK_CHUNK = 16 << 10
 #: Window of a zero-copy locate: one page. Batches larger than this cost one small

@@ -10,7 +10,12 @@ batches with that encoder (:func:`keyed_batch`) and read records back with its d
 
 from __future__ import annotations
 
+import contextlib
+import os
 import struct
+import subprocess
+from collections.abc import Iterator
+from os import PathLike
 
 from crc32c import crc32c
 
@@ -23,7 +28,7 @@ from strata.client.batch import (
 )
 from strata.client.records import RecordBatchBuilder, decode_batches
 
-__all__ = ["Clock", "keyed_batch", "make_batch", "make_batches", "read_batches", "read_records"]
+__all__ = ["Clock", "keyed_batch", "make_batch", "make_batches", "read_batches", "read_records", "small_tmpfs"]
 
 _HEADER = struct.Struct(">qiibIhiqqqhii")
 
@@ -123,3 +128,15 @@ def read_batches(log) -> list[tuple]:
         out.extend((h, data[p : p + h.size]) for p, h in iter_batches(data))
         offset = sl.next_offset
     return out
+
+
+@contextlib.contextmanager
+def small_tmpfs(path: PathLike, size: str) -> Iterator[PathLike]:
+    """A tmpfs of ``size`` (``"2m"``) mounted at ``path`` (created), for full-disk tests;
+    needs root. Unmounted (lazily) on exit."""
+    os.makedirs(path, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], check=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)

@@ -563,3 +563,25 @@ def test_throttle_holds_the_rate_and_shares_it():
     cancel = threading.Event()
     cancel.set()
     assert t.acquire(10_000, cancel) is False  # a cancelled wait ends at once
+
+
+@pytest.mark.parametrize("keys, capacity", [
+    (20_000, 2_000),
+    pytest.param(1_000_000, 250_000, marks=pytest.mark.slow, id="a-million-keys"),
+])
+def test_many_distinct_keys_and_a_small_map_are_cleaned_in_passes(tmp_path, clock, keys, capacity):
+    lg = Log.open(tmp_path / "p", config(segment_bytes=8 << 20, min_cleanable_dirty_ratio=0.0), clock=clock)
+    for round_ in (b"old", b"new"):
+        for start in range(0, keys, 1000):
+            append(lg, clock, [(b"key-%07d" % k, round_) for k in range(start, min(start + 1000, keys))])
+    lg.roll()
+    cleaner = LogCleaner(CleanerConfig(map_bytes=capacity * BYTES_PER_ENTRY))
+    passes = 0
+    while (stats := cleaner.clean(lg, lg.log_end_offset, 0)) is not None:
+        passes += 1
+        assert stats.keys_mapped <= capacity
+    assert passes == 2 * keys // capacity
+    records = read_records(lg)
+    assert len(records) == keys and {r.value for r in records} == {b"new"}
+    assert [r.offset for r in records] == list(range(keys, 2 * keys))
+    lg.close()

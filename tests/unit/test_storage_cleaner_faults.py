@@ -20,7 +20,7 @@ from strata.client.batch import CorruptBatchError, iter_batches
 from strata.storage import CleanerConfig, Log, LogCleaner, LogConfig, LogFullError, logical_digest
 from strata.storage.cleaner import CleanPlan
 from strata.storage.segment_swap import swap_steps
-from tests.storage_helpers import Clock, keyed_batch, read_records
+from tests.storage_helpers import Clock, keyed_batch, read_records, small_tmpfs
 
 SALT = bytes(16)
 CFG_KW = dict(segment_bytes=4096, index_interval_bytes=512, flush_policy="never",
@@ -194,13 +194,8 @@ def test_a_corrupt_batch_met_while_cleaning_aborts_the_pass(pristine, tmp_path, 
 def small_disk(tmp_path):
     if os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root")
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], check=True)
-    try:
+    with small_tmpfs(tmp_path / "mnt", "1m") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def fill_disk(directory) -> str:

@@ -6,6 +6,7 @@
 (``docs/compaction.md``).
 """
 
+from strata.storage.batch_rewrite import UndecodableRecords, first_record_without_key
 from strata.storage.clean_state import CleaningStatus
 from strata.storage.cleaner import (
     CleanAbandonedError,
@@ -56,5 +57,7 @@ __all__ = [
     "RecoveryReport",
     "StorageError",
     "TimeIndex",
+    "UndecodableRecords",
+    "first_record_without_key",
     "logical_digest",
 ]

@@ -48,7 +48,14 @@ from strata.client.compression import compress as _compress
 from strata.client.compression import decompress as _decompress
 from strata.client.records import decode_varint
 
-__all__ = ["RecordSpan", "UndecodableRecords", "rebuild_batch", "records_area", "scan_records"]
+__all__ = [
+    "RecordSpan",
+    "UndecodableRecords",
+    "first_record_without_key",
+    "rebuild_batch",
+    "records_area",
+    "scan_records",
+]
 
 #: ``(start, end, offset_delta, timestamp_delta, key, is_tombstone)`` of one record: a plain
 #: tuple, because the cleaner makes one per record.
@@ -188,3 +195,20 @@ def rebuild_batch(h: BatchHeader, data: bytes, kept: Sequence[RecordSpan]) -> by
     crc = crc32c(body, crc32c(memoryview(head)[ATTRIBUTES_OFFSET:]))
     struct.pack_into(">I", head, CRC_OFFSET, crc)
     return bytes(head) + body
+
+
+def first_record_without_key(batch: bytes | memoryview, h: BatchHeader) -> int | None:
+    """Offset delta of the first record of ``batch`` (header ``h``) that has no key, or
+    ``None`` if every record has one (a control batch: ``None``).
+
+    For the broker's produce path on a compacted topic, where Kafka answers
+    ``INVALID_RECORD`` ("Compacted topic cannot accept message without key"). It costs a
+    decompression and a scan of the batch, so only compacted topics pay it. Raises
+    :class:`UndecodableRecords` if the records cannot be read.
+    """
+    if h.is_control or h.record_count == 0:
+        return None
+    for span in scan_records(records_area(batch, h), h):
+        if span[4] is None:
+            return span[2]
+    return None

@@ -541,6 +541,8 @@ class LogCleaner:
         """A pass over ``lg`` (loop thread), or ``None`` when there is nothing to do: the
         log is not compacted, a pass is already out, or it is not due (see
         :class:`~strata.storage.clean_state.CleaningStatus`) and ``force`` is false.
+        Raises if the log is closed or offline. The plan holds file descriptors until
+        :meth:`CleanPlan.swap` or :meth:`CleanPlan.release`: always call one of them.
 
         ``max_offset`` is the high watermark: only segments wholly below it are cleaned.
         ``removable_offset`` bounds tombstone removal (see the module docstring). With

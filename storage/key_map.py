@@ -65,10 +65,6 @@ class KeyOffsetMap:
     def __len__(self) -> int:
         return len(self.offsets)
 
-    @property
-    def full(self) -> bool:
-        return len(self.offsets) >= self.capacity
-
     def digest(self, key: bytes) -> bytes:
         return self._blake2b(key, digest_size=DIGEST_BYTES, salt=self.salt).digest()
 
@@ -80,9 +76,6 @@ class KeyOffsetMap:
             return False
         offsets[digest] = offset
         return True
-
-    def latest(self, digest: bytes) -> int | None:
-        return self.offsets.get(digest)
 
     def put_records(self, base_offset: int, spans: list[RecordSpan], start: int) -> int | None:
         """Map the keyed records of one batch (``spans``, from ``scan_records``) at offsets

@@ -21,6 +21,7 @@ from strata.client.batch import (
 )
 from strata.client.records import ControlType, build_control_batch, decode_batch
 from strata.storage import CleanerConfig, Log, LogCleaner, LogConfig, logical_digest
+from strata.storage.batch_rewrite import UndecodableRecords, first_record_without_key
 from strata.storage.clean_state import MAX_RANGES, CleanerState
 from strata.storage.key_map import BYTES_PER_ENTRY, KeyOffsetMap
 from strata.storage.throttle import Throttle
@@ -585,3 +586,16 @@ def test_many_distinct_keys_and_a_small_map_are_cleaned_in_passes(tmp_path, cloc
     assert len(records) == keys and {r.value for r in records} == {b"new"}
     assert [r.offset for r in records] == list(range(keys, 2 * keys))
     lg.close()
+
+
+def test_a_batch_with_a_record_without_a_key_is_found_for_the_produce_path():
+    keyed = keyed_batch([(b"a", b"1"), (b"b", None)], compression="zstd")
+    assert first_record_without_key(keyed, read_header(keyed)) is None
+    mixed = keyed_batch([(b"a", b"1"), (None, b"2"), (None, b"3")], compression="gzip")
+    assert first_record_without_key(mixed, read_header(mixed)) == 1
+    control = build_control_batch(ControlType.LEADER_CHANGE, 0)
+    assert first_record_without_key(control, read_header(control)) is None
+    bad = bytearray(keyed_batch([(b"a", b"1")]))
+    bad[HEADER_SIZE] = 0x7F
+    with pytest.raises(UndecodableRecords):
+        first_record_without_key(bytes(bad), read_header(bad))

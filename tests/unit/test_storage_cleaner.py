@@ -4,10 +4,12 @@ they must be, and the cleaner's limits (map bound, dirty ratio, lags, I/O budget
 
 from __future__ import annotations
 
+import asyncio
 import os
 import struct
 import threading
 import tracemalloc
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from crc32c import crc32c
@@ -599,3 +601,24 @@ def test_a_batch_with_a_record_without_a_key_is_found_for_the_produce_path():
     bad[HEADER_SIZE] = 0x7F
     with pytest.raises(UndecodableRecords):
         first_record_without_key(bytes(bad), read_header(bad))
+
+
+def test_clean_in_executor_runs_the_pass_off_the_loop_while_the_loop_appends(open_log, clock):
+    lg = open_log()
+    fill(lg, clock, 150, keys=10)
+    cleaner = LogCleaner(CleanerConfig(map_bytes=1 << 20, io_bytes_per_second=4 << 20))
+
+    async def main() -> tuple[object, int]:
+        with ThreadPoolExecutor(1) as pool:
+            task = asyncio.ensure_future(cleaner.clean_in_executor(lg, lg.log_end_offset, 0, executor=pool))
+            appended = 0
+            while not task.done():
+                fill(lg, clock, 1, keys=10)  # the loop is free while the pass runs
+                appended += 1
+                await asyncio.sleep(0.001)
+            return task.result(), appended
+
+    stats, appended = asyncio.run(main())
+    assert stats is not None and stats.records_removed > 0
+    assert appended > 1 and lg.cleaned_offset > 0
+    assert read_records(lg)[-1].offset == lg.log_end_offset - 1

@@ -1,7 +1,7 @@
 """A hypothesis state machine: a compacted Log against a model of what compaction promises.
 
-Random appends (keys from a small alphabet, tombstones, keyless records, control
-batches), commits (the high watermark), cleaning passes with random
+Random appends (keys from a small alphabet, tombstones, keyless records, compressed
+batches, control batches), commits (the high watermark), cleaning passes with random
 ``removable_offset``, map sizes and clock jumps (some with the log appending, rolling
 or truncating between plan and swap), rolls, truncations above the committed range,
 clean reopens and crashes that tear the unflushed tail.
@@ -89,16 +89,17 @@ class CompactedLogMachine(RuleBasedStateMachine):
     # ------------------------------------------------------------------ appends
 
     @rule(batches=st.lists(st.lists(record_st, min_size=1, max_size=4), min_size=1, max_size=4),
-          bump=st.booleans())
-    def append(self, batches: list[list[tuple[bytes | None, bytes | None]]], bump: bool) -> None:
+          bump=st.booleans(), codec=st.sampled_from([None, None, "gzip", "zstd", "lz4"]))
+    def append(self, batches: list[list[tuple[bytes | None, bytes | None]]], bump: bool, codec: str | None) -> None:
         for i, recs in enumerate(batches):
-            self._append(recs, bump and i == 0)
+            self._append(recs, bump and i == 0, codec)
 
-    def _append(self, recs: list[tuple[bytes | None, bytes | None]], bump: bool) -> None:
+    def _append(self, recs: list[tuple[bytes | None, bytes | None]], bump: bool, codec: str | None = None) -> None:
         recs = [(k, v if k is not None or v is not None else b"") for k, v in recs]
         self.epoch += bump
         self.clock.now += 7
-        info = self.log.append_as_leader(keyed_batch(recs, timestamp=self.clock.now), self.epoch)
+        batch = keyed_batch(recs, timestamp=self.clock.now, compression=codec)
+        info = self.log.append_as_leader(batch, self.epoch)
         assert info.base_offset == self.leo
         for i, (k, v) in enumerate(recs):
             self.records.append(Rec(info.base_offset + i, k, v))

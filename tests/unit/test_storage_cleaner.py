@@ -519,19 +519,22 @@ def test_closing_the_log_cancels_a_pass_and_leaves_no_temporary_files(open_log, 
 
 
 def test_the_cleaner_checkpoint_stays_bounded_and_only_keeps_tombstones_longer(tmp_path, monkeypatch):
-    monkeypatch.setattr(os, "fsync", lambda fd: None)  # 3,000 checkpoint writes; durability is not the point
+    monkeypatch.setattr(os, "fsync", lambda fd: None)  # 1,200 checkpoint writes; durability is not the point
     state = CleanerState(str(tmp_path / "ckpt"))
-    for i in range(1, 3000):
+    n = MAX_RANGES + 176
+    for i in range(1, n + 1):
         state.advance(i * 10, i * 1000, delete_retention_ms=10**9)
-    assert len(state.ranges) <= MAX_RANGES
-    for offset in range(0, 29990, 997):
+    assert len(state.ranges) == MAX_RANGES
+    for offset in range(0, n * 10, 7):
         exact = (offset // 10 + 1) * 1000
         assert state.first_cleaned_ms(offset) >= exact  # merged ranges: later, never earlier
-    assert state.first_cleaned_ms(29990) is None
+        if offset >= 200 * 10:
+            assert state.first_cleaned_ms(offset) == exact  # only the oldest were merged
+    assert state.first_cleaned_ms(n * 10) is None
     reloaded = CleanerState.load(state.path)
-    assert reloaded.ranges == state.ranges and reloaded.cleaned_offset == 29990
+    assert reloaded.ranges == state.ranges and reloaded.cleaned_offset == n * 10
     # Once their tombstones are all past delete retention, old ranges fold into one.
-    state.advance(30000, 10**9 + 4_000_000, delete_retention_ms=1000)
+    state.advance(n * 10 + 10, 10**9 + 4_000_000, delete_retention_ms=1000)
     assert len(state.ranges) == 2
 
 

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from strata.storage import Log, LogConfig
-from strata.storage.testing import make_batch
+from tests.storage_helpers import make_batch
 
 MiB = 1 << 20
 RECORD = 1024

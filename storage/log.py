@@ -17,15 +17,9 @@ thread, touches no other state, and its result is applied back on the loop threa
 :meth:`Log.complete_flush`. Appends, reads, rolls and truncations may all happen
 while it runs.
 
-Recovery (on :meth:`Log.open`): segments wholly below the recovery point are
-trusted (their indexes are sanity-checked, and a short header walk from the last
-index entry must land exactly on the end of the file). The segment holding the
-recovery point is CRC-checked from its last index entry at or below it, and every
-later segment in full. The first torn or corrupt batch ends the log: the segment is
-cut there and all later segments are deleted, because a log must stay contiguous.
-``Log.open(..., full_check=True)`` CRC-checks every segment. A read that meets a bad
-batch below the recovery point raises :class:`CorruptBatchError`, records it in
-:attr:`Log.corruption`, and never serves it; repair is a reopen with ``full_check``.
+Recovery (on :meth:`Log.open`) lives in :mod:`strata.storage.log_loader`. A read that
+meets a bad batch below the recovery point raises :class:`CorruptBatchError`, records it
+in :attr:`Log.corruption`, and never serves it; repair is a reopen with ``full_check``.
 """
 
 from __future__ import annotations
@@ -51,8 +45,13 @@ from strata.storage.checkpoint import (
     LOG_START_OFFSET_CHECKPOINT,
     RECOVERY_POINT_CHECKPOINT,
     fsync_dir,
-    read_offset_checkpoint,
     write_offset_checkpoint,
+)
+from strata.storage.clean_state import (
+    CLEANER_CHECKPOINT,
+    CleanerState,
+    CleaningStatus,
+    cleaning_status,
 )
 from strata.storage.config import LogConfig
 from strata.storage.epoch_cache import LeaderEpochCache
@@ -64,21 +63,20 @@ from strata.storage.errors import (
     OffsetOutOfRangeError,
     StorageError,
 )
+from strata.storage.log_loader import RecoveryReport, recover
 from strata.storage.segment import (
     INDEX_SUFFIX,
     LOG_SUFFIX,
+    MAX_BATCHES_PER_WRITE,
     TIMEINDEX_SUFFIX,
     FileSlice,
     LogSegment,
-    ScanOutcome,
 )
 
 __all__ = ["AppendInfo", "FileSlice", "FlushJob", "Log", "RecoveryReport"]
 
 log = logging.getLogger("strata.storage")
 
-#: Batches per vectored write: far below IOV_MAX (1024) even with two buffers per batch.
-_MAX_BATCHES_PER_WRITE = 256
 _STAMP_PREFIX = PARTITION_LEADER_EPOCH_OFFSET + 4
 
 #: One batch on its way to disk: (buffers, base_offset, next_offset, size, max_timestamp, epoch).
@@ -102,29 +100,6 @@ class AppendInfo:
     #: A follower append's batch headers, as checked (the caller needs them for producer
     #: state and would otherwise walk the bytes again). Empty for a leader append.
     headers: list[BatchHeader] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class RecoveryReport:
-    """What :meth:`Log.open` found and did.
-
-    ``corrupt`` is true when data that had been written whole was lost: a batch fully
-    present on disk failed its CRC (or its header was not zeros and did not parse, or
-    its offsets/epoch broke the log's order), or the damaged bytes were followed by
-    further data (later batches or segments). A torn tail (a batch cut short by a
-    crash, or zeros) is not corruption: those bytes were never reported durable under
-    the ``always`` flush policy. The Raft layer refuses to vote while ``corrupt``.
-    """
-
-    truncated_bytes: int = 0
-    first_bad_offset: int | None = None
-    corrupt: bool = False
-    reason: str | None = None
-    #: Segments CRC-checked from their first byte (past the recovery point, or rebuilt).
-    segments_scanned: int = 0
-    #: Bytes CRC-checked in all; after a clean close only the tail past the last index entry.
-    bytes_checked: int = 0
-    indexes_rebuilt: int = 0
 
 
 @dataclass(slots=True)
@@ -178,6 +153,8 @@ class Log:
         #: Offsets below it are fsynced.
         self.flushed_offset = 0
         self.epoch_cache = LeaderEpochCache(os.path.join(path, LEADER_EPOCH_CHECKPOINT))
+        #: Compaction: the cleaner checkpoint and counters (``strata.storage.cleaner``).
+        self.cleaner_state = CleanerState(os.path.join(path, CLEANER_CHECKPOINT))
         self.recovery = RecoveryReport()
         #: The first corrupt batch a read ran into, if any (the log needs a full check).
         self.corruption: CorruptBatchError | None = None
@@ -203,193 +180,8 @@ class Log:
         """Open (creating if needed) the log in directory ``path`` and recover it."""
         self = cls(os.fspath(path), config or LogConfig(), clock or _wall_clock_ms)
         os.makedirs(self.dir, exist_ok=True)
-        self._recover(full_check)
+        recover(self, full_check)
         return self
-
-    def _recover(self, full_check: bool) -> None:
-        names = os.listdir(self.dir)
-        bases: list[int] = []
-        for name in names:
-            stem, ext = os.path.splitext(name)
-            if ext == ".tmp":
-                os.unlink(os.path.join(self.dir, name))  # a checkpoint write cut short
-            elif ext == LOG_SUFFIX and len(stem) == 20 and stem.isdigit():
-                bases.append(int(stem))
-        bases.sort()
-        for name in names:
-            stem, ext = os.path.splitext(name)
-            if ext in (INDEX_SUFFIX, TIMEINDEX_SUFFIX) and (not stem.isdigit() or int(stem) not in bases):
-                os.unlink(os.path.join(self.dir, name))
-
-        rp_ckpt = read_offset_checkpoint(os.path.join(self.dir, RECOVERY_POINT_CHECKPOINT))
-        lso_ckpt = read_offset_checkpoint(os.path.join(self.dir, LOG_START_OFFSET_CHECKPOINT))
-        cache, cache_ok = LeaderEpochCache.load(self.epoch_cache.path)
-        self.epoch_cache = cache
-        rp = rp_ckpt or 0
-        if full_check or (bases and not cache_ok):
-            # Without the epoch checkpoint, the epochs can only come from the batches.
-            if bases and not cache_ok and not full_check:
-                log.warning("partition %s: leader-epoch-checkpoint missing or bad; "
-                            "scanning the whole log to rebuild it", self.dir)
-            rp = 0
-        lso = max(lso_ckpt or 0, bases[0] if bases else 0)
-        self.log_start_offset = lso
-
-        # Segments wholly below the log start offset (left by a crash during deletion).
-        while len(bases) > 1 and bases[1] <= lso:
-            LogSegment.open_existing(self.dir, bases[0], self.config.index_interval_bytes).delete()
-            del bases[0]
-            self._dir_dirty = True
-
-        interval = self.config.index_interval_bytes
-        segs = [LogSegment.open_existing(self.dir, b, interval) for b in bases]
-        report = self.recovery
-        scanning = False
-        dirty: list[LogSegment] = []
-        i = 0
-        prev_next: int | None = None
-        while i < len(segs):
-            seg = segs[i]
-            nxt = segs[i + 1].base_offset if i + 1 < len(segs) else None
-            outcome: ScanOutcome | None = None
-            start = 0
-            if prev_next is not None and seg.base_offset != prev_next:
-                outcome = ScanOutcome(0, seg.base_offset, os.fstat(seg.fd).st_size,
-                                      f"segment starts at offset {seg.base_offset} but the previous one "
-                                      f"ends at {prev_next}", True)
-                self._cut(segs, i, outcome, report, first_bad=prev_next)
-                break
-            mode = "full" if scanning or seg.base_offset >= rp else (
-                "partial" if nxt is None or nxt > rp else "trusted")
-            if mode == "trusted" and not seg.restore():
-                log.info("partition %s: segment %s: indexes missing or inconsistent; rebuilding them "
-                         "with a full check", self.dir, os.path.basename(seg.log_path))
-                report.indexes_rebuilt += 1
-                mode = "full"
-            if mode == "partial":
-                size = os.fstat(seg.fd).st_size
-                if seg.offset_index.load(size) and seg.time_index.load(seg.offset_index.offsets):
-                    entry = seg.offset_index.lookup(rp)
-                    start = seg.offset_index.positions[entry] if entry >= 0 else 0
-                    outcome = self._scan(seg, entry)
-                    if outcome.reason is not None and outcome.valid_bytes <= start:
-                        mode = "full"  # the index entry itself was stale: do not trust it
-                        outcome = None
-                else:
-                    report.indexes_rebuilt += 1
-                    mode = "full"
-            if mode == "full":
-                outcome = self._scan(seg, -1)
-            if outcome is not None:
-                scanning = True
-                dirty.append(seg)
-                report.segments_scanned += mode == "full" and outcome.file_size > 0
-                report.bytes_checked += outcome.valid_bytes - (start if mode == "partial" else 0)
-                if outcome.reason is not None:
-                    self._cut(segs, i, outcome, report, first_bad=outcome.next_offset)
-                    break
-            prev_next = seg.next_offset
-            i += 1
-        self.segments = segs  # _cut already dropped everything after the damage
-        if not self.segments:
-            self.segments = [LogSegment.create(self.dir, lso, interval)]
-            self._dir_dirty = True
-        if lso > self.segments[-1].next_offset:
-            log.warning("partition %s: log start offset %d is past the recovered log end %d; "
-                        "starting an empty log at %d", self.dir, lso, self.segments[-1].next_offset, lso)
-            for seg in self.segments:
-                seg.delete()
-            self.segments = [LogSegment.create(self.dir, lso, interval)]
-            self._dir_dirty = True
-        self._bases = [s.base_offset for s in self.segments]
-        self._size_bytes = sum(s.size for s in self.segments)
-        self.log_start_offset = lso
-        leo = self.log_end_offset
-        self.epoch_cache.truncate_from_end(leo)
-        self.epoch_cache.truncate_from_start(lso)
-
-        # Make what recovery kept durable, so the recovery point can move to the end.
-        for seg in dirty:
-            if seg in self.segments:
-                os.fsync(seg.fd)
-        if self._dir_dirty:
-            fsync_dir(self.dir)
-            self._dir_dirty = False
-        self.flushed_offset = leo
-        try:
-            for seg in dirty:
-                if seg in self.segments:
-                    seg.persist_indexes(fsync=True)
-            self.recovery_point = leo
-            self._write_recovery_point()
-            write_offset_checkpoint(os.path.join(self.dir, LOG_START_OFFSET_CHECKPOINT), lso)
-            self.epoch_cache.flush()
-        except OSError as e:
-            # A full disk must not stop a broker from starting: checkpoints only save
-            # work, and the next open recovers from the older ones.
-            self.recovery_point = rp_ckpt if rp_ckpt is not None and rp_ckpt <= leo else 0
-            log.warning("partition %s: could not write indexes or checkpoints after recovery (%s); "
-                        "the next open will scan again", self.dir, e)
-        now = self._clock()
-        active = self.segments[-1]
-        active.roll_reference_ms = None if active.is_empty else now
-        self._last_flush_ms = now
-        self._check_invariants()
-
-    def _scan(self, seg: LogSegment, entry: int) -> ScanOutcome:
-        """CRC-check ``seg`` from index entry ``entry``, re-deriving epochs from the batches.
-
-        Epochs of offsets below the log start offset are history the batches may no
-        longer hold (the term of ``log_start_offset - 1``); those entries stay.
-        """
-        cache = self.epoch_cache
-        start_offset = seg.offset_index.offsets[entry] if entry >= 0 else seg.base_offset
-        cache.truncate_from_end(max(start_offset, self.log_start_offset))
-        before = cache.epoch_for_offset(start_offset - 1) if start_offset > 0 else None
-
-        def on_batch(h: BatchHeader) -> None:
-            latest, last_start = cache.latest_epoch, cache.last_start_offset
-            if latest is None or (h.partition_leader_epoch > latest and h.base_offset > last_start):
-                cache.assign(h.partition_leader_epoch, h.base_offset)
-
-        return seg.scan(from_entry=entry, check_crc=True, min_epoch=before or 0, on_batch=on_batch)
-
-    def _cut(self, segs: list[LogSegment], i: int, outcome: ScanOutcome, report: RecoveryReport,
-             first_bad: int) -> None:
-        """Recovery found bad bytes in ``segs[i]``: cut there, drop every later segment, report."""
-        seg = segs[i]
-        later = segs[i + 1 :]
-        later_bytes = sum(os.fstat(s.fd).st_size for s in later)
-        if outcome.valid_bytes == 0 and i > 0:
-            seg.delete()  # nothing valid in it: the previous segment is the end
-            del segs[i]
-            cut_here = outcome.file_size
-            i -= 1
-        else:
-            seg.truncate_file(outcome.valid_bytes)
-            cut_here = outcome.cut_bytes
-        for s in later:
-            s.delete()
-        del segs[i + 1 :]
-        self._dir_dirty = True
-        corrupt = outcome.corrupt or later_bytes > 0
-        report.truncated_bytes += cut_here + later_bytes
-        report.first_bad_offset = first_bad
-        report.corrupt = report.corrupt or corrupt
-        report.reason = outcome.reason
-        log.warning(
-            "partition %s: segment %s: %s at byte %d (offset %d); cut %d bytes%s (%s); the log now "
-            "ends at offset %d",
-            self.dir,
-            os.path.basename(seg.log_path),
-            outcome.reason,
-            outcome.valid_bytes,
-            first_bad,
-            cut_here,
-            f" and deleted {len(later)} later segment(s) of {later_bytes} bytes" if later else "",
-            "CORRUPT: data written whole was lost" if corrupt else "torn tail of an unsynced write",
-            first_bad,
-        )
 
     # ================================================================ properties
 
@@ -412,6 +204,53 @@ class Log:
     @property
     def latest_epoch(self) -> int | None:
         return self.epoch_cache.latest_epoch
+
+    # -------------------------------------------------- compaction (strata.storage.cleaner)
+
+    @property
+    def cleaned_offset(self) -> int:
+        """Offsets below it are clean on this replica (what the leader collects from every
+        replica; their minimum is the ``removable_offset`` for tombstones)."""
+        return min(max(self.cleaner_state.cleaned_offset, self.log_start_offset), self.log_end_offset)
+
+    def cleaning_status(self, max_offset: int | None = None, now_ms: int | None = None) -> CleaningStatus:
+        """The clean/dirty split below ``max_offset`` (the high watermark; ``None``: every
+        closed segment), and whether a clean is due."""
+        return cleaning_status(self, max_offset, self._clock() if now_ms is None else now_ms)
+
+    @property
+    def dirty_ratio(self) -> float:
+        """Dirty bytes / (clean + dirty) bytes of the closed segments (metrics)."""
+        return self.cleaning_status().dirty_ratio
+
+    @property
+    def cleaner_backlog_bytes(self) -> int:
+        """Dirty bytes the cleaner could clean now, ignoring the high watermark (metrics)."""
+        return self.cleaning_status().dirty_bytes
+
+    @property
+    def last_clean_time(self) -> int | None:
+        """When the last cleaning pass swapped in (log clock, ms); ``None``: not since open."""
+        return self.cleaner_state.last_clean_ms
+
+    @property
+    def bytes_cleaned(self) -> int:
+        """Bytes of log read by cleaning passes since open (metrics)."""
+        return self.cleaner_state.bytes_cleaned
+
+    def _replace_segments(self, old: list[LogSegment], new: LogSegment) -> None:
+        """Put ``new`` in place of the consecutive closed segments ``old`` (a cleaner swap,
+        whose files are already renamed)."""
+        i = next(i for i, s in enumerate(self.segments) if s is old[0])
+        assert self.segments[i : i + len(old)] == old and i + len(old) < len(self.segments), "never the active one"
+        assert new.base_offset == old[0].base_offset and new.next_offset == old[-1].next_offset
+        self.segments[i : i + len(old)] = [new]
+        self._bases[i : i + len(old)] = [new.base_offset]
+        self._size_bytes += new.size - sum(s.size for s in old)
+        self._unsynced = [s for s in self._unsynced if all(s is not o for o in old)]
+        for s in old:
+            s.close()
+        self._check_invariants()
 
     def __repr__(self) -> str:
         return (f"Log({self.dir!r}, start={self.log_start_offset}, end={self.log_end_offset}, "
@@ -553,7 +392,7 @@ class Log:
                 seg = self.segments[-1]
                 room = self.config.segment_bytes - seg.size
                 j, total = i, 0
-                while j < n and j - i < _MAX_BATCHES_PER_WRITE and (j == i or total + pieces[j][3] <= room):
+                while j < n and j - i < MAX_BATCHES_PER_WRITE and (j == i or total + pieces[j][3] <= room):
                     total += pieces[j][3]
                     j += 1
                 if j == i + 1:
@@ -781,6 +620,7 @@ class Log:
             found = keep.batch_at(offset)
             if found is None or found[1].base_offset != offset:
                 raise ValueError(f"partition {self.dir}: offset {offset} is not a batch boundary")
+        self.cleaner_state.truncate(offset)
         for seg in self.segments[i + 1 :]:
             self._size_bytes -= seg.size
             seg.delete()
@@ -808,6 +648,7 @@ class Log:
         self._check_writable()
         if offset < 0:
             raise ValueError(f"offset must be >= 0, got {offset}")
+        self.cleaner_state.reset(offset)
         for seg in self.segments:
             seg.delete()
         self.segments = [LogSegment.create(self.dir, offset, self.config.index_interval_bytes)]
@@ -844,8 +685,12 @@ class Log:
     def apply_retention(self, now_ms: int | None = None) -> int:
         """Delete the oldest whole segments beyond ``retention_bytes`` or older than
         ``retention_ms`` (by their largest batch timestamp); never the active segment.
-        Returns how many segments were deleted."""
+        Returns how many segments were deleted. Nothing is deleted unless the
+        ``cleanup_policy`` includes ``delete`` (a compacted topic keeps every key's
+        latest record for as long as the topic exists)."""
         self._check_writable()
+        if not self.config.delete:
+            return 0
         now = self._clock() if now_ms is None else now_ms
         deleted = 0
         limit = self.config.retention_bytes
@@ -942,6 +787,8 @@ class Log:
 
     def _release(self) -> None:
         self._closed = True
+        if self.cleaner_state.in_progress is not None:
+            self.cleaner_state.in_progress.cancel()
         for seg in self.segments:
             seg.close()
         self._unsynced = []

@@ -38,6 +38,10 @@ INDEX_SUFFIX = ".index"
 TIMEINDEX_SUFFIX = ".timeindex"
 NO_TIMESTAMP = -1
 
+#: Batches per vectored write (:meth:`LogSegment.append`): far below IOV_MAX (1024) even
+#: with two buffers per batch.
+MAX_BATCHES_PER_WRITE = 256
+
 _SCAN_CHUNK = 4 << 20
 _WALK_CHUNK = 16 << 10
 #: Window of a zero-copy locate: one page. Batches larger than this cost one small
@@ -212,12 +216,13 @@ class LogSegment:
         "time_index",
     )
 
-    def __init__(self, directory: str, base_offset: int, index_interval_bytes: int, fd: int, size: int):
+    def __init__(self, directory: str, base_offset: int, index_interval_bytes: int, fd: int, size: int,
+                 suffix: str = ""):
         prefix = os.path.join(directory, segment_prefix(base_offset))
         self.directory = directory
         self.base_offset = base_offset
         self.index_interval_bytes = index_interval_bytes
-        self.log_path = prefix + LOG_SUFFIX
+        self.log_path = prefix + LOG_SUFFIX + suffix
         self.fd = fd
         self.size = size
         self.next_offset = base_offset
@@ -227,18 +232,32 @@ class LogSegment:
         self.last_batch_size = 0
         #: Clock reading when the segment got its first batch (or was opened): roll by age.
         self.roll_reference_ms: int | None = None
-        self.offset_index = OffsetIndex(prefix + INDEX_SUFFIX, base_offset)
-        self.time_index = TimeIndex(prefix + TIMEINDEX_SUFFIX, base_offset)
+        self.offset_index = OffsetIndex(prefix + INDEX_SUFFIX + suffix, base_offset)
+        self.time_index = TimeIndex(prefix + TIMEINDEX_SUFFIX + suffix, base_offset)
 
     # ----------------------------------------------------------------- lifecycle
 
     @classmethod
-    def create(cls, directory: str, base_offset: int, index_interval_bytes: int) -> LogSegment:
-        path = os.path.join(directory, segment_prefix(base_offset) + LOG_SUFFIX)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-        seg = cls(directory, base_offset, index_interval_bytes, fd, 0)
+    def create(cls, directory: str, base_offset: int, index_interval_bytes: int, suffix: str = "") -> LogSegment:
+        """A new, empty segment. ``suffix`` is appended to its three file names: the
+        cleaner writes a segment under a temporary name (``...log.<id>.cleaned``) and
+        renames it into place (``strata.storage.segment_swap``)."""
+        path = os.path.join(directory, segment_prefix(base_offset) + LOG_SUFFIX + suffix)
+        # A temporary name is new by construction; never write into someone else's file.
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | (os.O_EXCL if suffix else os.O_TRUNC), 0o644)
+        seg = cls(directory, base_offset, index_interval_bytes, fd, 0, suffix)
         seg.persist_indexes(fsync=False)
         return seg
+
+    def file_paths(self) -> tuple[str, str, str]:
+        """``(log, index, timeindex)`` paths."""
+        return self.log_path, self.offset_index.path, self.time_index.path
+
+    def set_paths(self, log_path: str, index_path: str, timeindex_path: str) -> None:
+        """Point the segment at new names for its files after they were renamed (no I/O)."""
+        self.log_path = log_path
+        self.offset_index.path = index_path
+        self.time_index.path = timeindex_path
 
     @classmethod
     def open_existing(cls, directory: str, base_offset: int, index_interval_bytes: int) -> LogSegment:

@@ -21,7 +21,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from strata.client.batch import PARTITION_LEADER_EPOCH_OFFSET, read_header, validate_batches
 from strata.storage import Log, LogConfig, OffsetOutOfRangeError
-from strata.storage.testing import make_batch
+from tests.storage_helpers import Clock, make_batch
 
 RETENTION_MS = 50_000
 CONFIG = LogConfig(
@@ -40,14 +40,6 @@ class ModelBatch:
     epoch: int
     timestamp: int
     data: bytes
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000
-
-    def __call__(self) -> int:
-        return self.now
 
 
 class LogMachine(RuleBasedStateMachine):

@@ -6,12 +6,11 @@ from __future__ import annotations
 import errno
 import os
 import random
-import subprocess
 
 import pytest
 
 from strata.storage import Log, LogConfig, LogFullError
-from strata.storage.testing import make_batch
+from tests.storage_helpers import make_batch, small_tmpfs
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
 
@@ -21,13 +20,8 @@ CFG = LogConfig(segment_bytes=256 << 10, index_interval_bytes=4096, flush_policy
 
 @pytest.fixture
 def small_disk(tmp_path):
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], check=True)
-    try:
+    with small_tmpfs(tmp_path / "mnt", "2m") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def read_everything(log: Log) -> bytes:

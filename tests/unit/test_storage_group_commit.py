@@ -10,7 +10,7 @@ import threading
 import pytest
 
 from strata.storage import GroupCommit, Log, LogConfig, LogOfflineError, StorageError
-from strata.storage.testing import make_batch
+from tests.storage_helpers import make_batch
 
 
 class FsyncSpy:

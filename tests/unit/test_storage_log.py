@@ -16,17 +16,7 @@ from strata.storage import (
     LogConfig,
     OffsetOutOfRangeError,
 )
-from strata.storage.testing import make_batch, make_batches
-
-
-class Clock:
-    """An injectable millisecond clock that moves only when told to."""
-
-    def __init__(self, now: int = 1_000_000):
-        self.now = now
-
-    def __call__(self) -> int:
-        return self.now
+from tests.storage_helpers import Clock, make_batch, make_batches
 
 
 def batch(n: int = 3, *, ts: int = 0, size: int = 16) -> bytes:

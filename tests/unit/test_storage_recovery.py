@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from strata.client.batch import PARTITION_LEADER_EPOCH_OFFSET, CorruptBatchError, validate_batches
 from strata.storage import Log, LogConfig
-from strata.storage.testing import make_batch
+from tests.storage_helpers import make_batch
 
 CFG = LogConfig(segment_bytes=4096, index_interval_bytes=200, flush_policy="never")
 SEG0 = "00000000000000000000.log"

@@ -10,7 +10,7 @@ from strata.client.batch import read_header
 from strata.storage.checkpoint import read_checkpoint, write_checkpoint
 from strata.storage.index import OffsetIndex, TimeIndex
 from strata.storage.segment import LogSegment
-from strata.storage.testing import make_batch
+from tests.storage_helpers import make_batch
 
 
 def fill(seg: LogSegment, n: int, *, ts0: int = 100, start: int = 0) -> list[tuple[int, int, int]]:

@@ -5,7 +5,7 @@ layout is written down: the compiler (:mod:`.compiler`) derives the decoder and 
 encoder of every version from it, so there is no per-version byte handling to get wrong::
 
     @message(ApiKey.HEARTBEAT, "0-4", flexible="4+")
-    class HeartbeatRequest(Request):
+    class HeartbeatRequest(RequestMessage):
         group_id: str = f(STRING, "0+")
         generation_id: int = f(INT32, "0+")
         member_id: str = f(STRING, "0+")
@@ -203,14 +203,14 @@ class Struct(metaclass=_StructMeta):
     __hash__ = None  # type: ignore[assignment]  # mutable
 
 
-class Request(Struct):
+class RequestMessage(Struct):
     """Base of request declarations."""
 
     __slots__ = ()
     __kafka_api__: ClassVar[ApiInfo]
 
 
-class Response(Struct):
+class ResponseMessage(Struct):
     """Base of response declarations."""
 
     __slots__ = ()
@@ -297,9 +297,11 @@ def message(api_key: int, versions: str, *, flexible: str) -> Callable[[type[M]]
     ``validVersions``), flexible (KIP-482: compact types, tagged fields) in ``flexible``."""
 
     def decorate(cls: type[M]) -> type[M]:
-        is_request = issubclass(cls, Request)
-        if not is_request and not issubclass(cls, Response):
-            raise TypeError(f"{cls.__qualname__} must derive from Request or Response")
+        is_request = issubclass(cls, RequestMessage)
+        if not is_request and not issubclass(cls, ResponseMessage):
+            raise TypeError(
+                f"{cls.__qualname__} must derive from RequestMessage or ResponseMessage"
+            )
         info = ApiInfo(int(api_key), Versions.parse(versions), Versions.parse(flexible), is_request)
         cls.__kafka_api__ = info  # type: ignore[attr-defined]
         for nested in nested_structs(cls):

@@ -26,14 +26,14 @@ from strata.broker.frontends.kafka.codec.messages.groups import *  # noqa: F403
 from strata.broker.frontends.kafka.codec.messages.offsets import *  # noqa: F403
 from strata.broker.frontends.kafka.codec.messages.produce import *  # noqa: F403
 from strata.broker.frontends.kafka.codec.messages.security import *  # noqa: F403
-from strata.broker.frontends.kafka.codec.schema import REGISTRY, Request, Response
+from strata.broker.frontends.kafka.codec.schema import REGISTRY, RequestMessage, ResponseMessage
 
-REQUESTS: Final[dict[int, type[Request]]] = {
+REQUESTS: Final[dict[int, type[RequestMessage]]] = {
     key: cls
     for (key, is_request), cls in sorted(REGISTRY.items())
     if is_request  # type: ignore[misc]
 }
-RESPONSES: Final[dict[int, type[Response]]] = {
+RESPONSES: Final[dict[int, type[ResponseMessage]]] = {
     key: cls
     for (key, is_request), cls in sorted(REGISTRY.items())
     if not is_request  # type: ignore[misc]

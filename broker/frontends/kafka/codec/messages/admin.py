@@ -10,7 +10,13 @@ from __future__ import annotations
 import uuid
 
 from strata.broker.frontends.kafka.codec.api_keys import ApiKey
-from strata.broker.frontends.kafka.codec.schema import Request, Response, Struct, f, message
+from strata.broker.frontends.kafka.codec.schema import (
+    RequestMessage,
+    ResponseMessage,
+    Struct,
+    f,
+    message,
+)
 from strata.broker.frontends.kafka.codec.types import (
     BOOL,
     INT8,
@@ -24,7 +30,7 @@ from strata.broker.frontends.kafka.codec.types import (
 
 
 @message(ApiKey.CREATE_TOPICS, "0-7", flexible="5+")
-class CreateTopicsRequest(Request):
+class CreateTopicsRequest(RequestMessage):
     """CreateTopics request."""
 
     topics: list[CreateTopicsRequest.CreatableTopic] = f(Array("CreatableTopic"), "0+")
@@ -52,7 +58,7 @@ class CreateTopicsRequest(Request):
 
 
 @message(ApiKey.CREATE_TOPICS, "0-7", flexible="5+")
-class CreateTopicsResponse(Response):
+class CreateTopicsResponse(ResponseMessage):
     """CreateTopics response."""
 
     throttle_time_ms: int = f(INT32, "2+")
@@ -79,7 +85,7 @@ class CreateTopicsResponse(Response):
 
 
 @message(ApiKey.DELETE_TOPICS, "0-6", flexible="4+")
-class DeleteTopicsRequest(Request):
+class DeleteTopicsRequest(RequestMessage):
     """DeleteTopics request."""
 
     topics: list[DeleteTopicsRequest.DeleteTopicState] = f(Array("DeleteTopicState"), "6+")
@@ -92,7 +98,7 @@ class DeleteTopicsRequest(Request):
 
 
 @message(ApiKey.DELETE_TOPICS, "0-6", flexible="4+")
-class DeleteTopicsResponse(Response):
+class DeleteTopicsResponse(ResponseMessage):
     """DeleteTopics response."""
 
     throttle_time_ms: int = f(INT32, "1+")
@@ -108,7 +114,7 @@ class DeleteTopicsResponse(Response):
 
 
 @message(ApiKey.CREATE_PARTITIONS, "0-3", flexible="2+")
-class CreatePartitionsRequest(Request):
+class CreatePartitionsRequest(RequestMessage):
     """CreatePartitions request."""
 
     topics: list[CreatePartitionsRequest.CreatePartitionsTopic] = f(
@@ -129,7 +135,7 @@ class CreatePartitionsRequest(Request):
 
 
 @message(ApiKey.CREATE_PARTITIONS, "0-3", flexible="2+")
-class CreatePartitionsResponse(Response):
+class CreatePartitionsResponse(ResponseMessage):
     """CreatePartitions response."""
 
     throttle_time_ms: int = f(INT32, "0+")
@@ -144,7 +150,7 @@ class CreatePartitionsResponse(Response):
 
 
 @message(ApiKey.DESCRIBE_CONFIGS, "0-4", flexible="4+")
-class DescribeConfigsRequest(Request):
+class DescribeConfigsRequest(RequestMessage):
     """DescribeConfigs request."""
 
     resources: list[DescribeConfigsRequest.DescribeConfigsResource] = f(
@@ -160,7 +166,7 @@ class DescribeConfigsRequest(Request):
 
 
 @message(ApiKey.DESCRIBE_CONFIGS, "0-4", flexible="4+")
-class DescribeConfigsResponse(Response):
+class DescribeConfigsResponse(ResponseMessage):
     """DescribeConfigs response."""
 
     throttle_time_ms: int = f(INT32, "0+")
@@ -197,7 +203,7 @@ class DescribeConfigsResponse(Response):
 
 
 @message(ApiKey.ALTER_CONFIGS, "0-2", flexible="2+")
-class AlterConfigsRequest(Request):
+class AlterConfigsRequest(RequestMessage):
     """AlterConfigs request."""
 
     resources: list[AlterConfigsRequest.AlterConfigsResource] = f(
@@ -216,7 +222,7 @@ class AlterConfigsRequest(Request):
 
 
 @message(ApiKey.ALTER_CONFIGS, "0-2", flexible="2+")
-class AlterConfigsResponse(Response):
+class AlterConfigsResponse(ResponseMessage):
     """AlterConfigs response."""
 
     throttle_time_ms: int = f(INT32, "0+")
@@ -232,7 +238,7 @@ class AlterConfigsResponse(Response):
 
 
 @message(ApiKey.INCREMENTAL_ALTER_CONFIGS, "0-1", flexible="1+")
-class IncrementalAlterConfigsRequest(Request):
+class IncrementalAlterConfigsRequest(RequestMessage):
     """IncrementalAlterConfigs request."""
 
     resources: list[IncrementalAlterConfigsRequest.AlterConfigsResource] = f(
@@ -254,7 +260,7 @@ class IncrementalAlterConfigsRequest(Request):
 
 
 @message(ApiKey.INCREMENTAL_ALTER_CONFIGS, "0-1", flexible="1+")
-class IncrementalAlterConfigsResponse(Response):
+class IncrementalAlterConfigsResponse(ResponseMessage):
     """IncrementalAlterConfigs response."""
 
     throttle_time_ms: int = f(INT32, "0+")
@@ -270,7 +276,7 @@ class IncrementalAlterConfigsResponse(Response):
 
 
 @message(ApiKey.DESCRIBE_LOG_DIRS, "0-4", flexible="2+")
-class DescribeLogDirsRequest(Request):
+class DescribeLogDirsRequest(RequestMessage):
     """DescribeLogDirs request."""
 
     topics: list[DescribeLogDirsRequest.DescribableLogDirTopic] | None = f(
@@ -283,7 +289,7 @@ class DescribeLogDirsRequest(Request):
 
 
 @message(ApiKey.DESCRIBE_LOG_DIRS, "0-4", flexible="2+")
-class DescribeLogDirsResponse(Response):
+class DescribeLogDirsResponse(ResponseMessage):
     """DescribeLogDirs response."""
 
     throttle_time_ms: int = f(INT32, "0+")

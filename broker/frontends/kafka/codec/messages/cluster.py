@@ -10,7 +10,13 @@ from __future__ import annotations
 import uuid
 
 from strata.broker.frontends.kafka.codec.api_keys import ApiKey
-from strata.broker.frontends.kafka.codec.schema import Request, Response, Struct, f, message
+from strata.broker.frontends.kafka.codec.schema import (
+    RequestMessage,
+    ResponseMessage,
+    Struct,
+    f,
+    message,
+)
 from strata.broker.frontends.kafka.codec.types import (
     BOOL,
     INT8,
@@ -24,7 +30,7 @@ from strata.broker.frontends.kafka.codec.types import (
 
 
 @message(ApiKey.API_VERSIONS, "0-4", flexible="3+")
-class ApiVersionsRequest(Request):
+class ApiVersionsRequest(RequestMessage):
     """ApiVersions request."""
 
     client_software_name: str = f(STRING, "3+")
@@ -32,7 +38,7 @@ class ApiVersionsRequest(Request):
 
 
 @message(ApiKey.API_VERSIONS, "0-4", flexible="3+")
-class ApiVersionsResponse(Response):
+class ApiVersionsResponse(ResponseMessage):
     """ApiVersions response."""
 
     error_code: int = f(INT16, "0+")
@@ -64,7 +70,7 @@ class ApiVersionsResponse(Response):
 
 
 @message(ApiKey.METADATA, "0-12", flexible="9+")
-class MetadataRequest(Request):
+class MetadataRequest(RequestMessage):
     """Metadata request."""
 
     topics: list[MetadataRequest.MetadataRequestTopic] | None = f(
@@ -80,7 +86,7 @@ class MetadataRequest(Request):
 
 
 @message(ApiKey.METADATA, "0-12", flexible="9+")
-class MetadataResponse(Response):
+class MetadataResponse(ResponseMessage):
     """Metadata response."""
 
     throttle_time_ms: int = f(INT32, "3+")
@@ -119,7 +125,7 @@ class MetadataResponse(Response):
 
 
 @message(ApiKey.DESCRIBE_CLUSTER, "0-1", flexible="0+")
-class DescribeClusterRequest(Request):
+class DescribeClusterRequest(RequestMessage):
     """DescribeCluster request."""
 
     include_cluster_authorized_operations: bool = f(BOOL, "0+")
@@ -127,7 +133,7 @@ class DescribeClusterRequest(Request):
 
 
 @message(ApiKey.DESCRIBE_CLUSTER, "0-1", flexible="0+")
-class DescribeClusterResponse(Response):
+class DescribeClusterResponse(ResponseMessage):
     """DescribeCluster response."""
 
     throttle_time_ms: int = f(INT32, "0+")

@@ -8,7 +8,13 @@ Declarations transcribed from Kafka's published message specs (the ``*Request.js
 from __future__ import annotations
 
 from strata.broker.frontends.kafka.codec.api_keys import ApiKey
-from strata.broker.frontends.kafka.codec.schema import Request, Response, Struct, f, message
+from strata.broker.frontends.kafka.codec.schema import (
+    RequestMessage,
+    ResponseMessage,
+    Struct,
+    f,
+    message,
+)
 from strata.broker.frontends.kafka.codec.types import (
     INT8,
     INT16,
@@ -22,7 +28,7 @@ from strata.broker.frontends.kafka.codec.types import (
 
 
 @message(ApiKey.FETCH, "4-12", flexible="12+")
-class FetchRequest(Request):
+class FetchRequest(RequestMessage):
     """Fetch request."""
 
     cluster_id: str | None = f(STRING, "12+", nullable="12+", tag=0, default=None)
@@ -55,7 +61,7 @@ class FetchRequest(Request):
 
 
 @message(ApiKey.FETCH, "4-12", flexible="12+")
-class FetchResponse(Response):
+class FetchResponse(ResponseMessage):
     """Fetch response."""
 
     throttle_time_ms: int = f(INT32, "4+")
@@ -100,7 +106,7 @@ class FetchResponse(Response):
 
 
 @message(ApiKey.LIST_OFFSETS, "0-7", flexible="6+")
-class ListOffsetsRequest(Request):
+class ListOffsetsRequest(RequestMessage):
     """ListOffsets request."""
 
     replica_id: int = f(INT32, "0+")
@@ -121,7 +127,7 @@ class ListOffsetsRequest(Request):
 
 
 @message(ApiKey.LIST_OFFSETS, "0-7", flexible="6+")
-class ListOffsetsResponse(Response):
+class ListOffsetsResponse(ResponseMessage):
     """ListOffsets response."""
 
     throttle_time_ms: int = f(INT32, "2+")
@@ -145,7 +151,7 @@ class ListOffsetsResponse(Response):
 
 
 @message(ApiKey.OFFSET_FOR_LEADER_EPOCH, "0-4", flexible="4+")
-class OffsetForLeaderEpochRequest(Request):
+class OffsetForLeaderEpochRequest(RequestMessage):
     """OffsetForLeaderEpoch request."""
 
     replica_id: int = f(INT32, "3+", default=-2)
@@ -166,7 +172,7 @@ class OffsetForLeaderEpochRequest(Request):
 
 
 @message(ApiKey.OFFSET_FOR_LEADER_EPOCH, "0-4", flexible="4+")
-class OffsetForLeaderEpochResponse(Response):
+class OffsetForLeaderEpochResponse(ResponseMessage):
     """OffsetForLeaderEpoch response."""
 
     throttle_time_ms: int = f(INT32, "2+")
@@ -188,7 +194,7 @@ class OffsetForLeaderEpochResponse(Response):
 
 
 @message(ApiKey.DELETE_RECORDS, "0-2", flexible="2+")
-class DeleteRecordsRequest(Request):
+class DeleteRecordsRequest(RequestMessage):
     """DeleteRecords request."""
 
     topics: list[DeleteRecordsRequest.DeleteRecordsTopic] = f(Array("DeleteRecordsTopic"), "0+")
@@ -206,7 +212,7 @@ class DeleteRecordsRequest(Request):
 
 
 @message(ApiKey.DELETE_RECORDS, "0-2", flexible="2+")
-class DeleteRecordsResponse(Response):
+class DeleteRecordsResponse(ResponseMessage):
     """DeleteRecords response."""
 
     throttle_time_ms: int = f(INT32, "0+")

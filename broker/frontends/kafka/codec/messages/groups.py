@@ -8,7 +8,13 @@ Declarations transcribed from Kafka's published message specs (the ``*Request.js
 from __future__ import annotations
 
 from strata.broker.frontends.kafka.codec.api_keys import ApiKey
-from strata.broker.frontends.kafka.codec.schema import Request, Response, Struct, f, message
+from strata.broker.frontends.kafka.codec.schema import (
+    RequestMessage,
+    ResponseMessage,
+    Struct,
+    f,
+    message,
+)
 from strata.broker.frontends.kafka.codec.types import (
     BOOL,
     BYTES,
@@ -21,7 +27,7 @@ from strata.broker.frontends.kafka.codec.types import (
 
 
 @message(ApiKey.FIND_COORDINATOR, "0-4", flexible="3+")
-class FindCoordinatorRequest(Request):
+class FindCoordinatorRequest(RequestMessage):
     """FindCoordinator request."""
 
     key: str = f(STRING, "0-3")
@@ -30,7 +36,7 @@ class FindCoordinatorRequest(Request):
 
 
 @message(ApiKey.FIND_COORDINATOR, "0-4", flexible="3+")
-class FindCoordinatorResponse(Response):
+class FindCoordinatorResponse(ResponseMessage):
     """FindCoordinator response."""
 
     throttle_time_ms: int = f(INT32, "1+")
@@ -51,7 +57,7 @@ class FindCoordinatorResponse(Response):
 
 
 @message(ApiKey.JOIN_GROUP, "0-9", flexible="6+")
-class JoinGroupRequest(Request):
+class JoinGroupRequest(RequestMessage):
     """JoinGroup request."""
 
     group_id: str = f(STRING, "0+")
@@ -71,7 +77,7 @@ class JoinGroupRequest(Request):
 
 
 @message(ApiKey.JOIN_GROUP, "0-9", flexible="6+")
-class JoinGroupResponse(Response):
+class JoinGroupResponse(ResponseMessage):
     """JoinGroup response."""
 
     throttle_time_ms: int = f(INT32, "2+")
@@ -93,7 +99,7 @@ class JoinGroupResponse(Response):
 
 
 @message(ApiKey.HEARTBEAT, "0-4", flexible="4+")
-class HeartbeatRequest(Request):
+class HeartbeatRequest(RequestMessage):
     """Heartbeat request."""
 
     group_id: str = f(STRING, "0+")
@@ -103,7 +109,7 @@ class HeartbeatRequest(Request):
 
 
 @message(ApiKey.HEARTBEAT, "0-4", flexible="4+")
-class HeartbeatResponse(Response):
+class HeartbeatResponse(ResponseMessage):
     """Heartbeat response."""
 
     throttle_time_ms: int = f(INT32, "1+")
@@ -111,7 +117,7 @@ class HeartbeatResponse(Response):
 
 
 @message(ApiKey.LEAVE_GROUP, "0-5", flexible="4+")
-class LeaveGroupRequest(Request):
+class LeaveGroupRequest(RequestMessage):
     """LeaveGroup request."""
 
     group_id: str = f(STRING, "0+")
@@ -125,7 +131,7 @@ class LeaveGroupRequest(Request):
 
 
 @message(ApiKey.LEAVE_GROUP, "0-5", flexible="4+")
-class LeaveGroupResponse(Response):
+class LeaveGroupResponse(ResponseMessage):
     """LeaveGroup response."""
 
     throttle_time_ms: int = f(INT32, "1+")
@@ -139,7 +145,7 @@ class LeaveGroupResponse(Response):
 
 
 @message(ApiKey.SYNC_GROUP, "0-5", flexible="4+")
-class SyncGroupRequest(Request):
+class SyncGroupRequest(RequestMessage):
     """SyncGroup request."""
 
     group_id: str = f(STRING, "0+")
@@ -158,7 +164,7 @@ class SyncGroupRequest(Request):
 
 
 @message(ApiKey.SYNC_GROUP, "0-5", flexible="4+")
-class SyncGroupResponse(Response):
+class SyncGroupResponse(ResponseMessage):
     """SyncGroup response."""
 
     throttle_time_ms: int = f(INT32, "1+")
@@ -169,7 +175,7 @@ class SyncGroupResponse(Response):
 
 
 @message(ApiKey.DESCRIBE_GROUPS, "0-5", flexible="5+")
-class DescribeGroupsRequest(Request):
+class DescribeGroupsRequest(RequestMessage):
     """DescribeGroups request."""
 
     groups: list[str] = f(Array(STRING), "0+")
@@ -177,7 +183,7 @@ class DescribeGroupsRequest(Request):
 
 
 @message(ApiKey.DESCRIBE_GROUPS, "0-5", flexible="5+")
-class DescribeGroupsResponse(Response):
+class DescribeGroupsResponse(ResponseMessage):
     """DescribeGroups response."""
 
     throttle_time_ms: int = f(INT32, "1+")
@@ -204,14 +210,14 @@ class DescribeGroupsResponse(Response):
 
 
 @message(ApiKey.LIST_GROUPS, "0-4", flexible="3+")
-class ListGroupsRequest(Request):
+class ListGroupsRequest(RequestMessage):
     """ListGroups request."""
 
     states_filter: list[str] = f(Array(STRING), "4+")
 
 
 @message(ApiKey.LIST_GROUPS, "0-4", flexible="3+")
-class ListGroupsResponse(Response):
+class ListGroupsResponse(ResponseMessage):
     """ListGroups response."""
 
     throttle_time_ms: int = f(INT32, "1+")
@@ -225,14 +231,14 @@ class ListGroupsResponse(Response):
 
 
 @message(ApiKey.DELETE_GROUPS, "0-2", flexible="2+")
-class DeleteGroupsRequest(Request):
+class DeleteGroupsRequest(RequestMessage):
     """DeleteGroups request."""
 
     groups_names: list[str] = f(Array(STRING), "0+")
 
 
 @message(ApiKey.DELETE_GROUPS, "0-2", flexible="2+")
-class DeleteGroupsResponse(Response):
+class DeleteGroupsResponse(ResponseMessage):
     """DeleteGroups response."""
 
     throttle_time_ms: int = f(INT32, "0+")

@@ -8,7 +8,13 @@ Declarations transcribed from Kafka's published message specs (the ``*Request.js
 from __future__ import annotations
 
 from strata.broker.frontends.kafka.codec.api_keys import ApiKey
-from strata.broker.frontends.kafka.codec.schema import Request, Response, Struct, f, message
+from strata.broker.frontends.kafka.codec.schema import (
+    RequestMessage,
+    ResponseMessage,
+    Struct,
+    f,
+    message,
+)
 from strata.broker.frontends.kafka.codec.types import (
     BOOL,
     INT16,
@@ -20,7 +26,7 @@ from strata.broker.frontends.kafka.codec.types import (
 
 
 @message(ApiKey.OFFSET_COMMIT, "2-8", flexible="8+")
-class OffsetCommitRequest(Request):
+class OffsetCommitRequest(RequestMessage):
     """OffsetCommit request."""
 
     group_id: str = f(STRING, "2+")
@@ -46,7 +52,7 @@ class OffsetCommitRequest(Request):
 
 
 @message(ApiKey.OFFSET_COMMIT, "2-8", flexible="8+")
-class OffsetCommitResponse(Response):
+class OffsetCommitResponse(ResponseMessage):
     """OffsetCommit response."""
 
     throttle_time_ms: int = f(INT32, "3+")
@@ -66,7 +72,7 @@ class OffsetCommitResponse(Response):
 
 
 @message(ApiKey.OFFSET_FETCH, "1-8", flexible="6+")
-class OffsetFetchRequest(Request):
+class OffsetFetchRequest(RequestMessage):
     """OffsetFetch request."""
 
     group_id: str = f(STRING, "1-7")
@@ -94,7 +100,7 @@ class OffsetFetchRequest(Request):
 
 
 @message(ApiKey.OFFSET_FETCH, "1-8", flexible="6+")
-class OffsetFetchResponse(Response):
+class OffsetFetchResponse(ResponseMessage):
     """OffsetFetch response."""
 
     throttle_time_ms: int = f(INT32, "3+")
@@ -141,7 +147,7 @@ class OffsetFetchResponse(Response):
 
 
 @message(ApiKey.OFFSET_DELETE, "0", flexible="none")
-class OffsetDeleteRequest(Request):
+class OffsetDeleteRequest(RequestMessage):
     """OffsetDelete request."""
 
     group_id: str = f(STRING, "0+")
@@ -160,7 +166,7 @@ class OffsetDeleteRequest(Request):
 
 
 @message(ApiKey.OFFSET_DELETE, "0", flexible="none")
-class OffsetDeleteResponse(Response):
+class OffsetDeleteResponse(ResponseMessage):
     """OffsetDelete response."""
 
     error_code: int = f(INT16, "0+")

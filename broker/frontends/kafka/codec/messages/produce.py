@@ -8,7 +8,13 @@ Declarations transcribed from Kafka's published message specs (the ``*Request.js
 from __future__ import annotations
 
 from strata.broker.frontends.kafka.codec.api_keys import ApiKey
-from strata.broker.frontends.kafka.codec.schema import Request, Response, Struct, f, message
+from strata.broker.frontends.kafka.codec.schema import (
+    RequestMessage,
+    ResponseMessage,
+    Struct,
+    f,
+    message,
+)
 from strata.broker.frontends.kafka.codec.types import (
     INT16,
     INT32,
@@ -21,7 +27,7 @@ from strata.broker.frontends.kafka.codec.types import (
 
 
 @message(ApiKey.PRODUCE, "0-9", flexible="9+")
-class ProduceRequest(Request):
+class ProduceRequest(RequestMessage):
     """Produce request."""
 
     transactional_id: str | None = f(STRING, "3+", nullable="3+", default=None)
@@ -41,7 +47,7 @@ class ProduceRequest(Request):
 
 
 @message(ApiKey.PRODUCE, "0-9", flexible="9+")
-class ProduceResponse(Response):
+class ProduceResponse(ResponseMessage):
     """Produce response."""
 
     responses: list[ProduceResponse.TopicProduceResponse] = f(Array("TopicProduceResponse"), "0+")
@@ -70,7 +76,7 @@ class ProduceResponse(Response):
 
 
 @message(ApiKey.INIT_PRODUCER_ID, "0-4", flexible="2+")
-class InitProducerIdRequest(Request):
+class InitProducerIdRequest(RequestMessage):
     """InitProducerId request."""
 
     transactional_id: str | None = f(STRING, "0+", nullable="0+")
@@ -80,7 +86,7 @@ class InitProducerIdRequest(Request):
 
 
 @message(ApiKey.INIT_PRODUCER_ID, "0-4", flexible="2+")
-class InitProducerIdResponse(Response):
+class InitProducerIdResponse(ResponseMessage):
     """InitProducerId response."""
 
     throttle_time_ms: int = f(INT32, "0+")

@@ -8,7 +8,13 @@ Declarations transcribed from Kafka's published message specs (the ``*Request.js
 from __future__ import annotations
 
 from strata.broker.frontends.kafka.codec.api_keys import ApiKey
-from strata.broker.frontends.kafka.codec.schema import Request, Response, Struct, f, message
+from strata.broker.frontends.kafka.codec.schema import (
+    RequestMessage,
+    ResponseMessage,
+    Struct,
+    f,
+    message,
+)
 from strata.broker.frontends.kafka.codec.types import (
     BYTES,
     INT8,
@@ -21,14 +27,14 @@ from strata.broker.frontends.kafka.codec.types import (
 
 
 @message(ApiKey.SASL_HANDSHAKE, "0-1", flexible="none")
-class SaslHandshakeRequest(Request):
+class SaslHandshakeRequest(RequestMessage):
     """SaslHandshake request."""
 
     mechanism: str = f(STRING, "0+")
 
 
 @message(ApiKey.SASL_HANDSHAKE, "0-1", flexible="none")
-class SaslHandshakeResponse(Response):
+class SaslHandshakeResponse(ResponseMessage):
     """SaslHandshake response."""
 
     error_code: int = f(INT16, "0+")
@@ -36,14 +42,14 @@ class SaslHandshakeResponse(Response):
 
 
 @message(ApiKey.SASL_AUTHENTICATE, "0-2", flexible="2+")
-class SaslAuthenticateRequest(Request):
+class SaslAuthenticateRequest(RequestMessage):
     """SaslAuthenticate request."""
 
     auth_bytes: bytes = f(BYTES, "0+")
 
 
 @message(ApiKey.SASL_AUTHENTICATE, "0-2", flexible="2+")
-class SaslAuthenticateResponse(Response):
+class SaslAuthenticateResponse(ResponseMessage):
     """SaslAuthenticate response."""
 
     error_code: int = f(INT16, "0+")
@@ -53,7 +59,7 @@ class SaslAuthenticateResponse(Response):
 
 
 @message(ApiKey.DESCRIBE_ACLS, "0-3", flexible="2+")
-class DescribeAclsRequest(Request):
+class DescribeAclsRequest(RequestMessage):
     """DescribeAcls request."""
 
     resource_type_filter: int = f(INT8, "0+")
@@ -66,7 +72,7 @@ class DescribeAclsRequest(Request):
 
 
 @message(ApiKey.DESCRIBE_ACLS, "0-3", flexible="2+")
-class DescribeAclsResponse(Response):
+class DescribeAclsResponse(ResponseMessage):
     """DescribeAcls response."""
 
     throttle_time_ms: int = f(INT32, "0+")
@@ -90,7 +96,7 @@ class DescribeAclsResponse(Response):
 
 
 @message(ApiKey.CREATE_ACLS, "0-3", flexible="2+")
-class CreateAclsRequest(Request):
+class CreateAclsRequest(RequestMessage):
     """CreateAcls request."""
 
     creations: list[CreateAclsRequest.AclCreation] = f(Array("AclCreation"), "0+")
@@ -106,7 +112,7 @@ class CreateAclsRequest(Request):
 
 
 @message(ApiKey.CREATE_ACLS, "0-3", flexible="2+")
-class CreateAclsResponse(Response):
+class CreateAclsResponse(ResponseMessage):
     """CreateAcls response."""
 
     throttle_time_ms: int = f(INT32, "0+")
@@ -118,7 +124,7 @@ class CreateAclsResponse(Response):
 
 
 @message(ApiKey.DELETE_ACLS, "0-3", flexible="2+")
-class DeleteAclsRequest(Request):
+class DeleteAclsRequest(RequestMessage):
     """DeleteAcls request."""
 
     filters: list[DeleteAclsRequest.DeleteAclsFilter] = f(Array("DeleteAclsFilter"), "0+")
@@ -134,7 +140,7 @@ class DeleteAclsRequest(Request):
 
 
 @message(ApiKey.DELETE_ACLS, "0-3", flexible="2+")
-class DeleteAclsResponse(Response):
+class DeleteAclsResponse(ResponseMessage):
     """DeleteAcls response."""
 
     throttle_time_ms: int = f(INT32, "0+")
@@ -162,7 +168,7 @@ class DeleteAclsResponse(Response):
 
 
 @message(ApiKey.DESCRIBE_USER_SCRAM_CREDENTIALS, "0", flexible="0+")
-class DescribeUserScramCredentialsRequest(Request):
+class DescribeUserScramCredentialsRequest(RequestMessage):
     """DescribeUserScramCredentials request."""
 
     users: list[DescribeUserScramCredentialsRequest.UserName] | None = f(
@@ -174,7 +180,7 @@ class DescribeUserScramCredentialsRequest(Request):
 
 
 @message(ApiKey.DESCRIBE_USER_SCRAM_CREDENTIALS, "0", flexible="0+")
-class DescribeUserScramCredentialsResponse(Response):
+class DescribeUserScramCredentialsResponse(ResponseMessage):
     """DescribeUserScramCredentials response."""
 
     throttle_time_ms: int = f(INT32, "0+")
@@ -198,7 +204,7 @@ class DescribeUserScramCredentialsResponse(Response):
 
 
 @message(ApiKey.ALTER_USER_SCRAM_CREDENTIALS, "0", flexible="0+")
-class AlterUserScramCredentialsRequest(Request):
+class AlterUserScramCredentialsRequest(RequestMessage):
     """AlterUserScramCredentials request."""
 
     deletions: list[AlterUserScramCredentialsRequest.ScramCredentialDeletion] = f(
@@ -221,7 +227,7 @@ class AlterUserScramCredentialsRequest(Request):
 
 
 @message(ApiKey.ALTER_USER_SCRAM_CREDENTIALS, "0", flexible="0+")
-class AlterUserScramCredentialsResponse(Response):
+class AlterUserScramCredentialsResponse(ResponseMessage):
     """AlterUserScramCredentials response."""
 
     throttle_time_ms: int = f(INT32, "0+")

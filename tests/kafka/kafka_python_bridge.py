@@ -82,7 +82,7 @@ def to_kp(obj: Struct, version: int, kp_cls: Any, flexible: bool | None = None) 
         kp_field = kp_fields[name]
         if fd.is_tagged(version) and value is None:
             continue  # an absent tagged struct
-        ft = fd.type
+        ft = fd.wire_type
         if isinstance(ft, Array) and isinstance(ft.element, type) and value is not None:
             sub = kp_field.data_class
             value = [to_kp(e, version, sub, flexible) for e in value]
@@ -104,7 +104,7 @@ def plain(obj: Struct | None, version: int, flexible: bool) -> Any:
         return None
     out: dict[str, Any] = {}
     for fd in _in_version(type(obj), version, flexible):
-        out[fd.name] = _plain_value(fd.type, getattr(obj, fd.name), version, flexible)
+        out[fd.name] = _plain_value(fd.wire_type, getattr(obj, fd.name), version, flexible)
     return out
 
 
@@ -129,7 +129,7 @@ def kp_plain(kp_obj: Any, cls: type[Struct], version: int, flexible: bool) -> An
     for fd in _in_version(cls, version, flexible):
         name = fd.name if fd.name in kp_fields else _RENAMED[fd.name]
         value = getattr(kp_obj, name)
-        ft = fd.type
+        ft = fd.wire_type
         if fd.name in _BITFIELDS:
             out[fd.name] = _set_to_bits(value)
         elif value is None:

@@ -57,7 +57,7 @@ def _primitive(p: Primitive) -> st.SearchStrategy[Any]:
 
 def value_strategy(field: Field, version: int, flexible: bool) -> st.SearchStrategy[Any]:
     """Any value the field may hold in ``version``."""
-    ft = field.type
+    ft = field.wire_type
     if isinstance(ft, Primitive):
         base = _primitive(ft)
     elif isinstance(ft, Array):

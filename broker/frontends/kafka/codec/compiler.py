@@ -56,7 +56,7 @@ _HELPERS: Final[dict[str, Any]] = {
 }
 
 # reader / writer names by (type, compact, nullable)
-_READERS: Final = {
+_READERS: Final[dict[tuple[str, bool, bool], Callable[..., Any]]] = {
     ("string", False, False): t.read_string,
     ("string", False, True): t.read_nullable_string,
     ("string", True, False): t.read_compact_string,
@@ -75,7 +75,7 @@ _READERS: Final = {
 }
 
 
-_WRITERS: Final = {
+_WRITERS: Final[dict[tuple[str, bool, bool], Callable[..., Any]]] = {
     ("string", False, False): t.write_string,
     ("string", False, True): t.write_nullable_string,
     ("string", True, False): t.write_compact_string,
@@ -124,7 +124,7 @@ def min_size(type_: Any, version: int, flexible: bool, nullable: bool, compact: 
     for field in type_.__kafka_fields__:
         if field.present(version) and not (flexible and field.is_tagged(version)):
             total += min_size(
-                field.type,
+                field.wire_type,
                 version,
                 flexible,
                 field.is_nullable(version),
@@ -158,8 +158,20 @@ class _Gen:
 
 
 def _fixed(field: Field) -> Primitive | None:
-    ft = field.type
+    ft = field.wire_type
     return ft if isinstance(ft, Primitive) and ft.fmt is not None else None
+
+
+def _fmt(field: Field) -> str:
+    fixed = _fixed(field)
+    assert fixed is not None and fixed.fmt is not None
+    return fixed.fmt
+
+
+def _struct(element: Any) -> type[Struct]:
+    """A resolved struct type (declarations resolve names when the message is declared)."""
+    assert isinstance(element, type) and issubclass(element, Struct), element
+    return element
 
 
 # -- decoding -----------------------------------------------------------------------------
@@ -169,7 +181,7 @@ def _emit_read(
     g: _Gen, field: Field, version: int, flexible: bool, target: str, pos: str, ind: int
 ) -> None:
     """Code reading one ``field`` at ``pos`` into ``target`` and advancing ``pos``."""
-    ft = field.type
+    ft = field.wire_type
     compact = flexible and field.compact
     nullable = field.is_nullable(version)
     if isinstance(ft, Primitive):
@@ -212,13 +224,13 @@ def _emit_read(
         else:
             g.emit(
                 ind + 1,
-                f"e, {pos} = {g.name(decoder(el, version, flexible), '_d')}(buf, {pos}, lim)",
+                f"e, {pos} = {g.name(decoder(_struct(el), version, flexible), '_d')}(buf, {pos}, lim)",
             )
         g.emit(ind + 1, "items.append(e)")
         g.emit(ind, f"{target} = items")
         return
     # a single struct; a nullable one carries an int8 presence byte (-1 null, 1 present)
-    d = g.name(decoder(ft, version, flexible), "_d")
+    d = g.name(decoder(_struct(ft), version, flexible), "_d")
     if nullable:
         g.emit(ind, f"(present,) = _i8.unpack_from(buf, {pos})")
         g.emit(ind, f"{pos} += 1")
@@ -232,7 +244,9 @@ def _emit_read(
 
 def _default_expr(g: _Gen, field: Field) -> str:
     if field.default is UNSET:
-        return "[]" if isinstance(field.type, Array) else f"{g.name(field.make_default, '_mk')}()"
+        return (
+            "[]" if isinstance(field.wire_type, Array) else f"{g.name(field.make_default, '_mk')}()"
+        )
     if field.default is None or isinstance(field.default, bool | int):
         return repr(field.default)
     return g.name(field.default, "_dflt")
@@ -241,7 +255,7 @@ def _default_expr(g: _Gen, field: Field) -> str:
 def _flush_fixed_run(g: _Gen, run: list[Field]) -> None:
     if not run:
         return
-    fmt = ">" + "".join(_fixed(fd).fmt for fd in run)  # type: ignore[union-attr]
+    fmt = ">" + "".join(_fmt(fd) for fd in run)
     s = g.name(struct.Struct(fmt), "_s")
     targets = []
     for i, fd in enumerate(run):
@@ -324,7 +338,7 @@ def _emit_write(
     g: _Gen, field: Field, version: int, flexible: bool, value: str, ind: int, parts: str = "parts"
 ) -> None:
     """Code appending ``value`` (an expression naming the field's value) to ``buf``."""
-    ft = field.type
+    ft = field.wire_type
     compact = flexible and field.compact
     nullable = field.is_nullable(version)
     if isinstance(ft, Primitive):
@@ -365,11 +379,11 @@ def _emit_write(
                 g.emit(ind, "for e in x:")
                 g.emit(ind + 1, f"{w}(buf, e)")
         else:
-            e = g.name(encoder(el, version, flexible), "_e")
+            e = g.name(encoder(_struct(el), version, flexible), "_e")
             g.emit(ind, "for e in x:")
             g.emit(ind + 1, f"buf = {e}(e, buf, {parts})")
         return
-    e = g.name(encoder(ft, version, flexible), "_e")
+    e = g.name(encoder(_struct(ft), version, flexible), "_e")
     if nullable:
         g.emit(ind, f"x = {value}")
         g.emit(ind, "if x is None:")
@@ -390,7 +404,7 @@ def _build_encoder(cls: type[Struct], version: int, flexible: bool) -> Encoder:
     def flush() -> None:
         if not run:
             return
-        fmt = ">" + "".join(_fixed(fd).fmt for fd in run)  # type: ignore[union-attr]
+        fmt = ">" + "".join(_fmt(fd) for fd in run)
         s = g.name(struct.Struct(fmt), "_s")
         values = [f"o.{fd.name}.bytes" if _fixed(fd) is t.UUID else f"o.{fd.name}" for fd in run]
         g.emit(1, f"buf += {s}.pack({', '.join(values)})")

@@ -87,7 +87,7 @@ FieldType = Primitive | Array | type | str
 class Field:
     """One field of a declaration (what ``f(...)`` returns)."""
 
-    type: FieldType
+    wire_type: FieldType
     versions: Versions
     nullable: Versions
     tag: int | None
@@ -110,17 +110,17 @@ class Field:
     @property
     def struct(self) -> type[Struct] | None:
         """The struct class of a struct or struct-array field (once resolved)."""
-        t = self.type.element if isinstance(self.type, Array) else self.type
+        t = self.wire_type.element if isinstance(self.wire_type, Array) else self.wire_type
         return t if isinstance(t, type) else None
 
     def make_default(self) -> Any:
         """A fresh default value (lists and structs are never shared between instances)."""
         if self.default is not UNSET:
             return self.default
-        if isinstance(self.type, Array):
+        if isinstance(self.wire_type, Array):
             return []
-        if isinstance(self.type, type):
-            return self.type()
+        if isinstance(self.wire_type, type):
+            return self.wire_type()
         raise AssertionError(f"field {self.name} has no default")  # pragma: no cover
 
 
@@ -148,7 +148,7 @@ def f(
         elif not isinstance(type_, Array) and tag is not None:
             default = None  # a tagged struct is written only when present
     return Field(
-        type=type_,
+        wire_type=type_,
         versions=field_versions,
         nullable=Versions.parse(nullable),
         tag=tag,
@@ -243,15 +243,15 @@ def nested_structs(cls: type) -> Iterator[type[Struct]]:
 
 
 def _resolve(owner: type, field: Field) -> None:
-    t = field.type
+    t = field.wire_type
     element = t.element if isinstance(t, Array) else t
     if isinstance(element, str):
         resolved = getattr(owner, element, None)
         if not (isinstance(resolved, type) and issubclass(resolved, Struct)):
             raise TypeError(f"{owner.__qualname__}.{field.name}: no nested struct {element!r}")
-        field.type = Array(resolved) if isinstance(t, Array) else resolved
-    if field.default is UNSET and not isinstance(field.type, Array | type):
-        raise TypeError(f"{owner.__qualname__}.{field.name}: unresolved type {field.type!r}")
+        field.wire_type = Array(resolved) if isinstance(t, Array) else resolved
+    if field.default is UNSET and not isinstance(field.wire_type, Array | type):
+        raise TypeError(f"{owner.__qualname__}.{field.name}: unresolved type {field.wire_type!r}")
 
 
 _INIT_TEMPLATE = """\
@@ -288,7 +288,7 @@ def finalize(cls: type[Struct], owner: type | None = None) -> None:
     exec(compile(source, f"<kafka struct {cls.__qualname__}>", "exec"), namespace)
     init = namespace["__init__"]
     init.__qualname__ = f"{cls.__qualname__}.__init__"
-    cls.__init__ = init  # type: ignore[misc]
+    setattr(cls, "__init__", init)  # noqa: B010  (mypy refuses assigning a method)
     cls.__kafka_ready__ = True
 
 

@@ -29,14 +29,10 @@ from strata.broker.frontends.kafka.codec.messages.security import *  # noqa: F40
 from strata.broker.frontends.kafka.codec.schema import REGISTRY, RequestMessage, ResponseMessage
 
 REQUESTS: Final[dict[int, type[RequestMessage]]] = {
-    key: cls
-    for (key, is_request), cls in sorted(REGISTRY.items())
-    if is_request  # type: ignore[misc]
+    key: cls for (key, _), cls in sorted(REGISTRY.items()) if issubclass(cls, RequestMessage)
 }
 RESPONSES: Final[dict[int, type[ResponseMessage]]] = {
-    key: cls
-    for (key, is_request), cls in sorted(REGISTRY.items())
-    if not is_request  # type: ignore[misc]
+    key: cls for (key, _), cls in sorted(REGISTRY.items()) if issubclass(cls, ResponseMessage)
 }
 #: The declared version range of every API: ``{api_key: (min, max)}``.
 DECLARED: Final[dict[int, tuple[int, int]]] = {

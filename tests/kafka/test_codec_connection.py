@@ -469,6 +469,32 @@ def test_produce_records_are_views_into_the_frame_not_copies(version: int) -> No
     assert small.obj is large.obj  # both look into the one frame buffer
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    cuts=st.lists(st.integers(0, 300_000), max_size=6),
+    reuse_buffer=st.booleans(),
+)
+def test_records_views_stay_valid_whatever_arrives_after_them(
+    cuts: list[int], reuse_buffer: bool
+) -> None:
+    """Frames reach the decoder in any chunking; a chunk may even be a read buffer the
+    caller overwrites afterwards. Views handed out must never change."""
+    batches = [[b"a" * 50, b"b" * 90_000], [b"c" * 70_000], [b"d" * 10]]
+    data = b"".join(
+        _join(encode_request(_produce(records=r), 9, i, "c")) for i, r in enumerate(batches)
+    )
+    points = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
+    conn = KafkaServerConnection()
+    events: list[Request] = []
+    for a, b in zip(points, points[1:], strict=False):
+        chunk = bytearray(data[a:b]) if reuse_buffer else data[a:b]
+        events += _feed(conn, chunk)  # type: ignore[arg-type]
+        if reuse_buffer:
+            chunk[:] = b"\xee" * len(chunk)  # the caller reuses its buffer
+    got = [[bytes(p.records) for p in e.body.topic_data[0].partition_data] for e in events]
+    assert got == batches
+
+
 def test_produce_with_acks_zero_expects_no_response() -> None:
     client = KafkaClientConnection()
     server = KafkaServerConnection()

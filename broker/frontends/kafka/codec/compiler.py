@@ -26,10 +26,10 @@ from typing import Any, Final
 from strata.broker.frontends.kafka.codec import types as t
 from strata.broker.frontends.kafka.codec.exceptions import EncodeError
 from strata.broker.frontends.kafka.codec.schema import UNSET, Field, Struct
-from strata.broker.frontends.kafka.codec.types import Array, OutPart, Primitive, WireError
+from strata.broker.frontends.kafka.codec.types import Array, OutParts, Primitive, WireError
 
 Decoder = Callable[[memoryview, int, list[int]], tuple[Any, int]]
-Encoder = Callable[[Any, bytearray, "list[OutPart] | None"], bytearray]
+Encoder = Callable[[Any, bytearray, "OutParts | None"], bytearray]
 
 #: Array elements one message may hold, all arrays together (each element is a Python
 #: object or more, so this bounds the memory a request can make the broker allocate).
@@ -439,7 +439,10 @@ def _build_encoder(cls: type[Struct], version: int, flexible: bool) -> Encoder:
                 _emit_write(g, field, version, flexible, "v", 2, parts="None")
                 g.emit(2, f"tags.append(({field.tag}, buf))")
                 g.emit(2, "buf = outer")
-            g.emit(1, "_write_tagged(buf, tags)")
+            g.emit(1, "if tags:")
+            g.emit(2, "_write_tagged(buf, tags)")
+            g.emit(1, "else:")
+            g.emit(2, "buf.append(0)")
     g.emit(1, "return buf")
     return g.build("encode", f"{cls.__qualname__} v{version}", "encode", (cls, version, flexible))  # type: ignore[no-any-return]
 
@@ -492,7 +495,7 @@ def read_message(
 
 
 def write_struct(
-    obj: Struct, version: int, flexible: bool, buf: bytearray, parts: list[OutPart] | None
+    obj: Struct, version: int, flexible: bool, buf: bytearray, parts: OutParts | None
 ) -> bytearray:
     """Append ``obj`` to ``buf`` (records parts going to ``parts``); returns the buffer to continue in."""
     enc = encoder(type(obj), version, flexible)

@@ -70,7 +70,7 @@ from strata.broker.frontends.kafka.codec.messages import (
     ProduceRequest,
 )
 from strata.broker.frontends.kafka.codec.schema import RequestMessage, ResponseMessage, Struct
-from strata.broker.frontends.kafka.codec.types import Buffer, OutPart, WireError
+from strata.broker.frontends.kafka.codec.types import Buffer, OutPart, OutParts, WireError
 
 __all__ = [
     "CLOSED",
@@ -134,14 +134,6 @@ class Response:
 # -- encoding frames ----------------------------------------------------------------------
 
 
-def _part_size(part: OutPart) -> int:
-    if isinstance(part, bytes | bytearray):
-        return len(part)
-    if isinstance(part, memoryview):
-        return part.nbytes
-    return part.size
-
-
 def _frame(
     header: Struct,
     header_version: int,
@@ -153,11 +145,11 @@ def _frame(
     """``size | header | body`` as buffers; ``size`` counts records parts by their ``size``."""
     buf = bytearray(4)
     buf = write_struct(header, header_version, header_flexible, buf, None)
-    parts: list[OutPart] = []
+    parts = OutParts()
     buf = write_struct(body, version, flexible, buf, parts)
+    total = parts.nbytes + len(buf) - 4
     if buf or not parts:
         parts.append(buf)
-    total = sum(_part_size(p) for p in parts) - 4
     if total > _I32_MAX:
         raise EncodeError(f"a frame of {total} bytes is larger than Kafka's int32 size allows")
     first = parts[0]

@@ -1,9 +1,12 @@
 """Splitting a Kafka byte stream into frames: ``int32 size | size bytes``, in either direction.
 
 Sans-I/O (h11's shape): bytes go in with :meth:`FrameReader.receive_data`, whole frames
-come out of :meth:`FrameReader.next_frame`. Every frame handed out owns its buffer, so a
-``memoryview`` into it (a Produce request's records) stays valid for as long as the
-handler keeps it, whatever arrives next.
+come out of :meth:`FrameReader.next_frame`. Every frame handed out is a view of a buffer
+nothing will write to again, so a ``memoryview`` into it (a Produce request's records)
+stays valid for as long as the handler keeps it, whatever arrives next. Copies are kept
+to what the stream's chunking forces: a frame that arrived inside one ``bytes`` chunk is
+a view of that chunk; a frame that ends a buffer of several chunks takes that buffer
+over; only a frame followed by more data in a shared buffer is copied out of it.
 
 Bounds: the size prefix is checked as soon as its 4 bytes are in, before anything of the
 body is buffered; a negative size or one above ``max_frame_bytes`` fails the reader for
@@ -62,7 +65,9 @@ class FrameReader:
         if not 0 < max_frame_bytes <= 0x7FFFFFFF:
             raise ValueError("max_frame_bytes must be in [1, 2**31)")
         self.max_frame_bytes = max_frame_bytes
-        self._buf = bytearray()
+        #: Received bytes not handed out yet start at ``_pos``: the caller's ``bytes``
+        #: while nothing else arrived, else a ``bytearray`` collecting the pieces.
+        self._buf: bytes | bytearray = b""
         self._pos = 0
         self._big: bytearray | None = None
         self._big_filled = 0
@@ -97,14 +102,21 @@ class FrameReader:
                     return
                 data = bytes(view[n:])
         buf = self._buf
-        if self._pos:
-            if self._pos == len(buf):
-                buf.clear()
+        if self._pos == len(buf):
+            # Nothing pending: keep the caller's bytes as they are (immutable, so frames
+            # can be handed out as views of them without a copy).
+            self._buf = data if type(data) is bytes else bytearray(data)
+            self._pos = 0
+            return
+        if isinstance(buf, bytes):
+            pending = bytearray(memoryview(buf)[self._pos :])
+            self._buf, self._pos = pending, 0
+        else:
+            pending = buf
+            if self._pos >= _COMPACT_BYTES and self._pos * 2 >= len(pending):
+                del pending[: self._pos]
                 self._pos = 0
-            elif self._pos >= _COMPACT_BYTES and self._pos * 2 >= len(buf):
-                del buf[: self._pos]
-                self._pos = 0
-        buf += data
+        pending += data
 
     def next_frame(self) -> NextFrame:
         """The next frame's body, ``NEED_DATA``, or ``CLOSED`` after a clean end of stream."""
@@ -114,7 +126,7 @@ class FrameReader:
             return self._next()
         except FramingError as exc:
             self._error = exc
-            self._buf = bytearray()
+            self._buf = b""
             self._pos = 0
             self._big = None
             self._big_filled = 0
@@ -150,8 +162,17 @@ class FrameReader:
             )
         have = avail - 4
         if have >= size:
-            self._pos = pos + 4 + size
-            return memoryview(bytes(buf[pos + 4 : pos + 4 + size]))
+            end = pos + 4 + size
+            if type(buf) is bytes:
+                self._pos = end
+                return memoryview(buf)[pos + 4 : end]
+            if end == len(buf):  # the last frame received: the frame takes the buffer over
+                self._buf = b""
+                self._pos = 0
+                return memoryview(buf).toreadonly()[pos + 4 : end]
+            self._pos = end
+            with memoryview(buf) as view:
+                return memoryview(bytes(view[pos + 4 : end]))
         if size >= LARGE_FRAME_BYTES and have >= LARGE_FRAME_BYTES:
             big = bytearray(size)
             with memoryview(buf) as view:

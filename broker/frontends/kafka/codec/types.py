@@ -342,6 +342,10 @@ _UVARINT_1: Final = [bytes([i]) for i in range(0x80)]
 def uvarint_bytes(n: int) -> bytes:
     if 0 <= n < 0x80:
         return _UVARINT_1[n]
+    if 0 < n < 0x4000:
+        return bytes(((n & 0x7F) | 0x80, n >> 7))
+    if 0 < n < 0x200000:
+        return bytes(((n & 0x7F) | 0x80, ((n >> 7) & 0x7F) | 0x80, n >> 14))
     if n < 0 or n > 0xFFFFFFFF:
         raise EncodeError(f"{n} does not fit an unsigned varint")
     out = bytearray()
@@ -444,14 +448,25 @@ def write_uuid(buf: bytearray, u: uuid.UUID) -> None:
     buf += u.bytes
 
 
+class OutParts(list[OutPart]):
+    """The buffers of a frame being encoded, with the byte count of those already in it
+    (so the frame's size prefix needs no second pass over hundreds of parts)."""
+
+    __slots__ = ("nbytes",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.nbytes = 0
+
+
 def records_size(value: Records) -> int:
     """The byte size of a ``records`` value (a part's ``size``, summed over a sequence)."""
-    if value is None:
-        return 0
     if isinstance(value, bytes | bytearray):
         return len(value)
     if isinstance(value, memoryview):
         return value.nbytes
+    if value is None:
+        return 0
     if isinstance(value, list | tuple):
         return sum(records_size(p) for p in value)
     size = value.size  # type: ignore[union-attr]
@@ -460,14 +475,16 @@ def records_size(value: Records) -> int:
     return size
 
 
-def _emit_records(buf: bytearray, parts: list[OutPart] | None, value: Records) -> bytearray:
-    """Append ``value`` after its length prefix: small bytes copied, the rest as parts."""
+def _emit_records(buf: bytearray, parts: OutParts | None, value: Records, size: int) -> bytearray:
+    """Append ``value`` (``size`` bytes) after its length prefix: small bytes are copied,
+    the rest closes ``buf`` into ``parts`` and goes there as is; returns the buffer to go on in."""
     if isinstance(value, bytes | bytearray | memoryview):
-        if parts is None or len(value) <= INLINE_RECORDS_MAX:
+        if parts is None or size <= INLINE_RECORDS_MAX:
             buf += value
             return buf
         parts.append(buf)
         parts.append(value)
+        parts.nbytes += len(buf) + size
         return bytearray()
     if parts is None:
         raise EncodeError("records parts cannot be encoded here (only bytes)")
@@ -476,10 +493,11 @@ def _emit_records(buf: bytearray, parts: list[OutPart] | None, value: Records) -
         parts.extend(value)
     else:
         parts.append(value)  # type: ignore[arg-type]
+    parts.nbytes += len(buf) + size
     return bytearray()
 
 
-def write_records(buf: bytearray, parts: list[OutPart] | None, value: Records) -> bytearray:
+def write_records(buf: bytearray, parts: OutParts | None, value: Records) -> bytearray:
     """Records with an ``int32`` length; returns the buffer to go on writing into."""
     if value is None:
         buf += b"\xff\xff\xff\xff"
@@ -488,16 +506,16 @@ def write_records(buf: bytearray, parts: list[OutPart] | None, value: Records) -
     if size > _I32_MAX:
         raise EncodeError(f"records of {size} bytes are longer than an int32 length allows")
     buf += _I32.pack(size)
-    return _emit_records(buf, parts, value) if size else buf
+    return _emit_records(buf, parts, value, size) if size else buf
 
 
-def write_compact_records(buf: bytearray, parts: list[OutPart] | None, value: Records) -> bytearray:
+def write_compact_records(buf: bytearray, parts: OutParts | None, value: Records) -> bytearray:
     if value is None:
         buf.append(0)
         return buf
     size = records_size(value)
     write_uvarint(buf, size + 1)
-    return _emit_records(buf, parts, value) if size else buf
+    return _emit_records(buf, parts, value, size) if size else buf
 
 
 def write_array_length(buf: bytearray, value: Sequence[Any] | None) -> None:

@@ -18,8 +18,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from strata.broker.frontends.kafka.codec import messages
+from strata.broker.frontends.kafka.codec import messages as m
 from strata.broker.frontends.kafka.codec.api_keys import ApiKey
 from strata.broker.frontends.kafka.codec.compiler import encode_body, flexible_of, read_message
+from strata.broker.frontends.kafka.codec.exceptions import EncodeError
 from strata.broker.frontends.kafka.codec.schema import Struct
 from tests.kafka.kafka_python_bridge import kp_class, kp_plain, plain, to_kp
 from tests.kafka.strategies import message_strategy
@@ -119,3 +121,103 @@ def test_round_trips_with_kafka_python(
     decoded = read_message(cls, version, memoryview(theirs))
     assert plain(decoded, version, flexible) == expected
     assert encode_body(decoded, version) == theirs
+
+
+def test_unknown_tagged_fields_are_skipped_and_dropped_on_re_encoding() -> None:
+    body = m.HeartbeatRequest(group_id="g", generation_id=3, member_id="m", group_instance_id=None)
+    data = encode_body(body, 4)
+    assert data.endswith(b"\x00")  # an empty tag section
+    with_unknown = data[:-1] + b"\x02" + b"\x05\x03abc" + b"\x09\x00"  # tags 5 and 9
+    decoded = read_message(m.HeartbeatRequest, 4, memoryview(with_unknown))
+    assert decoded == body
+    assert encode_body(decoded, 4) == data
+
+
+def test_known_tagged_fields_are_written_only_when_they_differ_from_their_default() -> None:
+    response = m.ApiVersionsResponse(api_keys=[])
+    assert encode_body(response, 3).endswith(b"\x00")
+    response.finalized_features_epoch = 7
+    response.zk_migration_ready = True
+    data = encode_body(response, 3)
+    # two tags: 1 (int64 epoch, 8 bytes) and 3 (bool, 1 byte), in tag order
+    assert data.endswith(b"\x02" + b"\x01\x08" + (7).to_bytes(8, "big") + b"\x03\x01\x01")
+    assert read_message(m.ApiVersionsResponse, 3, memoryview(data)) == response
+
+
+def test_fields_absent_from_a_version_decode_as_their_defaults() -> None:
+    full = m.ProduceResponse(
+        responses=[
+            m.ProduceResponse.TopicProduceResponse(
+                name="t",
+                partition_responses=[
+                    m.ProduceResponse.PartitionProduceResponse(
+                        index=1,
+                        base_offset=10,
+                        log_append_time_ms=99,
+                        log_start_offset=4,
+                        error_message="x",
+                    )
+                ],
+            )
+        ],
+        throttle_time_ms=5,
+    )
+    v0 = read_message(m.ProduceResponse, 0, memoryview(encode_body(full, 0)))
+    partition = v0.responses[0].partition_responses[0]
+    assert (partition.index, partition.base_offset) == (1, 10)
+    assert (partition.log_append_time_ms, partition.log_start_offset, partition.error_message) == (
+        -1,
+        -1,
+        None,
+    )
+    assert v0.throttle_time_ms == 0
+
+
+def test_encoding_a_value_the_version_cannot_carry_is_an_encode_error() -> None:
+    with pytest.raises(EncodeError, match="not nullable"):
+        encode_body(m.HeartbeatRequest(group_id=None), 0)  # type: ignore[arg-type]
+    with pytest.raises(EncodeError, match="HeartbeatRequest v0"):
+        encode_body(m.HeartbeatRequest(generation_id=1 << 40), 0)
+    with pytest.raises(EncodeError, match="int16 length"):
+        encode_body(m.HeartbeatRequest(group_id="g" * 40_000), 0)
+    with pytest.raises(EncodeError):
+        encode_body(m.DeleteGroupsRequest(groups_names=None), 0)  # type: ignore[arg-type]
+
+
+def test_decoded_messages_are_typed_objects_with_plain_attributes() -> None:
+    request = m.ProduceRequest(
+        acks=1,
+        topic_data=[
+            m.ProduceRequest.TopicProduceData(
+                name="events",
+                partition_data=[m.ProduceRequest.PartitionProduceData(index=7, records=b"x")],
+            )
+        ],
+    )
+    decoded = read_message(m.ProduceRequest, 9, memoryview(encode_body(request, 9)))
+    assert type(decoded) is m.ProduceRequest
+    assert decoded.topic_data[0].partition_data[0].index == 7
+    assert not hasattr(decoded, "__dict__")  # slotted
+    assert repr(decoded).startswith("ProduceRequest(transactional_id=None, acks=1,")
+    with pytest.raises(TypeError):
+        m.ProduceRequest(no_such_field=1)  # type: ignore[call-arg]
+
+
+def test_an_encode_error_names_the_field_that_failed() -> None:
+    response = m.FetchResponse(
+        responses=[
+            m.FetchResponse.FetchableTopicResponse(
+                topic="t",
+                partitions=[
+                    m.FetchResponse.PartitionData(),
+                    m.FetchResponse.PartitionData(high_watermark="9"),
+                ],
+            )
+        ]
+    )
+    for version in (11, 12):
+        with pytest.raises(
+            EncodeError,
+            match=rf"FetchResponse v{version}: responses\[0\]\.partitions\[1\]\.high_watermark",
+        ):
+            encode_body(response, version)

@@ -494,6 +494,9 @@ def read_message(
     return obj
 
 
+_ENCODE_FAILURES = (EncodeError, struct.error, TypeError, AttributeError, ValueError, OverflowError)
+
+
 def write_struct(
     obj: Struct, version: int, flexible: bool, buf: bytearray, parts: OutParts | None
 ) -> bytearray:
@@ -501,12 +504,51 @@ def write_struct(
     enc = encoder(type(obj), version, flexible)
     try:
         return enc(obj, buf, parts)
-    except EncodeError as exc:
-        raise EncodeError(f"{type(obj).__qualname__} v{version}: {exc}") from None
-    except (struct.error, TypeError, AttributeError, ValueError, OverflowError) as exc:
-        raise EncodeError(
-            f"{type(obj).__qualname__} v{version}: {type(exc).__name__}: {exc}"
-        ) from exc
+    except _ENCODE_FAILURES as exc:
+        where = _locate(obj, version, flexible) or "?"
+        what = str(exc) if isinstance(exc, EncodeError) else f"{type(exc).__name__}: {exc}"
+        raise EncodeError(f"{type(obj).__qualname__} v{version}: {where}: {what}") from None
+
+
+def _field_encoder(field: Field, version: int, flexible: bool) -> Encoder:
+    g = _Gen()
+    g.emit(0, "def encode(o, buf, parts):")
+    _emit_write(g, field, version, flexible, f"o.{field.name}", 1)
+    g.emit(1, "return buf")
+    source = "\n".join(g.lines) + "\n"
+    exec(compile(source, f"<kafka field {field.name}>", "exec"), g.ns)
+    return g.ns["encode"]  # type: ignore[no-any-return]
+
+
+def _locate(obj: Struct, version: int, flexible: bool) -> str | None:
+    """The path of the first field of ``obj`` that does not encode (the slow path of an
+    error message: it names ``responses[0].partitions[3].records`` instead of guessing)."""
+    for field in type(obj).__kafka_fields__:
+        if not field.present(version) or (field.is_tagged(version) and not flexible):
+            continue
+        if field.is_tagged(version) and getattr(obj, field.name, None) in (None, field.default, []):
+            continue  # an absent tagged field is not written
+        try:
+            _field_encoder(field, version, flexible)(obj, bytearray(), OutParts())
+            continue
+        except _ENCODE_FAILURES:
+            pass
+        value = getattr(obj, field.name, None)
+        ft = field.wire_type
+        if isinstance(ft, Array) and isinstance(ft.element, type) and isinstance(value, list):
+            for i, element in enumerate(value):
+                if type(element) is ft.element:
+                    inner = _locate(element, version, flexible)
+                    if inner:
+                        return f"{field.name}[{i}].{inner}"
+                else:
+                    return f"{field.name}[{i}] (a {type(element).__name__}, not {ft.element.__qualname__})"
+        elif isinstance(ft, type) and type(value) is ft:
+            inner = _locate(value, version, flexible)
+            if inner:
+                return f"{field.name}.{inner}"
+        return field.name
+    return None
 
 
 def encode_body(obj: Struct, version: int) -> bytes:

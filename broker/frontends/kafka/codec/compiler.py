@@ -537,13 +537,13 @@ def _locate(obj: Struct, version: int, flexible: bool) -> str | None:
         ft = field.wire_type
         if isinstance(ft, Array) and isinstance(ft.element, type) and isinstance(value, list):
             for i, element in enumerate(value):
-                if type(element) is ft.element:
+                if isinstance(element, Struct) and type(element) is ft.element:
                     inner = _locate(element, version, flexible)
                     if inner:
                         return f"{field.name}[{i}].{inner}"
                 else:
                     return f"{field.name}[{i}] (a {type(element).__name__}, not {ft.element.__qualname__})"
-        elif isinstance(ft, type) and type(value) is ft:
+        elif isinstance(ft, type) and isinstance(value, Struct) and type(value) is ft:
             inner = _locate(value, version, flexible)
             if inner:
                 return f"{field.name}.{inner}"

@@ -31,7 +31,7 @@ from strata.broker.frontends.kafka.codec.types import (
 
 @message(ApiKey.CREATE_TOPICS, "0-7", flexible="5+")
 class CreateTopicsRequest(RequestMessage):
-    """CreateTopics request."""
+    """CreateTopics request: create topics (partitions, replication factor or assignment, configs)."""
 
     topics: list[CreateTopicsRequest.CreatableTopic] = f(Array("CreatableTopic"), "0+")
     timeout_ms: int = f(INT32, "0+", default=60000)
@@ -59,7 +59,7 @@ class CreateTopicsRequest(RequestMessage):
 
 @message(ApiKey.CREATE_TOPICS, "0-7", flexible="5+")
 class CreateTopicsResponse(ResponseMessage):
-    """CreateTopics response."""
+    """CreateTopics response: the outcome per topic (and its configs from v5)."""
 
     throttle_time_ms: int = f(INT32, "2+")
     topics: list[CreateTopicsResponse.CreatableTopicResult] = f(Array("CreatableTopicResult"), "0+")
@@ -86,7 +86,7 @@ class CreateTopicsResponse(ResponseMessage):
 
 @message(ApiKey.DELETE_TOPICS, "0-6", flexible="4+")
 class DeleteTopicsRequest(RequestMessage):
-    """DeleteTopics request."""
+    """DeleteTopics request: delete topics."""
 
     topics: list[DeleteTopicsRequest.DeleteTopicState] = f(Array("DeleteTopicState"), "6+")
     topic_names: list[str] = f(Array(STRING), "0-5")
@@ -99,7 +99,7 @@ class DeleteTopicsRequest(RequestMessage):
 
 @message(ApiKey.DELETE_TOPICS, "0-6", flexible="4+")
 class DeleteTopicsResponse(ResponseMessage):
-    """DeleteTopics response."""
+    """DeleteTopics response: the outcome per topic."""
 
     throttle_time_ms: int = f(INT32, "1+")
     responses: list[DeleteTopicsResponse.DeletableTopicResult] = f(
@@ -115,7 +115,7 @@ class DeleteTopicsResponse(ResponseMessage):
 
 @message(ApiKey.CREATE_PARTITIONS, "0-3", flexible="2+")
 class CreatePartitionsRequest(RequestMessage):
-    """CreatePartitions request."""
+    """CreatePartitions request: add partitions to topics."""
 
     topics: list[CreatePartitionsRequest.CreatePartitionsTopic] = f(
         Array("CreatePartitionsTopic"), "0+"
@@ -136,7 +136,7 @@ class CreatePartitionsRequest(RequestMessage):
 
 @message(ApiKey.CREATE_PARTITIONS, "0-3", flexible="2+")
 class CreatePartitionsResponse(ResponseMessage):
-    """CreatePartitions response."""
+    """CreatePartitions response: the outcome per topic."""
 
     throttle_time_ms: int = f(INT32, "0+")
     results: list[CreatePartitionsResponse.CreatePartitionsTopicResult] = f(
@@ -151,7 +151,7 @@ class CreatePartitionsResponse(ResponseMessage):
 
 @message(ApiKey.DESCRIBE_CONFIGS, "0-4", flexible="4+")
 class DescribeConfigsRequest(RequestMessage):
-    """DescribeConfigs request."""
+    """DescribeConfigs request: the configs of topics and brokers."""
 
     resources: list[DescribeConfigsRequest.DescribeConfigsResource] = f(
         Array("DescribeConfigsResource"), "0+"
@@ -167,7 +167,7 @@ class DescribeConfigsRequest(RequestMessage):
 
 @message(ApiKey.DESCRIBE_CONFIGS, "0-4", flexible="4+")
 class DescribeConfigsResponse(ResponseMessage):
-    """DescribeConfigs response."""
+    """DescribeConfigs response: config entries per resource."""
 
     throttle_time_ms: int = f(INT32, "0+")
     results: list[DescribeConfigsResponse.DescribeConfigsResult] = f(
@@ -204,7 +204,9 @@ class DescribeConfigsResponse(ResponseMessage):
 
 @message(ApiKey.ALTER_CONFIGS, "0-2", flexible="2+")
 class AlterConfigsRequest(RequestMessage):
-    """AlterConfigs request."""
+    """AlterConfigs request: replace the configs of resources (not incremental: keys left out are
+    reset).
+    """
 
     resources: list[AlterConfigsRequest.AlterConfigsResource] = f(
         Array("AlterConfigsResource"), "0+"
@@ -223,7 +225,7 @@ class AlterConfigsRequest(RequestMessage):
 
 @message(ApiKey.ALTER_CONFIGS, "0-2", flexible="2+")
 class AlterConfigsResponse(ResponseMessage):
-    """AlterConfigs response."""
+    """AlterConfigs response: the outcome per resource."""
 
     throttle_time_ms: int = f(INT32, "0+")
     responses: list[AlterConfigsResponse.AlterConfigsResourceResponse] = f(
@@ -239,7 +241,7 @@ class AlterConfigsResponse(ResponseMessage):
 
 @message(ApiKey.INCREMENTAL_ALTER_CONFIGS, "0-1", flexible="1+")
 class IncrementalAlterConfigsRequest(RequestMessage):
-    """IncrementalAlterConfigs request."""
+    """IncrementalAlterConfigs request: set, delete, append to or subtract from config keys."""
 
     resources: list[IncrementalAlterConfigsRequest.AlterConfigsResource] = f(
         Array("AlterConfigsResource"), "0+"
@@ -261,7 +263,7 @@ class IncrementalAlterConfigsRequest(RequestMessage):
 
 @message(ApiKey.INCREMENTAL_ALTER_CONFIGS, "0-1", flexible="1+")
 class IncrementalAlterConfigsResponse(ResponseMessage):
-    """IncrementalAlterConfigs response."""
+    """IncrementalAlterConfigs response: the outcome per resource."""
 
     throttle_time_ms: int = f(INT32, "0+")
     responses: list[IncrementalAlterConfigsResponse.AlterConfigsResourceResponse] = f(
@@ -277,7 +279,7 @@ class IncrementalAlterConfigsResponse(ResponseMessage):
 
 @message(ApiKey.DESCRIBE_LOG_DIRS, "0-4", flexible="2+")
 class DescribeLogDirsRequest(RequestMessage):
-    """DescribeLogDirs request."""
+    """DescribeLogDirs request: log directories and the sizes of their partitions."""
 
     topics: list[DescribeLogDirsRequest.DescribableLogDirTopic] | None = f(
         Array("DescribableLogDirTopic"), "0+", nullable="0+"
@@ -290,7 +292,7 @@ class DescribeLogDirsRequest(RequestMessage):
 
 @message(ApiKey.DESCRIBE_LOG_DIRS, "0-4", flexible="2+")
 class DescribeLogDirsResponse(ResponseMessage):
-    """DescribeLogDirs response."""
+    """DescribeLogDirs response: directories with their partitions' sizes."""
 
     throttle_time_ms: int = f(INT32, "0+")
     error_code: int = f(INT16, "3+")

@@ -31,7 +31,9 @@ from strata.broker.frontends.kafka.codec.types import (
 
 @message(ApiKey.API_VERSIONS, "0-4", flexible="3+")
 class ApiVersionsRequest(RequestMessage):
-    """ApiVersions request."""
+    """ApiVersions request: the API version ranges the broker serves; the first request on a
+    connection.
+    """
 
     client_software_name: str = f(STRING, "3+")
     client_software_version: str = f(STRING, "3+")
@@ -39,7 +41,7 @@ class ApiVersionsRequest(RequestMessage):
 
 @message(ApiKey.API_VERSIONS, "0-4", flexible="3+")
 class ApiVersionsResponse(ResponseMessage):
-    """ApiVersions response."""
+    """ApiVersions response: the ranges. Its response header is always v0 (KIP-511)."""
 
     error_code: int = f(INT16, "0+")
     api_keys: list[ApiVersionsResponse.ApiVersion] = f(Array("ApiVersion"), "0+")
@@ -71,7 +73,7 @@ class ApiVersionsResponse(ResponseMessage):
 
 @message(ApiKey.METADATA, "0-12", flexible="9+")
 class MetadataRequest(RequestMessage):
-    """Metadata request."""
+    """Metadata request: brokers, and topics with their partitions' leaders and replicas."""
 
     topics: list[MetadataRequest.MetadataRequestTopic] | None = f(
         Array("MetadataRequestTopic"), "0+", nullable="1+"
@@ -87,7 +89,7 @@ class MetadataRequest(RequestMessage):
 
 @message(ApiKey.METADATA, "0-12", flexible="9+")
 class MetadataResponse(ResponseMessage):
-    """Metadata response."""
+    """Metadata response: brokers, controller, topics and partitions."""
 
     throttle_time_ms: int = f(INT32, "3+")
     brokers: list[MetadataResponse.MetadataResponseBroker] = f(
@@ -126,7 +128,7 @@ class MetadataResponse(ResponseMessage):
 
 @message(ApiKey.DESCRIBE_CLUSTER, "0-1", flexible="0+")
 class DescribeClusterRequest(RequestMessage):
-    """DescribeCluster request."""
+    """DescribeCluster request: the cluster's brokers and controller (admin clients)."""
 
     include_cluster_authorized_operations: bool = f(BOOL, "0+")
     endpoint_type: int = f(INT8, "1+", default=1)
@@ -134,7 +136,7 @@ class DescribeClusterRequest(RequestMessage):
 
 @message(ApiKey.DESCRIBE_CLUSTER, "0-1", flexible="0+")
 class DescribeClusterResponse(ResponseMessage):
-    """DescribeCluster response."""
+    """DescribeCluster response: brokers, controller and cluster id."""
 
     throttle_time_ms: int = f(INT32, "0+")
     error_code: int = f(INT16, "0+")

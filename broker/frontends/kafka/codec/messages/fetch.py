@@ -29,7 +29,9 @@ from strata.broker.frontends.kafka.codec.types import (
 
 @message(ApiKey.FETCH, "4-12", flexible="12+")
 class FetchRequest(RequestMessage):
-    """Fetch request."""
+    """Fetch request: records from partitions at given offsets; a long poll bounded by max_wait_ms,
+    min_bytes and max_bytes.
+    """
 
     cluster_id: str | None = f(STRING, "12+", nullable="12+", tag=0, default=None)
     replica_id: int = f(INT32, "4+", default=-1)
@@ -62,7 +64,9 @@ class FetchRequest(RequestMessage):
 
 @message(ApiKey.FETCH, "4-12", flexible="12+")
 class FetchResponse(ResponseMessage):
-    """Fetch response."""
+    """Fetch response: record batches per partition as they are on disk (``records`` may be a file
+    part).
+    """
 
     throttle_time_ms: int = f(INT32, "4+")
     error_code: int = f(INT16, "7+")
@@ -107,7 +111,7 @@ class FetchResponse(ResponseMessage):
 
 @message(ApiKey.LIST_OFFSETS, "0-7", flexible="6+")
 class ListOffsetsRequest(RequestMessage):
-    """ListOffsets request."""
+    """ListOffsets request: the offset for a timestamp, per partition (-2 earliest, -1 latest)."""
 
     replica_id: int = f(INT32, "0+")
     isolation_level: int = f(INT8, "2+")
@@ -128,7 +132,7 @@ class ListOffsetsRequest(RequestMessage):
 
 @message(ApiKey.LIST_OFFSETS, "0-7", flexible="6+")
 class ListOffsetsResponse(ResponseMessage):
-    """ListOffsets response."""
+    """ListOffsets response: the offset (and its timestamp) found per partition."""
 
     throttle_time_ms: int = f(INT32, "2+")
     topics: list[ListOffsetsResponse.ListOffsetsTopicResponse] = f(
@@ -152,7 +156,9 @@ class ListOffsetsResponse(ResponseMessage):
 
 @message(ApiKey.OFFSET_FOR_LEADER_EPOCH, "0-4", flexible="4+")
 class OffsetForLeaderEpochRequest(RequestMessage):
-    """OffsetForLeaderEpoch request."""
+    """OffsetForLeaderEpoch request: the end offset of a leader epoch, per partition (consumers
+    validating their position).
+    """
 
     replica_id: int = f(INT32, "3+", default=-2)
     topics: list[OffsetForLeaderEpochRequest.OffsetForLeaderTopic] = f(
@@ -173,7 +179,7 @@ class OffsetForLeaderEpochRequest(RequestMessage):
 
 @message(ApiKey.OFFSET_FOR_LEADER_EPOCH, "0-4", flexible="4+")
 class OffsetForLeaderEpochResponse(ResponseMessage):
-    """OffsetForLeaderEpoch response."""
+    """OffsetForLeaderEpoch response: the end offset of the epoch asked for, per partition."""
 
     throttle_time_ms: int = f(INT32, "2+")
     topics: list[OffsetForLeaderEpochResponse.OffsetForLeaderTopicResult] = f(
@@ -195,7 +201,7 @@ class OffsetForLeaderEpochResponse(ResponseMessage):
 
 @message(ApiKey.DELETE_RECORDS, "0-2", flexible="2+")
 class DeleteRecordsRequest(RequestMessage):
-    """DeleteRecords request."""
+    """DeleteRecords request: move partitions' log start offsets forward."""
 
     topics: list[DeleteRecordsRequest.DeleteRecordsTopic] = f(Array("DeleteRecordsTopic"), "0+")
     timeout_ms: int = f(INT32, "0+")
@@ -213,7 +219,7 @@ class DeleteRecordsRequest(RequestMessage):
 
 @message(ApiKey.DELETE_RECORDS, "0-2", flexible="2+")
 class DeleteRecordsResponse(ResponseMessage):
-    """DeleteRecords response."""
+    """DeleteRecords response: the new low watermark per partition."""
 
     throttle_time_ms: int = f(INT32, "0+")
     topics: list[DeleteRecordsResponse.DeleteRecordsTopicResult] = f(

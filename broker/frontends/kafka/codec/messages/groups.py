@@ -28,7 +28,7 @@ from strata.broker.frontends.kafka.codec.types import (
 
 @message(ApiKey.FIND_COORDINATOR, "0-4", flexible="3+")
 class FindCoordinatorRequest(RequestMessage):
-    """FindCoordinator request."""
+    """FindCoordinator request: the broker coordinating a group (or a transactional id)."""
 
     key: str = f(STRING, "0-3")
     key_type: int = f(INT8, "1+")
@@ -37,7 +37,7 @@ class FindCoordinatorRequest(RequestMessage):
 
 @message(ApiKey.FIND_COORDINATOR, "0-4", flexible="3+")
 class FindCoordinatorResponse(ResponseMessage):
-    """FindCoordinator response."""
+    """FindCoordinator response: the coordinator's node id, host and port."""
 
     throttle_time_ms: int = f(INT32, "1+")
     error_code: int = f(INT16, "0-3")
@@ -58,7 +58,7 @@ class FindCoordinatorResponse(ResponseMessage):
 
 @message(ApiKey.JOIN_GROUP, "0-9", flexible="6+")
 class JoinGroupRequest(RequestMessage):
-    """JoinGroup request."""
+    """JoinGroup request: join a consumer group (the classic rebalance protocol)."""
 
     group_id: str = f(STRING, "0+")
     session_timeout_ms: int = f(INT32, "0+")
@@ -78,7 +78,7 @@ class JoinGroupRequest(RequestMessage):
 
 @message(ApiKey.JOIN_GROUP, "0-9", flexible="6+")
 class JoinGroupResponse(ResponseMessage):
-    """JoinGroup response."""
+    """JoinGroup response: the generation, the leader and, for the leader, the members."""
 
     throttle_time_ms: int = f(INT32, "2+")
     error_code: int = f(INT16, "0+")
@@ -100,7 +100,7 @@ class JoinGroupResponse(ResponseMessage):
 
 @message(ApiKey.HEARTBEAT, "0-4", flexible="4+")
 class HeartbeatRequest(RequestMessage):
-    """Heartbeat request."""
+    """Heartbeat request: keep a group membership alive."""
 
     group_id: str = f(STRING, "0+")
     generation_id: int = f(INT32, "0+")
@@ -110,7 +110,7 @@ class HeartbeatRequest(RequestMessage):
 
 @message(ApiKey.HEARTBEAT, "0-4", flexible="4+")
 class HeartbeatResponse(ResponseMessage):
-    """Heartbeat response."""
+    """Heartbeat response: an error code only (REBALANCE_IN_PROGRESS means rejoin)."""
 
     throttle_time_ms: int = f(INT32, "1+")
     error_code: int = f(INT16, "0+")
@@ -118,7 +118,7 @@ class HeartbeatResponse(ResponseMessage):
 
 @message(ApiKey.LEAVE_GROUP, "0-5", flexible="4+")
 class LeaveGroupRequest(RequestMessage):
-    """LeaveGroup request."""
+    """LeaveGroup request: leave a consumer group."""
 
     group_id: str = f(STRING, "0+")
     member_id: str = f(STRING, "0-2")
@@ -132,7 +132,7 @@ class LeaveGroupRequest(RequestMessage):
 
 @message(ApiKey.LEAVE_GROUP, "0-5", flexible="4+")
 class LeaveGroupResponse(ResponseMessage):
-    """LeaveGroup response."""
+    """LeaveGroup response: the outcome, per member from v3."""
 
     throttle_time_ms: int = f(INT32, "1+")
     error_code: int = f(INT16, "0+")
@@ -146,7 +146,7 @@ class LeaveGroupResponse(ResponseMessage):
 
 @message(ApiKey.SYNC_GROUP, "0-5", flexible="4+")
 class SyncGroupRequest(RequestMessage):
-    """SyncGroup request."""
+    """SyncGroup request: the leader's assignment, or a follower's wait for its own."""
 
     group_id: str = f(STRING, "0+")
     generation_id: int = f(INT32, "0+")
@@ -165,7 +165,7 @@ class SyncGroupRequest(RequestMessage):
 
 @message(ApiKey.SYNC_GROUP, "0-5", flexible="4+")
 class SyncGroupResponse(ResponseMessage):
-    """SyncGroup response."""
+    """SyncGroup response: this member's assignment."""
 
     throttle_time_ms: int = f(INT32, "1+")
     error_code: int = f(INT16, "0+")
@@ -176,7 +176,7 @@ class SyncGroupResponse(ResponseMessage):
 
 @message(ApiKey.DESCRIBE_GROUPS, "0-5", flexible="5+")
 class DescribeGroupsRequest(RequestMessage):
-    """DescribeGroups request."""
+    """DescribeGroups request: the state and members of groups."""
 
     groups: list[str] = f(Array(STRING), "0+")
     include_authorized_operations: bool = f(BOOL, "3+")
@@ -184,7 +184,7 @@ class DescribeGroupsRequest(RequestMessage):
 
 @message(ApiKey.DESCRIBE_GROUPS, "0-5", flexible="5+")
 class DescribeGroupsResponse(ResponseMessage):
-    """DescribeGroups response."""
+    """DescribeGroups response: state, protocol and members per group."""
 
     throttle_time_ms: int = f(INT32, "1+")
     groups: list[DescribeGroupsResponse.DescribedGroup] = f(Array("DescribedGroup"), "0+")
@@ -211,14 +211,14 @@ class DescribeGroupsResponse(ResponseMessage):
 
 @message(ApiKey.LIST_GROUPS, "0-4", flexible="3+")
 class ListGroupsRequest(RequestMessage):
-    """ListGroups request."""
+    """ListGroups request: the groups a coordinator knows."""
 
     states_filter: list[str] = f(Array(STRING), "4+")
 
 
 @message(ApiKey.LIST_GROUPS, "0-4", flexible="3+")
 class ListGroupsResponse(ResponseMessage):
-    """ListGroups response."""
+    """ListGroups response: group ids and protocol types (and states from v4)."""
 
     throttle_time_ms: int = f(INT32, "1+")
     error_code: int = f(INT16, "0+")
@@ -232,14 +232,14 @@ class ListGroupsResponse(ResponseMessage):
 
 @message(ApiKey.DELETE_GROUPS, "0-2", flexible="2+")
 class DeleteGroupsRequest(RequestMessage):
-    """DeleteGroups request."""
+    """DeleteGroups request: delete empty groups."""
 
     groups_names: list[str] = f(Array(STRING), "0+")
 
 
 @message(ApiKey.DELETE_GROUPS, "0-2", flexible="2+")
 class DeleteGroupsResponse(ResponseMessage):
-    """DeleteGroups response."""
+    """DeleteGroups response: the outcome per group."""
 
     throttle_time_ms: int = f(INT32, "0+")
     results: list[DeleteGroupsResponse.DeletableGroupResult] = f(

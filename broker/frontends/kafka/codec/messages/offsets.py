@@ -27,7 +27,7 @@ from strata.broker.frontends.kafka.codec.types import (
 
 @message(ApiKey.OFFSET_COMMIT, "2-8", flexible="8+")
 class OffsetCommitRequest(RequestMessage):
-    """OffsetCommit request."""
+    """OffsetCommit request: commit a group's consumed offsets."""
 
     group_id: str = f(STRING, "2+")
     generation_id_or_member_epoch: int = f(INT32, "2+", default=-1)
@@ -53,7 +53,7 @@ class OffsetCommitRequest(RequestMessage):
 
 @message(ApiKey.OFFSET_COMMIT, "2-8", flexible="8+")
 class OffsetCommitResponse(ResponseMessage):
-    """OffsetCommit response."""
+    """OffsetCommit response: the outcome per partition."""
 
     throttle_time_ms: int = f(INT32, "3+")
     topics: list[OffsetCommitResponse.OffsetCommitResponseTopic] = f(
@@ -73,7 +73,7 @@ class OffsetCommitResponse(ResponseMessage):
 
 @message(ApiKey.OFFSET_FETCH, "1-8", flexible="6+")
 class OffsetFetchRequest(RequestMessage):
-    """OffsetFetch request."""
+    """OffsetFetch request: a group's committed offsets."""
 
     group_id: str = f(STRING, "1-7")
     topics: list[OffsetFetchRequest.OffsetFetchRequestTopic] | None = f(
@@ -101,7 +101,7 @@ class OffsetFetchRequest(RequestMessage):
 
 @message(ApiKey.OFFSET_FETCH, "1-8", flexible="6+")
 class OffsetFetchResponse(ResponseMessage):
-    """OffsetFetch response."""
+    """OffsetFetch response: committed offset and metadata per partition."""
 
     throttle_time_ms: int = f(INT32, "3+")
     topics: list[OffsetFetchResponse.OffsetFetchResponseTopic] = f(
@@ -148,7 +148,7 @@ class OffsetFetchResponse(ResponseMessage):
 
 @message(ApiKey.OFFSET_DELETE, "0", flexible="none")
 class OffsetDeleteRequest(RequestMessage):
-    """OffsetDelete request."""
+    """OffsetDelete request: delete a group's committed offsets for some partitions."""
 
     group_id: str = f(STRING, "0+")
     topics: list[OffsetDeleteRequest.OffsetDeleteRequestTopic] = f(
@@ -167,7 +167,7 @@ class OffsetDeleteRequest(RequestMessage):
 
 @message(ApiKey.OFFSET_DELETE, "0", flexible="none")
 class OffsetDeleteResponse(ResponseMessage):
-    """OffsetDelete response."""
+    """OffsetDelete response: the outcome per partition."""
 
     error_code: int = f(INT16, "0+")
     throttle_time_ms: int = f(INT32, "0+")

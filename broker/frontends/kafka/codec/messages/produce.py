@@ -28,7 +28,9 @@ from strata.broker.frontends.kafka.codec.types import (
 
 @message(ApiKey.PRODUCE, "0-9", flexible="9+")
 class ProduceRequest(RequestMessage):
-    """Produce request."""
+    """Produce request: record batches to append to partitions; acks=0 expects no answer. v0-2 are
+    declared so that they can be read and refused, as Kafka 4 refuses them.
+    """
 
     transactional_id: str | None = f(STRING, "3+", nullable="3+", default=None)
     acks: int = f(INT16, "0+")
@@ -48,7 +50,7 @@ class ProduceRequest(RequestMessage):
 
 @message(ApiKey.PRODUCE, "0-9", flexible="9+")
 class ProduceResponse(ResponseMessage):
-    """Produce response."""
+    """Produce response: the base offset (or the error) of each partition's append."""
 
     responses: list[ProduceResponse.TopicProduceResponse] = f(Array("TopicProduceResponse"), "0+")
     throttle_time_ms: int = f(INT32, "1+")
@@ -77,7 +79,7 @@ class ProduceResponse(ResponseMessage):
 
 @message(ApiKey.INIT_PRODUCER_ID, "0-4", flexible="2+")
 class InitProducerIdRequest(RequestMessage):
-    """InitProducerId request."""
+    """InitProducerId request: a producer id and epoch for an idempotent or transactional producer."""
 
     transactional_id: str | None = f(STRING, "0+", nullable="0+")
     transaction_timeout_ms: int = f(INT32, "0+")
@@ -87,7 +89,7 @@ class InitProducerIdRequest(RequestMessage):
 
 @message(ApiKey.INIT_PRODUCER_ID, "0-4", flexible="2+")
 class InitProducerIdResponse(ResponseMessage):
-    """InitProducerId response."""
+    """InitProducerId response: the producer id and epoch granted."""
 
     throttle_time_ms: int = f(INT32, "0+")
     error_code: int = f(INT16, "0+")

@@ -28,14 +28,14 @@ from strata.broker.frontends.kafka.codec.types import (
 
 @message(ApiKey.SASL_HANDSHAKE, "0-1", flexible="none")
 class SaslHandshakeRequest(RequestMessage):
-    """SaslHandshake request."""
+    """SaslHandshake request: pick a SASL mechanism."""
 
     mechanism: str = f(STRING, "0+")
 
 
 @message(ApiKey.SASL_HANDSHAKE, "0-1", flexible="none")
 class SaslHandshakeResponse(ResponseMessage):
-    """SaslHandshake response."""
+    """SaslHandshake response: the broker's enabled mechanisms."""
 
     error_code: int = f(INT16, "0+")
     mechanisms: list[str] = f(Array(STRING), "0+")
@@ -43,14 +43,14 @@ class SaslHandshakeResponse(ResponseMessage):
 
 @message(ApiKey.SASL_AUTHENTICATE, "0-2", flexible="2+")
 class SaslAuthenticateRequest(RequestMessage):
-    """SaslAuthenticate request."""
+    """SaslAuthenticate request: one step of a SASL exchange (after handshake v1)."""
 
     auth_bytes: bytes = f(BYTES, "0+")
 
 
 @message(ApiKey.SASL_AUTHENTICATE, "0-2", flexible="2+")
 class SaslAuthenticateResponse(ResponseMessage):
-    """SaslAuthenticate response."""
+    """SaslAuthenticate response: the server's bytes and the outcome."""
 
     error_code: int = f(INT16, "0+")
     error_message: str | None = f(STRING, "0+", nullable="0+")
@@ -60,7 +60,7 @@ class SaslAuthenticateResponse(ResponseMessage):
 
 @message(ApiKey.DESCRIBE_ACLS, "0-3", flexible="2+")
 class DescribeAclsRequest(RequestMessage):
-    """DescribeAcls request."""
+    """DescribeAcls request: the ACLs matching a filter."""
 
     resource_type_filter: int = f(INT8, "0+")
     resource_name_filter: str | None = f(STRING, "0+", nullable="0+")
@@ -73,7 +73,7 @@ class DescribeAclsRequest(RequestMessage):
 
 @message(ApiKey.DESCRIBE_ACLS, "0-3", flexible="2+")
 class DescribeAclsResponse(ResponseMessage):
-    """DescribeAcls response."""
+    """DescribeAcls response: matching ACLs, grouped by resource."""
 
     throttle_time_ms: int = f(INT32, "0+")
     error_code: int = f(INT16, "0+")
@@ -97,7 +97,7 @@ class DescribeAclsResponse(ResponseMessage):
 
 @message(ApiKey.CREATE_ACLS, "0-3", flexible="2+")
 class CreateAclsRequest(RequestMessage):
-    """CreateAcls request."""
+    """CreateAcls request: add ACLs."""
 
     creations: list[CreateAclsRequest.AclCreation] = f(Array("AclCreation"), "0+")
 
@@ -113,7 +113,7 @@ class CreateAclsRequest(RequestMessage):
 
 @message(ApiKey.CREATE_ACLS, "0-3", flexible="2+")
 class CreateAclsResponse(ResponseMessage):
-    """CreateAcls response."""
+    """CreateAcls response: the outcome per ACL."""
 
     throttle_time_ms: int = f(INT32, "0+")
     results: list[CreateAclsResponse.AclCreationResult] = f(Array("AclCreationResult"), "0+")
@@ -125,7 +125,7 @@ class CreateAclsResponse(ResponseMessage):
 
 @message(ApiKey.DELETE_ACLS, "0-3", flexible="2+")
 class DeleteAclsRequest(RequestMessage):
-    """DeleteAcls request."""
+    """DeleteAcls request: remove the ACLs matching filters."""
 
     filters: list[DeleteAclsRequest.DeleteAclsFilter] = f(Array("DeleteAclsFilter"), "0+")
 
@@ -141,7 +141,7 @@ class DeleteAclsRequest(RequestMessage):
 
 @message(ApiKey.DELETE_ACLS, "0-3", flexible="2+")
 class DeleteAclsResponse(ResponseMessage):
-    """DeleteAcls response."""
+    """DeleteAcls response: the ACLs removed per filter."""
 
     throttle_time_ms: int = f(INT32, "0+")
     filter_results: list[DeleteAclsResponse.DeleteAclsFilterResult] = f(
@@ -169,7 +169,7 @@ class DeleteAclsResponse(ResponseMessage):
 
 @message(ApiKey.DESCRIBE_USER_SCRAM_CREDENTIALS, "0", flexible="0+")
 class DescribeUserScramCredentialsRequest(RequestMessage):
-    """DescribeUserScramCredentials request."""
+    """DescribeUserScramCredentials request: which SCRAM mechanisms and iteration counts users have."""
 
     users: list[DescribeUserScramCredentialsRequest.UserName] | None = f(
         Array("UserName"), "0+", nullable="0+"
@@ -181,7 +181,7 @@ class DescribeUserScramCredentialsRequest(RequestMessage):
 
 @message(ApiKey.DESCRIBE_USER_SCRAM_CREDENTIALS, "0", flexible="0+")
 class DescribeUserScramCredentialsResponse(ResponseMessage):
-    """DescribeUserScramCredentials response."""
+    """DescribeUserScramCredentials response: mechanism and iterations per user (never a secret)."""
 
     throttle_time_ms: int = f(INT32, "0+")
     error_code: int = f(INT16, "0+")
@@ -205,7 +205,9 @@ class DescribeUserScramCredentialsResponse(ResponseMessage):
 
 @message(ApiKey.ALTER_USER_SCRAM_CREDENTIALS, "0", flexible="0+")
 class AlterUserScramCredentialsRequest(RequestMessage):
-    """AlterUserScramCredentials request."""
+    """AlterUserScramCredentials request: upsert (salt, salted password, iterations) or delete SCRAM
+    credentials.
+    """
 
     deletions: list[AlterUserScramCredentialsRequest.ScramCredentialDeletion] = f(
         Array("ScramCredentialDeletion"), "0+"
@@ -228,7 +230,7 @@ class AlterUserScramCredentialsRequest(RequestMessage):
 
 @message(ApiKey.ALTER_USER_SCRAM_CREDENTIALS, "0", flexible="0+")
 class AlterUserScramCredentialsResponse(ResponseMessage):
-    """AlterUserScramCredentials response."""
+    """AlterUserScramCredentials response: the outcome per user."""
 
     throttle_time_ms: int = f(INT32, "0+")
     results: list[AlterUserScramCredentialsResponse.AlterUserScramCredentialsResult] = f(

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Protocol, TypeAlias, runtime_checkable
 
 from strata.broker.frontends.kafka.codec.exceptions import EncodeError
+from strata.client.records import decode_varint, encode_varint
 
 
 class WireError(Exception):
@@ -139,27 +140,13 @@ def read_uvarint(buf: memoryview, pos: int) -> tuple[int, int]:
             raise WireError(f"unsigned varint at offset {pos - 5} is longer than 5 bytes")
 
 
-def _read_zigzag(buf: memoryview, pos: int, max_bytes: int) -> tuple[int, int]:
-    value = 0
-    shift = 0
-    start = pos
-    while True:
-        b = buf[pos]
-        pos += 1
-        value |= (b & 0x7F) << shift
-        if b < 0x80:
-            return (value >> 1) ^ -(value & 1), pos
-        shift += 7
-        if pos - start >= max_bytes:
-            raise WireError(f"varint at offset {start} is longer than {max_bytes} bytes")
-
-
 def read_varint(buf: memoryview, pos: int) -> tuple[int, int]:
-    return _read_zigzag(buf, pos, 5)
+    """A zig-zag varint of at most 5 bytes (the record format's; shared with it)."""
+    return decode_varint(buf, pos, 5)
 
 
 def read_varlong(buf: memoryview, pos: int) -> tuple[int, int]:
-    return _read_zigzag(buf, pos, 10)
+    return decode_varint(buf, pos, 10)
 
 
 def _slice_end(buf: memoryview, pos: int, n: int, what: str) -> int:
@@ -363,22 +350,16 @@ def write_uvarint(buf: bytearray, n: int) -> None:
         buf += uvarint_bytes(n)
 
 
-def _write_zigzag(buf: bytearray, n: int, bits: int) -> None:
-    if not -(1 << (bits - 1)) <= n < (1 << (bits - 1)):
-        raise EncodeError(f"{n} does not fit a {bits}-bit varint")
-    u = ((n << 1) ^ (n >> (bits - 1))) & ((1 << bits) - 1)
-    while u >= 0x80:
-        buf.append((u & 0x7F) | 0x80)
-        u >>= 7
-    buf.append(u)
-
-
 def write_varint(buf: bytearray, n: int) -> None:
-    _write_zigzag(buf, n, 32)
+    if not -(1 << 31) <= n < (1 << 31):
+        raise EncodeError(f"{n} does not fit a 32-bit varint")
+    buf += encode_varint(n)
 
 
 def write_varlong(buf: bytearray, n: int) -> None:
-    _write_zigzag(buf, n, 64)
+    if not -(1 << 63) <= n < (1 << 63):
+        raise EncodeError(f"{n} does not fit a 64-bit varlong")
+    buf += encode_varint(n)
 
 
 _NULL_IN_REQUIRED: Final = "None in a field that is not nullable in this version"

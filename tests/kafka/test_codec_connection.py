@@ -44,6 +44,10 @@ from strata.broker.frontends.kafka.codec import (
 from strata.broker.frontends.kafka.codec import messages as m
 from strata.broker.frontends.kafka.codec.compiler import read_struct, write_struct
 from strata.broker.frontends.kafka.codec.framing import LARGE_FRAME_BYTES
+from strata.broker.frontends.kafka.codec.headers import (
+    request_header_version,
+    response_header_version,
+)
 from tests.kafka.kafka_python_bridge import kp_class, to_kp
 from tests.kafka.strategies import message_strategy
 
@@ -605,3 +609,15 @@ def test_errors_are_all_codec_errors() -> None:
         UnsupportedVersion,
     ):
         assert issubclass(exc, KafkaCodecError)
+
+
+def test_header_versions_follow_kafkas_rule() -> None:
+    assert [request_header_version(ApiKey.METADATA, v, v >= 9) for v in (8, 9)] == [1, 2]
+    assert request_header_version(ApiKey.CONTROLLED_SHUTDOWN, 0, False) == 0
+    assert [response_header_version(ApiKey.METADATA, flexible) for flexible in (False, True)] == [
+        0,
+        1,
+    ]
+    assert [
+        response_header_version(ApiKey.API_VERSIONS, flexible) for flexible in (False, True)
+    ] == [0, 0]

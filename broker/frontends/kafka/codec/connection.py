@@ -188,7 +188,7 @@ def encode_request(
         correlation_id=correlation_id,
         client_id=client_id,
     )
-    header_version = request_header_version(api_key, flexible)
+    header_version = request_header_version(api_key, version, flexible)
     return _frame(header, header_version, header_version >= 2, body, version, flexible)
 
 
@@ -278,7 +278,7 @@ class KafkaServerConnection:
                 api_version=version,
             )
         flexible = cls.__kafka_api__.is_flexible(version)
-        header_version = request_header_version(api_key, flexible)
+        header_version = request_header_version(api_key, version, flexible)
         try:
             header, pos = read_struct(RequestHeader, header_version, header_version >= 2, frame)
         except WireError as exc:

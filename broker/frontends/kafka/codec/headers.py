@@ -7,7 +7,7 @@ so that a broker can read the client id of any request before knowing its versio
 Response header: v0 ``correlation_id``; v1 adds a tagged-field section.
 
 Kafka's rule: a flexible request version uses request header v2, others v1
-(ControlledShutdown v0 used v0, not declared here); a flexible response version uses
+(ControlledShutdown v0, not declared here, used v0); a flexible response version uses
 response header v1, others v0, **except ApiVersions, whose response header is always
 v0**: a client that sent a version the broker does not know must still be able to read
 the correlation id and the error (KIP-511).
@@ -39,10 +39,10 @@ finalize(RequestHeader)
 finalize(ResponseHeader)
 
 
-def request_header_version(api_key: int, flexible: bool) -> int:
+def request_header_version(api_key: int, api_version: int, flexible: bool) -> int:
     """The request header version a request of this API version carries."""
-    if api_key == ApiKey.CONTROLLED_SHUTDOWN and not flexible:
-        return 1  # v1+ of ControlledShutdown; its v0 (header v0) predates Kafka 4
+    if api_key == ApiKey.CONTROLLED_SHUTDOWN and api_version == 0:
+        return 0  # the one request without a client id (not declared here)
     return 2 if flexible else 1
 
 

@@ -96,6 +96,12 @@ class ServerProcess:
             self.proc.wait(timeout=10)
         _LIVE.pop(pid, None)
 
+    def terminate(self) -> None:
+        """SIGTERM the group without waiting: lets a caller stop several servers at once."""
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+
     def stop(self, grace: float = 3.0) -> None:
         """SIGTERM the group, then SIGKILL whatever is left after ``grace`` seconds."""
         if self.proc is None:

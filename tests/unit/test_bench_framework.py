@@ -314,8 +314,10 @@ def test_driver_aliases() -> None:
     assert resolve(["redis"]) == ["redis-aof-always", "redis-aof-everysec"]
     assert resolve(["nats", "strata"]) == ["strata-always", "strata-never", "nats-jetstream"]
     assert resolve(None)[0] == "strata-always"
+    assert resolve(["kafka", "strata-never"]) == ["strata-never", "apache-kafka"]
+    assert "apache-kafka" in resolve(["peers"])
     with pytest.raises(ValueError, match="unknown driver"):
-        resolve(["kafka"])
+        resolve(["kafka-2"])
 
 
 def test_iperf3_json() -> None:

@@ -132,8 +132,12 @@ def render_workload_table(
     scenario: str,
     systems: Sequence[dict[str, Any]],
     results: Sequence[dict[str, Any]],
+    *,
+    native: bool = False,
 ) -> str:
     """One workload's table: a column per system (headed with its client), then Strata's ratios.
+
+    For a ``native`` workload the header names the tool that produced the figures.
 
     Ratio columns appear only for Strata rows with figures for this workload (one
     set per flush policy); a ratio is Strata ÷ peer, so for ↑ rows above 1
@@ -147,7 +151,10 @@ def render_workload_table(
     peers = [n for n in names if not is_strata(n)]
     pairs = [(m, p) for m in mine_ok for p in peers]
     # A native workload's figures come from the tool, not the system's Python client.
-    clients = {s["name"]: by_system.get(s["name"], {}).get("client") or s["client"] for s in systems}
+    clients = {
+        s["name"]: (by_system.get(s["name"], {}).get("client") if native else None) or s["client"]
+        for s in systems
+    }
     header = ["figure", *(f"{s['name']}<br>({clients[s['name']]})" for s in systems)]
     header += [f"{m} ÷ {p}" for m, p in pairs]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -326,7 +333,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         if w.get("description"):
             out += [w["description"], ""]
         out += [f"As run: {describe_run(w)}.", ""]
-        out.append(render_workload_table(w["name"], w["scenario"], shown, results))
+        native = w.get("load_generator", "python") != "python"
+        out.append(render_workload_table(w["name"], w["scenario"], shown, results, native=native))
     return "\n".join(out) + "\n"
 
 

@@ -47,6 +47,7 @@ from typing import Any
 
 from benchmarks.omb.driver import Driver
 from benchmarks.omb.procs import ToolExit, ToolProcess
+from benchmarks.omb.scenarios import topic_names
 from benchmarks.omb.stats import CpuUsage, CpuWindow, cpu_ms_per_mib
 
 Progress = Callable[[str], None]
@@ -430,14 +431,20 @@ def _producer_result(
     }
 
 
-async def run_native_max_rate(
-    driver: Driver, w: Any, progress: Progress, *, workdir: Path, cpus: str | None = None
-) -> dict[str, Any]:
-    from benchmarks.omb.scenarios import topic_names
-
+async def _prepare(
+    driver: Driver, w: Any, workdir: Path, cpus: str | None
+) -> tuple[NativeTarget, str]:
+    """The tool's target and the workload's topic, created (one topic: one tool process)."""
     target = NativeTarget.for_driver(driver, workdir, cpus)
     topic = topic_names(w.name, 1)[0]
     await driver.create_topic(topic, w.partitions_per_topic, w.replication_factor)
+    return target, topic
+
+
+async def run_native_max_rate(
+    driver: Driver, w: Any, progress: Progress, *, workdir: Path, cpus: str | None = None
+) -> dict[str, Any]:
+    target, topic = await _prepare(driver, w, workdir, cpus)
 
     windows: list[PerfWindow] = []
     first_window = asyncio.Event()
@@ -485,11 +492,7 @@ async def run_native_max_rate(
 async def run_native_fixed_rate(
     driver: Driver, w: Any, progress: Progress, *, workdir: Path, cpus: str | None = None
 ) -> dict[str, Any]:
-    from benchmarks.omb.scenarios import topic_names
-
-    target = NativeTarget.for_driver(driver, workdir, cpus)
-    topic = topic_names(w.name, 1)[0]
-    await driver.create_topic(topic, w.partitions_per_topic, w.replication_factor)
+    target, topic = await _prepare(driver, w, workdir, cpus)
     warmup_records = round(w.producer_rate * w.warmup_s)
     records = _clamp_records(w.producer_rate * w.duration_s) + warmup_records
     out, run, usage = await _produce(
@@ -505,11 +508,7 @@ async def run_native_fixed_rate(
 async def run_native_backlog(
     driver: Driver, w: Any, progress: Progress, *, workdir: Path, cpus: str | None = None
 ) -> dict[str, Any]:
-    from benchmarks.omb.scenarios import topic_names
-
-    target = NativeTarget.for_driver(driver, workdir, cpus)
-    topic = topic_names(w.name, 1)[0]
-    await driver.create_topic(topic, w.partitions_per_topic, w.replication_factor)
+    target, topic = await _prepare(driver, w, workdir, cpus)
     total = math.ceil(w.backlog_bytes / w.message_size)
     out, prun, pusage = await _produce(
         target, driver, topic, progress, records=total, size=w.message_size, throughput=-1,

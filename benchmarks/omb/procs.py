@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 _LIVE: dict[int, ServerProcess | ToolProcess] = {}
 
@@ -50,6 +51,28 @@ def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
             sock.close()
 
 
+def _spawn(argv: Sequence[str], cwd: Path, log_path: Path, *, pipe_stdout: bool) -> Any:
+    """Start ``argv`` in a new session (its own process group), stderr appended to ``log_path``.
+
+    With ``pipe_stdout`` stdout is a line-buffered text pipe for the caller to read;
+    otherwise it goes to the log too.
+    """
+    log = open(log_path, "ab")  # noqa: SIM115 - owned by the child after Popen
+    try:
+        return subprocess.Popen(
+            list(argv),
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE if pipe_stdout else log,
+            stderr=log if pipe_stdout else subprocess.STDOUT,
+            text=pipe_stdout,
+            bufsize=1 if pipe_stdout else -1,
+            start_new_session=True,
+        )
+    finally:
+        log.close()
+
+
 class ServerProcess:
     """One server binary run in its own process group, with its output in a log file."""
 
@@ -64,18 +87,7 @@ class ServerProcess:
         """Start (or restart) the server; output goes to ``log_path`` (appended)."""
         if self.alive():
             raise RuntimeError(f"{self.name} is already running (pid {self.pid})")
-        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child after Popen
-        try:
-            self.proc = subprocess.Popen(
-                self.argv,
-                cwd=self.cwd,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        finally:
-            log.close()
+        self.proc = _spawn(self.argv, self.cwd, self.log_path, pipe_stdout=False)
         _LIVE[self.proc.pid] = self
 
     @property
@@ -169,20 +181,7 @@ class ToolProcess:
         self._killed = threading.Event()
 
     def start(self) -> None:
-        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child after Popen
-        try:
-            self.proc = subprocess.Popen(
-                self.argv,
-                cwd=self.cwd,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=log,
-                text=True,
-                bufsize=1,
-                start_new_session=True,
-            )
-        finally:
-            log.close()
+        self.proc = _spawn(self.argv, self.cwd, self.log_path, pipe_stdout=True)
         self._started = time.monotonic()
         _LIVE[self.proc.pid] = self
 

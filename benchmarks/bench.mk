@@ -4,7 +4,7 @@
 # comes from tests/compat/compat.mk.
 #
 #   make bench         every workload at full size (tens of minutes)
-#   make bench-quick   the same workloads made small (under 3 minutes)
+#   make bench-quick   the same workloads made small (about 7 minutes)
 #   make bench BENCH_ARGS="--drivers nats redis --workloads max-rate-1-topic-6-partitions-1kb"
 
 BENCH_TOOLS := nats-server redis-server iperf3

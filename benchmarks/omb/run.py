@@ -295,7 +295,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         epilog="Example: python -m benchmarks.omb.run --quick --drivers nats redis",
     )
     parser.add_argument(
-        "--quick", action="store_true", help="the workloads' quick overrides (< 3 minutes)"
+        "--quick", action="store_true", help="the workloads' quick overrides (a smoke test, minutes)"
     )
     parser.add_argument(
         "--workloads", nargs="+", metavar="NAME", help="workload names (default: all)"

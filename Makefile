@@ -44,3 +44,4 @@ clean:
 include tests/fault/fault.mk
 include ops/ops.mk
 include benchmarks/bench.mk
+include tests/compat/compat.mk

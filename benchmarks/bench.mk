@@ -1,8 +1,10 @@
-# Benchmarks: Strata side by side with NATS JetStream and Redis Streams.
-# See benchmarks/README.md. Included from the Makefile, which defines VENV, PY, PIP and STAMP.
+# Benchmarks: Strata side by side with Apache Kafka, NATS JetStream and Redis Streams.
+# See benchmarks/README.md. Included from the Makefile, which defines VENV, PY, PIP and STAMP;
+# kafka-dist (Apache Kafka's jars, for the apache-kafka row and the native load generator)
+# comes from tests/compat/compat.mk.
 #
 #   make bench         every workload at full size (tens of minutes)
-#   make bench-quick   the same workloads made small (under 3 minutes)
+#   make bench-quick   the same workloads made small (about 7 minutes)
 #   make bench BENCH_ARGS="--drivers nats redis --workloads max-rate-1-topic-6-partitions-1kb"
 
 BENCH_TOOLS := nats-server redis-server iperf3
@@ -22,13 +24,13 @@ bench-tools:
 		$$sudo apt-get update && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y $$missing; \
 	fi
 
-# The bench extra (nats-py, redis, matplotlib, ...) goes into the project venv, once.
+# The bench extra (nats-py, redis, confluent-kafka, matplotlib, ...) goes into the project venv, once.
 $(BENCH_STAMP): $(STAMP) pyproject.toml
 	$(PIP) install --quiet -e '.[test,bench]'
 	@touch $(BENCH_STAMP)
 
-bench: bench-tools $(BENCH_STAMP)
+bench: bench-tools kafka-dist $(BENCH_STAMP)
 	$(PY) -m benchmarks.omb.run $(BENCH_ARGS)
 
-bench-quick: bench-tools $(BENCH_STAMP)
+bench-quick: bench-tools kafka-dist $(BENCH_STAMP)
 	$(PY) -m benchmarks.omb.run --quick $(BENCH_ARGS)

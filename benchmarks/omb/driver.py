@@ -66,6 +66,9 @@ class Driver(ABC):
     name: str = "driver"
     #: Whether :meth:`find_leader`, :meth:`kill_node` and :meth:`restart_node` work.
     supports_failover: bool = False
+    #: Whether the servers speak the Kafka protocol (:meth:`kafka_bootstrap`), so that
+    #: the native load generator's workloads (``loadGenerator: kafka-perf``) apply.
+    speaks_kafka: bool = False
     #: Set by the runner for ``--quick``: a driver may skip waits that only steady the
     #: figures of a long run (the quick run is a smoke test with a time budget).
     quick: bool = False
@@ -128,7 +131,19 @@ class Driver(ABC):
 
     @abstractmethod
     def server_pids(self) -> dict[str, int]:
-        """Live server processes by label (``node-1``...), for CPU sampling from /proc."""
+        """Live server processes by label (``node-1``...), for CPU sampling from /proc.
+
+        Each should lead its own process group (``procs.ServerProcess`` does that): the
+        CPU of a server is its whole group's, so anything it forks is counted with it.
+        """
+
+    def kafka_bootstrap(self) -> str | None:
+        """A Kafka-protocol bootstrap (``host:port,...``) of the running cluster, if it has one.
+
+        Native load generators (Kafka's ProducerPerformance, ``benchmarks/omb/native.py``)
+        run only against systems that return one; the others show ``n/a`` for them.
+        """
+        return None
 
     async def find_leader(self, topic: str, partition: int) -> int:
         """The index (0-based) of the node leading ``partition`` of ``topic``."""

@@ -15,11 +15,14 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-_LIVE: dict[int, ServerProcess] = {}
+_LIVE: dict[int, ServerProcess | ToolProcess] = {}
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -48,6 +51,28 @@ def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
             sock.close()
 
 
+def _spawn(argv: Sequence[str], cwd: Path, log_path: Path, *, pipe_stdout: bool) -> Any:
+    """Start ``argv`` in a new session (its own process group), stderr appended to ``log_path``.
+
+    With ``pipe_stdout`` stdout is a line-buffered text pipe for the caller to read;
+    otherwise it goes to the log too.
+    """
+    log = open(log_path, "ab")  # noqa: SIM115 - owned by the child after Popen
+    try:
+        return subprocess.Popen(
+            list(argv),
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE if pipe_stdout else log,
+            stderr=log if pipe_stdout else subprocess.STDOUT,
+            text=pipe_stdout,
+            bufsize=1 if pipe_stdout else -1,
+            start_new_session=True,
+        )
+    finally:
+        log.close()
+
+
 class ServerProcess:
     """One server binary run in its own process group, with its output in a log file."""
 
@@ -62,18 +87,7 @@ class ServerProcess:
         """Start (or restart) the server; output goes to ``log_path`` (appended)."""
         if self.alive():
             raise RuntimeError(f"{self.name} is already running (pid {self.pid})")
-        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child after Popen
-        try:
-            self.proc = subprocess.Popen(
-                self.argv,
-                cwd=self.cwd,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        finally:
-            log.close()
+        self.proc = _spawn(self.argv, self.cwd, self.log_path, pipe_stdout=False)
         _LIVE[self.proc.pid] = self
 
     @property
@@ -95,6 +109,12 @@ class ServerProcess:
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=10)
         _LIVE.pop(pid, None)
+
+    def terminate(self) -> None:
+        """SIGTERM the group without waiting: lets a caller stop several servers at once."""
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
 
     def stop(self, grace: float = 3.0) -> None:
         """SIGTERM the group, then SIGKILL whatever is left after ``grace`` seconds."""
@@ -118,6 +138,93 @@ class ServerProcess:
         except OSError:
             return ""
         return "\n".join(text.splitlines()[-lines:])
+
+
+@dataclass(frozen=True, slots=True)
+class ToolExit:
+    """How a load-generator run ended, with its own CPU (every thread, from ``wait4``)."""
+
+    returncode: int
+    stdout: list[str]
+    user_s: float
+    system_s: float
+    wall_s: float
+
+    @property
+    def cpu_s(self) -> float:
+        return self.user_s + self.system_s
+
+
+class ToolProcess:
+    """A load generator (e.g. a JVM perf tool) whose stdout is read line by line as it runs.
+
+    It runs in its own process group, registered for :func:`kill_all` like a server, and
+    is reaped with ``os.wait4`` so that its CPU time (user and system, all threads) is
+    known exactly, start-up included, without sampling /proc before it exits. Stderr
+    goes to ``log_path``. ``cpus`` (e.g. ``"1"`` or ``"0-1"``) pins it with ``taskset``,
+    which execs the tool: the pid, and the affinity of every thread it starts, are the
+    tool's.
+    """
+
+    #: The most stdout lines kept: a perf tool prints one per interval, and a runaway
+    #: tool must not grow the list without bound (the last lines are the summary).
+    MAX_LINES = 10_000
+
+    def __init__(
+        self, argv: Sequence[str], log_path: Path, cwd: Path, cpus: str | None = None
+    ) -> None:
+        self.argv = (["taskset", "-c", cpus] if cpus else []) + list(argv)
+        self.log_path = log_path
+        self.cwd = cwd
+        self.proc: subprocess.Popen[str] | None = None
+        self._started = 0.0
+        self._killed = threading.Event()
+
+    def start(self) -> None:
+        self.proc = _spawn(self.argv, self.cwd, self.log_path, pipe_stdout=True)
+        self._started = time.monotonic()
+        _LIVE[self.proc.pid] = self
+
+    @property
+    def pid(self) -> int:
+        if self.proc is None:
+            raise RuntimeError("tool was never started")
+        return self.proc.pid
+
+    def wait(self, on_line: Callable[[str], None] | None = None) -> ToolExit:
+        """Read stdout to its end (calling ``on_line`` for each line), then reap. Blocking."""
+        assert self.proc is not None and self.proc.stdout is not None
+        lines: list[str] = []
+        for raw in self.proc.stdout:
+            line = raw.rstrip("\n")
+            lines.append(line)
+            if len(lines) > self.MAX_LINES:
+                del lines[: len(lines) - self.MAX_LINES]
+            if on_line is not None:
+                on_line(line)
+        self.proc.stdout.close()
+        _, status, usage = os.wait4(self.proc.pid, 0)
+        self.proc.returncode = os.waitstatus_to_exitcode(status)
+        _LIVE.pop(self.proc.pid, None)
+        return ToolExit(
+            returncode=self.proc.returncode,
+            stdout=lines,
+            user_s=usage.ru_utime,
+            system_s=usage.ru_stime,
+            wall_s=time.monotonic() - self._started,
+        )
+
+    @property
+    def killed(self) -> bool:
+        return self._killed.is_set()
+
+    def kill(self) -> None:
+        """SIGKILL the group; :meth:`wait` then sees stdout end and reaps it."""
+        if self.proc is None or self.proc.returncode is not None:
+            return
+        self._killed.set()
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
 
 
 def kill_all() -> None:

@@ -51,9 +51,19 @@ def _latency_rows(key: str, label: str) -> list[Figure]:
     return [Figure(f"{label} {p} (ms)", (key, p), False, 2) for p in SUMMARY_KEYS]
 
 
+def _cpu_rows(prefix: str, what: str) -> list[Figure]:
+    """Servers' CPU per MiB (the first-class cost figure), then both sides' CPU in % of a core."""
+    return [
+        Figure(f"server CPU per MiB {what} (CPU-ms)", (f"{prefix}server_cpu_ms_per_mib",), False, 1),
+        Figure("server CPU, all servers (% of a core)", (f"{prefix}server_cpu_percent",), False, 0),
+        Figure("load generator CPU (% of a core)", (f"{prefix}client_cpu_percent",), False, 0),
+    ]
+
+
 RATE_FIGURES: list[Figure] = [
     Figure("publish rate (msg/s)", ("publish_rate_msgs",), True, 0),
     Figure("publish throughput (MiB/s)", ("publish_rate_mib",), True, 1),
+    *_cpu_rows("", "acknowledged"),
     Figure("consume rate (msg/s)", ("consume_rate_msgs",), True, 0),
     *_latency_rows("publish_latency_ms", "publish latency"),
 ]
@@ -70,9 +80,15 @@ FIGURES: dict[str, list[Figure]] = {
     "backlog": [
         Figure("backlog (MiB)", ("backlog_mib",), True, 0),
         Figure("backlog publish (MiB/s)", ("backlog_publish_rate_mib",), True, 1),
+        Figure("backlog: server CPU per MiB acknowledged (CPU-ms)",
+               ("backlog_server_cpu_ms_per_mib",), False, 1),  # fmt: skip
         Figure("catch-up read (MiB/s)", ("catchup_rate_mib",), True, 1),
         Figure("catch-up read (msg/s)", ("catchup_rate_msgs",), True, 0),
         Figure("catch-up ÷ loopback TCP", ("loopback_ratio",), True, 4),
+        Figure("catch-up: server CPU per MiB read (CPU-ms)",
+               ("catchup_server_cpu_ms_per_mib",), False, 1),  # fmt: skip
+        Figure("catch-up: load generator CPU (% of a core)",
+               ("catchup_client_cpu_percent",), False, 0),  # fmt: skip
     ],
     "failover": [
         Figure("kill → next ack, median (ms)", ("failover_ms_median",), False, 0),
@@ -116,8 +132,12 @@ def render_workload_table(
     scenario: str,
     systems: Sequence[dict[str, Any]],
     results: Sequence[dict[str, Any]],
+    *,
+    native: bool = False,
 ) -> str:
     """One workload's table: a column per system (headed with its client), then Strata's ratios.
+
+    For a ``native`` workload the header names the tool that produced the figures.
 
     Ratio columns appear only for Strata rows with figures for this workload (one
     set per flush policy); a ratio is Strata ÷ peer, so for ↑ rows above 1
@@ -130,7 +150,12 @@ def render_workload_table(
     ]
     peers = [n for n in names if not is_strata(n)]
     pairs = [(m, p) for m in mine_ok for p in peers]
-    header = ["figure", *(f"{s['name']}<br>({s['client']})" for s in systems)]
+    # A native workload's figures come from the tool, not the system's Python client.
+    clients = {
+        s["name"]: (by_system.get(s["name"], {}).get("client") if native else None) or s["client"]
+        for s in systems
+    }
+    header = ["figure", *(f"{s['name']}<br>({clients[s['name']]})" for s in systems)]
     header += [f"{m} ÷ {p}" for m, p in pairs]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for figure in FIGURES[scenario]:
@@ -150,6 +175,72 @@ def render_workload_table(
     return "\n".join(lines + ([""] + notes if notes else []))
 
 
+#: The summary: one row per headline figure, (workload, label, figure). Rows whose
+#: workload was not run are left out.
+SUMMARY_ROWS: list[tuple[str, str, Figure]] = [
+    ("max-rate-1-topic-6-partitions-1kb", "max-rate 1 KiB: publish (MiB/s)",
+     Figure("", ("publish_rate_mib",), True, 1)),
+    ("max-rate-1-topic-6-partitions-1kb", "max-rate 1 KiB: server CPU per MiB acknowledged (CPU-ms)",
+     Figure("", ("server_cpu_ms_per_mib",), False, 1)),
+    ("max-rate-1-topic-6-partitions-100b", "max-rate 100 B: publish (msg/s)",
+     Figure("", ("publish_rate_msgs",), True, 0)),
+    ("max-rate-1-topic-6-partitions-100b", "max-rate 100 B: server CPU per MiB acknowledged (CPU-ms)",
+     Figure("", ("server_cpu_ms_per_mib",), False, 1)),
+    ("paced-5000-1-topic-6-partitions-1kb", "paced 5,000 msg/s: publish p50 (ms)",
+     Figure("", ("publish_latency_ms", "p50"), False, 2)),
+    ("paced-5000-1-topic-6-partitions-1kb", "paced 5,000 msg/s: publish p99 (ms)",
+     Figure("", ("publish_latency_ms", "p99"), False, 2)),
+    ("paced-5000-1-topic-6-partitions-1kb", "paced 5,000 msg/s: server CPU per MiB (CPU-ms)",
+     Figure("", ("server_cpu_ms_per_mib",), False, 1)),
+    ("backlog-1-topic-6-partitions-1kb", "catch-up read (MiB/s)",
+     Figure("", ("catchup_rate_mib",), True, 1)),
+    ("backlog-1-topic-6-partitions-1kb", "catch-up: server CPU per MiB read (CPU-ms)",
+     Figure("", ("catchup_server_cpu_ms_per_mib",), False, 1)),
+    ("leader-failover-1-topic-1-partition", "leader failover, median (ms)",
+     Figure("", ("failover_ms_median",), False, 0)),
+    ("1-topic-1000-partitions-idle", "idle partitions: CPU per broker, mean (% of a core)",
+     Figure("", ("cpu_percent_mean",), False, 2)),
+    ("native-max-rate-1-topic-6-partitions-1kb", "native max-rate 1 KiB: publish (MiB/s)",
+     Figure("", ("publish_rate_mib",), True, 1)),
+    ("native-max-rate-1-topic-6-partitions-1kb", "native max-rate 1 KiB: server CPU per MiB (CPU-ms)",
+     Figure("", ("server_cpu_ms_per_mib",), False, 1)),
+    ("native-paced-5000-1-topic-6-partitions-1kb", "native paced 5,000 msg/s: publish p50 (ms)",
+     Figure("", ("publish_latency_ms", "p50"), False, 0)),
+    ("native-paced-5000-1-topic-6-partitions-1kb", "native paced 5,000 msg/s: publish p99 (ms)",
+     Figure("", ("publish_latency_ms", "p99"), False, 0)),
+    ("native-backlog-1-topic-6-partitions-1kb", "native catch-up read (MiB/s)",
+     Figure("", ("catchup_rate_mib",), True, 1)),
+]  # fmt: skip
+
+
+def render_summary(
+    workloads: Sequence[dict[str, Any]],
+    systems: Sequence[dict[str, Any]],
+    results: Sequence[dict[str, Any]],
+) -> str:
+    """The headline figures of every system side by side (the README-style table).
+
+    Server CPU per MiB is the cost figure: every server process's CPU (user + system,
+    from /proc) over the measured window, divided by the MiB acknowledged (or read) in
+    it; it does not depend on how fast the client could push.
+    """
+    ran = {w["name"] for w in workloads}
+    rows = [(w, label, fig) for w, label, fig in SUMMARY_ROWS if w in ran]
+    if not rows:
+        return ""
+    cell = {(r["system"], r["workload"]): r for r in results}
+    names = [s["name"] for s in systems]
+    lines = [
+        "| figure | " + " | ".join(names) + " |",
+        "|" + "---|" * (len(names) + 1),
+    ]
+    for workload, label, fig in rows:
+        arrow = "↑" if fig.higher_is_better else "↓"
+        values = [_cell(cell.get((n, workload)), fig) for n in names]
+        lines.append(f"| {label} {arrow} | " + " | ".join(values) + " |")
+    return "\n".join(lines)
+
+
 def describe_run(w: dict[str, Any]) -> str:
     """The parameters a workload actually ran with (after ``--quick`` overrides)."""
     parts = [
@@ -159,9 +250,12 @@ def describe_run(w: dict[str, Any]) -> str:
     ]
     scenario = w["scenario"]
     if scenario in ("max-rate", "fixed-rate"):
-        parts.append(
-            f"{w['producers_per_topic']} producer(s) with ≤ {w['max_in_flight']} in flight"
-        )
+        if w.get("load_generator", "python") == "python":
+            parts.append(
+                f"{w['producers_per_topic']} producer(s) with ≤ {w['max_in_flight']} in flight"
+            )
+        else:  # the Java producer's own bound: buffer.memory (32 MiB), not a record count
+            parts.append(f"{w['producers_per_topic']} producer(s)")
         if w.get("producer_rate_relative_to"):
             parts.append(f"rate {w['producer_rate_fraction']:g} × {w['producer_rate_relative_to']}")
         parts.append(f"warm-up {w['warmup_s']:g}s, measured {w['duration_s']:g}s")
@@ -171,6 +265,8 @@ def describe_run(w: dict[str, Any]) -> str:
         parts.append(f"settle {w['warmup_s']:g}s, CPU window {w['duration_s']:g}s")
     elif scenario == "failover":
         parts.append(f"{w['failover_trials']} trials")
+    if w.get("load_generator", "python") != "python":
+        parts.append(f"load generator {w['load_generator']} (native, JVM)")
     return ", ".join(parts)
 
 
@@ -216,12 +312,29 @@ def render_markdown(report: dict[str, Any]) -> str:
     ]
     # A skipped system has no figures anywhere: the Systems table says why, once.
     shown = [s for s in systems if s["status"] != "skipped"]
+    summary = render_summary(report["workloads"], shown, results)
+    if summary:
+        out += [
+            "",
+            "## Summary",
+            "",
+            "Headline figures from the tables below. *Server CPU per MiB* is every server "
+            "process's CPU (user + system, /proc) over the measured window ÷ the MiB "
+            "acknowledged (or read) in it: what each MiB costs the servers, whoever the "
+            "client. Native rows are Apache Kafka's perf tools (JVM) instead of a Python "
+            "client; `n/a` where a system has no Kafka-protocol listener. What an "
+            "acknowledgement means differs per system: see the Systems table (Apache Kafka "
+            "and strata-never acknowledge before fsync; strata-always after).",
+            "",
+            summary,
+        ]
     for w in report["workloads"]:
         out += ["", f"## {w['name']} ({w['scenario']})", ""]
         if w.get("description"):
             out += [w["description"], ""]
         out += [f"As run: {describe_run(w)}.", ""]
-        out.append(render_workload_table(w["name"], w["scenario"], shown, results))
+        native = w.get("load_generator", "python") != "python"
+        out.append(render_workload_table(w["name"], w["scenario"], shown, results, native=native))
     return "\n".join(out) + "\n"
 
 
@@ -267,7 +380,7 @@ def write_chart(report: dict[str, Any], path: Path) -> None:
                 summary = r["metrics"][key]
                 label = r["system"] if len(names) == 1 else f"{r['system']} / {r['workload']}"
                 ax.plot(
-                    list(SUMMARY_KEYS), [summary[k] for k in SUMMARY_KEYS], marker="o", label=label
+                    list(SUMMARY_KEYS), [summary.get(k) for k in SUMMARY_KEYS], marker="o", label=label
                 )
         ax.set_yscale("log")
         ax.set_ylabel("ms (log)")

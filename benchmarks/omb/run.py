@@ -32,6 +32,7 @@ from benchmarks.omb import procs
 from benchmarks.omb.driver import Driver, FailoverNotSupported
 from benchmarks.omb.drivers import DRIVERS, resolve
 from benchmarks.omb.loopback import measure_loopback
+from benchmarks.omb.native import NATIVE_RUNNERS, tool_client_name
 from benchmarks.omb.report import write_all
 from benchmarks.omb.scenarios import SCENARIO_RUNNERS, topic_names
 from benchmarks.omb.workload import Workload, WorkloadError, load_workloads, workload_files
@@ -82,19 +83,25 @@ async def run_system(
     console: Console,
     loopback: dict[str, Any],
     info: dict[str, Any],
+    native_cpus: str | None = None,
 ) -> list[dict[str, Any]]:
     """All workloads on one system; always stops the system's servers before returning."""
     results: list[dict[str, Any]] = []
     done: dict[str, dict[str, Any]] = {}
     running: int | None = None
     starts = 0
-    client = info["client"]
     with tempfile.TemporaryDirectory(
         prefix=f"strata-bench-{driver.name}-", ignore_cleanup_errors=True
     ) as tmp:
         try:
             for index, w in enumerate(workloads):
                 say = console.scoped(driver.name, w.name)
+                client = _client_for(w, info["client"])
+                if w.native and not driver.speaks_kafka:
+                    reason = "no Kafka-protocol listener for the native load generator"
+                    results.append(_result(driver.name, w, client, "n/a", reason=reason))
+                    say(f"n/a: {reason}")
+                    continue
                 if w.scenario == "failover" and not driver.supports_failover:
                     results.append(
                         _result(
@@ -133,7 +140,10 @@ async def run_system(
                         console.say(f"SKIP {driver.name}: {exc}")
                         for rest in workloads[index:]:
                             results.append(
-                                _result(driver.name, rest, client, "skipped", reason=str(exc))
+                                _result(
+                                    driver.name, rest, _client_for(rest, info["client"]),
+                                    "skipped", reason=str(exc),
+                                )  # fmt: skip
                             )
                         return results
                     except Exception as exc:
@@ -146,7 +156,13 @@ async def run_system(
                 t0 = time.monotonic()
                 try:
                     async with asyncio.timeout(_workload_budget(w)):
-                        metrics = await SCENARIO_RUNNERS[w.scenario](driver, w, say)
+                        if w.native:
+                            metrics = await NATIVE_RUNNERS[w.scenario](
+                                driver, w, say, workdir=Path(tmp) / f"tool-{index}",
+                                cpus=native_cpus,
+                            )  # fmt: skip
+                        else:
+                            metrics = await SCENARIO_RUNNERS[w.scenario](driver, w, say)
                 except Exception as exc:
                     reason = f"{type(exc).__name__}: {exc}"
                     say(f"ERROR {reason}")
@@ -173,6 +189,19 @@ async def run_system(
         finally:
             await driver.stop()
     return results
+
+
+def _client_for(w: Workload, driver_client: str) -> str:
+    """Who produced a workload's figures: the driver's client, or the native tool."""
+    if not w.native:
+        return driver_client
+    try:
+        from tests.compat.apache_kafka import KafkaDist
+
+        version = KafkaDist.find().version
+    except Exception:
+        version = "not installed"
+    return tool_client_name(version, w.scenario)
 
 
 def _headline(w: Workload, m: dict[str, Any]) -> str:
@@ -219,6 +248,7 @@ async def run_all(
             "event_loop": args.loop_name,
         },
         "workloads": [{**asdict(w), "source": Path(w.source).name} for w in workloads],
+        "load_generator_cpus": args.pin_load_generator,
         "systems": [],
         "results": [],
     }
@@ -252,7 +282,9 @@ async def run_all(
             continue
         report["systems"].append(info)
         console.say(f"== {name}: {info['server_version']}, client {info['client']}")
-        report["results"] += await run_system(driver, workloads, console, report["loopback"], info)
+        report["results"] += await run_system(
+            driver, workloads, console, report["loopback"], info, args.pin_load_generator
+        )
     return report
 
 
@@ -263,7 +295,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         epilog="Example: python -m benchmarks.omb.run --quick --drivers nats redis",
     )
     parser.add_argument(
-        "--quick", action="store_true", help="the workloads' quick overrides (< 3 minutes)"
+        "--quick", action="store_true", help="the workloads' quick overrides (a smoke test, minutes)"
     )
     parser.add_argument(
         "--workloads", nargs="+", metavar="NAME", help="workload names (default: all)"
@@ -274,6 +306,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )  # fmt: skip
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="where results go")
     parser.add_argument("--no-loopback", action="store_true", help="skip the iperf3 measurement")
+    parser.add_argument(
+        "--pin-load-generator", metavar="CPUS", default=None,
+        help="taskset CPU list for the native load generator (e.g. 1); default: not pinned",
+    )  # fmt: skip
     parser.add_argument("--list", action="store_true", help="list workloads and drivers, then exit")
     return parser.parse_args(argv)
 

@@ -18,13 +18,7 @@ from typing import Any
 
 from benchmarks.omb.driver import Consumer, Driver, Producer
 from benchmarks.omb.payload import PayloadFactory, send_time_ns
-from benchmarks.omb.stats import (
-    LatencyHistogram,
-    SendSchedule,
-    cpu_percent,
-    median,
-    read_cpu_ticks,
-)
+from benchmarks.omb.stats import CpuWindow, LatencyHistogram, SendSchedule, median
 
 Progress = Callable[[str], None]
 MIB = float(1 << 20)
@@ -221,6 +215,7 @@ async def run_steady(driver: Driver, w: Any, progress: Progress) -> dict[str, An
             try:
                 await asyncio.sleep(w.warmup_s)
                 rec.reset_latency()
+                cpu = CpuWindow.begin(driver.server_pids())
                 t0 = time.perf_counter()
                 acked0, recv0, bytes0 = rec.acked, rec.received, rec.received_bytes
                 end = t0 + w.duration_s
@@ -233,6 +228,7 @@ async def run_steady(driver: Driver, w: Any, progress: Progress) -> dict[str, An
                     )
                 t1 = time.perf_counter()
                 acked1, recv1, bytes1 = rec.acked, rec.received, rec.received_bytes
+                usage = cpu.end()
             finally:
                 stop.set()
         await wait_until(lambda: rec.outstanding == 0, DRAIN_TIMEOUT_S)
@@ -252,6 +248,8 @@ async def run_steady(driver: Driver, w: Any, progress: Progress) -> dict[str, An
         "publish_latency_ms": rec.publish.summary_ms(),
         "publish_delay_ms": rec.delay.summary_ms(),
         "end_to_end_latency_ms": rec.e2e.summary_ms(),
+        **usage.metrics((acked1 - acked0) * w.message_size / MIB),
+        "server_cpu_percent_by_node": _percent_by_label(usage.server_seconds_by_label, seconds),
         "sent": rec.sent,
         "acked": rec.acked,
         "failed": rec.failed,
@@ -274,6 +272,7 @@ async def run_backlog(driver: Driver, w: Any, progress: Progress) -> dict[str, A
     stop = asyncio.Event()
     factory = PayloadFactory(w.message_size)
     try:
+        produce_cpu = CpuWindow.begin(driver.server_pids())
         t0 = time.perf_counter()
         async with asyncio.TaskGroup() as tg:
             pid = 0
@@ -299,12 +298,14 @@ async def run_backlog(driver: Driver, w: Any, progress: Progress) -> dict[str, A
             await wait_until(lambda: rec.outstanding == 0, DRAIN_TIMEOUT_S)
             reporter.cancel()
         produce_s = time.perf_counter() - t0
+        produce_usage = produce_cpu.end()
         if rec.failed:
             raise RuntimeError(f"{rec.failed} backlog writes failed; first: {rec.first_error}")
         for handle in clients.producers:
             await handle.close()
         clients.producers.clear()
 
+        read_cpu = CpuWindow.begin(driver.server_pids())
         t1 = time.perf_counter()
         subscriptions = await open_consumers(driver, topics, w, rec, clients, from_beginning=True)
         want = total * subscriptions
@@ -318,6 +319,7 @@ async def run_backlog(driver: Driver, w: Any, progress: Progress) -> dict[str, A
         finally:
             reporter_task.cancel()
         catchup_s = time.perf_counter() - t1
+        read_usage = read_cpu.end()
         if not done:
             raise TimeoutError(f"catch-up read {rec.received}/{want} records in {timeout:.0f}s")
     finally:
@@ -330,7 +332,16 @@ async def run_backlog(driver: Driver, w: Any, progress: Progress) -> dict[str, A
         "catchup_seconds": catchup_s,
         "catchup_rate_msgs": want / catchup_s,
         "catchup_rate_mib": want * w.message_size / MIB / catchup_s,
+        **produce_usage.metrics(total * w.message_size / MIB, prefix="backlog_"),
+        **read_usage.metrics(want * w.message_size / MIB, prefix="catchup_"),
     }
+
+
+def _percent_by_label(seconds_by_label: dict[str, float], window_s: float) -> dict[str, float]:
+    """CPU seconds over a window as % of one core, per server."""
+    if window_s <= 0:
+        return {}
+    return {label: 100.0 * sec / window_s for label, sec in seconds_by_label.items()}
 
 
 async def _report_every_second(line: Callable[[], str], progress: Progress) -> None:
@@ -350,14 +361,11 @@ async def run_idle(driver: Driver, w: Any, progress: Progress) -> dict[str, Any]
         f"{w.total_partitions} partitions created in {created_s:.1f}s; settling {w.warmup_s:g}s"
     )
     await asyncio.sleep(w.warmup_s)
-    pids = driver.server_pids()
-    before = {pid: read_cpu_ticks(pid) for pid in pids.values()}
-    start = time.perf_counter()
+    cpu = CpuWindow.begin(driver.server_pids())
     await asyncio.sleep(w.duration_s)
-    after = {pid: read_cpu_ticks(pid) for pid in pids.values()}
-    window = time.perf_counter() - start
-    usage = cpu_percent(before, after, window)
-    per_node = {label: usage[pid] for label, pid in pids.items() if pid in usage}
+    usage = cpu.end()
+    window = usage.window_s
+    per_node = _percent_by_label(usage.server_seconds_by_label, window)
     if not per_node:
         raise RuntimeError("no live server process to sample")
     return {

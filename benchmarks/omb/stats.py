@@ -18,9 +18,13 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
+
+K = TypeVar("K")
 
 #: The percentiles OMB prints, as (label, percentile) pairs; ``max`` is exact.
 PERCENTILES: tuple[tuple[str, float], ...] = (
@@ -178,33 +182,186 @@ def median(values: Iterable[float]) -> float:
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
-def parse_proc_stat_cpu_ticks(stat_line: str) -> int:
-    """utime + stime (clock ticks) from one ``/proc/<pid>/stat`` line.
+@dataclass(frozen=True, slots=True)
+class ProcStat:
+    """The fields of one ``/proc/<pid>/stat`` line that CPU accounting needs (clock ticks)."""
+
+    pid: int
+    pgrp: int
+    utime: int
+    stime: int
+    cutime: int
+    cstime: int
+
+    @property
+    def own_ticks(self) -> int:
+        """User + system time of every thread of the process (Linux sums them per process)."""
+        return self.utime + self.stime
+
+    @property
+    def reaped_children_ticks(self) -> int:
+        """User + system time of children the process has waited for (``cutime + cstime``)."""
+        return self.cutime + self.cstime
+
+
+def parse_proc_stat(stat_line: str) -> ProcStat:
+    """Parse one ``/proc/<pid>/stat`` line.
 
     The command name (field 2) is in parentheses and may itself contain spaces
     or parentheses, so fields are counted from the *last* ``)``: after it come
-    field 3 (state) onwards, which puts utime (field 14) and stime (field 15)
-    at offsets 11 and 12.
+    field 3 (state) onwards, which puts pgrp (field 5) at offset 2, utime and
+    stime (fields 14, 15) at offsets 11 and 12, cutime and cstime (16, 17) at 13 and 14.
     """
-    rest = stat_line[stat_line.rindex(")") + 2 :].split()
-    return int(rest[11]) + int(rest[12])
+    close = stat_line.rindex(")")
+    pid = int(stat_line[: stat_line.index("(")].strip())
+    rest = stat_line[close + 2 :].split()
+    return ProcStat(
+        pid=pid,
+        pgrp=int(rest[2]),
+        utime=int(rest[11]),
+        stime=int(rest[12]),
+        cutime=int(rest[13]),
+        cstime=int(rest[14]),
+    )
+
+
+def parse_proc_stat_cpu_ticks(stat_line: str) -> int:
+    """utime + stime (clock ticks) from one ``/proc/<pid>/stat`` line."""
+    return parse_proc_stat(stat_line).own_ticks
 
 
 def read_cpu_ticks(pid: int, proc_root: Path = Path("/proc")) -> int:
     return parse_proc_stat_cpu_ticks((proc_root / str(pid) / "stat").read_text())
 
 
+def read_all_proc_stats(proc_root: Path = Path("/proc")) -> list[ProcStat]:
+    """Every process's stat line; one that exits while being read is left out."""
+    stats = []
+    for entry in proc_root.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stats.append(parse_proc_stat((entry / "stat").read_text()))
+        except (OSError, ValueError, IndexError):
+            continue
+    return stats
+
+
+def server_cpu_ticks(pids: Iterable[int], stats: Iterable[ProcStat]) -> dict[int, int]:
+    """CPU ticks used so far by each server, counting everything it runs as part of it.
+
+    A server started in its own process group (as the drivers start them) is the
+    whole group: every live member's own time, plus the leader's reaped children
+    (a Redis AOF rewrite is a forked child: its time lands in the parent's
+    ``cutime`` once reaped, so a child that lives and dies inside a window is still
+    counted, and one reaped mid-window moves from one term to the other without a
+    jump). A server that does not lead its group counts alone. A pid with no stat
+    (exited) is absent from the result, so a caller can tell a dead server from an
+    idle one.
+    """
+    by_pid: dict[int, ProcStat] = {}
+    by_group: dict[int, int] = {}
+    for st in stats:
+        by_pid[st.pid] = st
+        by_group[st.pgrp] = by_group.get(st.pgrp, 0) + st.own_ticks
+    out: dict[int, int] = {}
+    for pid in pids:
+        st = by_pid.get(pid)
+        if st is None:
+            continue
+        if st.pgrp == pid:
+            out[pid] = by_group[pid] + st.reaped_children_ticks
+        else:
+            out[pid] = st.own_ticks + st.reaped_children_ticks
+    return out
+
+
 def cpu_percent(
-    before: Mapping[int, int],
-    after: Mapping[int, int],
+    before: Mapping[K, int],
+    after: Mapping[K, int],
     window_s: float,
     ticks_per_s: int = CLOCK_TICKS,
-) -> dict[int, float]:
-    """Per-pid CPU use over a window, in percent of one core (100 = one core busy)."""
+) -> dict[K, float]:
+    """Per-key CPU use over a window, in percent of one core (100 = one core busy)."""
     if window_s <= 0:
         raise ValueError("window must be positive")
     return {
-        pid: 100.0 * (after[pid] - before[pid]) / ticks_per_s / window_s
-        for pid in before
-        if pid in after
+        key: 100.0 * (after[key] - before[key]) / ticks_per_s / window_s
+        for key in before
+        if key in after
     }
+
+
+def cpu_ms_per_mib(cpu_seconds: float | None, mib: float) -> float | None:
+    """CPU milliseconds per MiB moved: the cost of each acknowledged (or read) MiB.
+
+    None when there is nothing to divide (no CPU figure, or no data moved): a ratio
+    over zero bytes would be a number with no meaning.
+    """
+    if cpu_seconds is None or mib <= 0:
+        return None
+    return 1000.0 * cpu_seconds / mib
+
+
+@dataclass(frozen=True, slots=True)
+class CpuUsage:
+    """What a :class:`CpuWindow` measured: servers and the load generator, over ``window_s``."""
+
+    window_s: float
+    #: Seconds of CPU by server label; a server that died during the window is missing.
+    server_seconds_by_label: dict[str, float]
+    #: Total over every server, or None if one died (its last ticks are lost with it).
+    server_seconds: float | None
+    client_seconds: float
+
+    def metrics(self, mib: float, prefix: str = "") -> dict[str, float | dict[str, float] | None]:
+        """The figures the results record, for ``mib`` MiB acknowledged (or read) in the window."""
+        window = self.window_s if self.window_s > 0 else float("nan")
+        server = self.server_seconds
+        return {
+            f"{prefix}server_cpu_seconds": server,
+            f"{prefix}server_cpu_percent": None if server is None else 100.0 * server / window,
+            f"{prefix}server_cpu_ms_per_mib": cpu_ms_per_mib(server, mib),
+            f"{prefix}client_cpu_percent": 100.0 * self.client_seconds / window,
+            f"{prefix}client_cpu_ms_per_mib": cpu_ms_per_mib(self.client_seconds, mib),
+        }
+
+
+@dataclass(slots=True)
+class CpuWindow:
+    """Servers' CPU (from /proc, per process group) and this process's own, over one window.
+
+    ``begin`` and ``end`` bracket exactly the span whose bytes are counted, so that
+    CPU seconds ÷ MiB is the cost of those bytes. This process is the load generator
+    of the Python rows: its own time (every thread, e.g. librdkafka's) is
+    ``os.times()``'s user + system, which leaves out the servers it started.
+    """
+
+    pids: dict[str, int]
+    start_ticks: dict[int, int]
+    start_client_s: float
+    start_wall: float
+    proc_root: Path = Path("/proc")
+
+    @classmethod
+    def begin(cls, pids: Mapping[str, int], proc_root: Path = Path("/proc")) -> CpuWindow:
+        ticks = server_cpu_ticks(pids.values(), read_all_proc_stats(proc_root))
+        return cls(dict(pids), ticks, _self_cpu_seconds(), time.perf_counter(), proc_root)
+
+    def end(self, ticks_per_s: int = CLOCK_TICKS) -> CpuUsage:
+        after = server_cpu_ticks(self.pids.values(), read_all_proc_stats(self.proc_root))
+        client = _self_cpu_seconds() - self.start_client_s
+        window = time.perf_counter() - self.start_wall
+        by_label = {
+            label: (after[pid] - self.start_ticks[pid]) / ticks_per_s
+            for label, pid in self.pids.items()
+            if pid in after and pid in self.start_ticks
+        }
+        complete = len(by_label) == len(self.pids)
+        total = sum(by_label.values()) if complete and by_label else None
+        return CpuUsage(window, by_label, total, client)
+
+
+def _self_cpu_seconds() -> float:
+    t = os.times()
+    return t.user + t.system

@@ -24,6 +24,13 @@ WORKLOAD_DIR = Path(__file__).resolve().parent.parent / "workloads"
 #: alone; the explicit name keeps the runner's dispatch obvious and lets the
 #: validator check that the fields fit the intent.
 SCENARIOS = ("max-rate", "fixed-rate", "backlog", "failover", "idle")
+#: Who produces and consumes: ``python`` is the driver's own client in the runner's
+#: process (every system); ``kafka-perf`` is Apache Kafka's ProducerPerformance and
+#: ConsumerPerformance (a JVM), pointed at a system's Kafka-protocol bootstrap, so that
+#: the client is not the ceiling. Systems without a Kafka listener show n/a for it.
+LOAD_GENERATORS = ("python", "kafka-perf")
+#: Scenarios the native tools can run (they cannot kill brokers or sit idle).
+NATIVE_SCENARIOS = ("max-rate", "fixed-rate", "backlog")
 
 OMB_FIELDS = frozenset(
     {
@@ -51,6 +58,7 @@ EXTENSION_FIELDS = frozenset(
         "producerRateFraction",
         "maxInFlight",
         "failoverTrials",
+        "loadGenerator",
         "quick",
     }
 )
@@ -82,6 +90,7 @@ class Workload:
     producer_rate_fraction: float = 1.0
     max_in_flight: int = 1000
     failover_trials: int = 10
+    load_generator: str = "python"
     description: str = ""
     source: str = field(default="<memory>", compare=False)
 
@@ -89,6 +98,11 @@ class Workload:
     def backlog_bytes(self) -> int:
         """The backlog to build before a catch-up read (GB here means GiB, as in OMB)."""
         return int(self.consumer_backlog_size_gb * (1 << 30))
+
+    @property
+    def native(self) -> bool:
+        """Driven by a native Kafka load generator instead of the driver's Python client."""
+        return self.load_generator != "python"
 
     @property
     def total_partitions(self) -> int:
@@ -198,6 +212,9 @@ def parse_workload(
         producer_rate_fraction=_number(merged, "producerRateFraction", 1.0, source),
         max_in_flight=_integer(merged, "maxInFlight", 1000, source),
         failover_trials=_integer(merged, "failoverTrials", 10, source),
+        load_generator=_need(merged, "loadGenerator", str, source)
+        if "loadGenerator" in merged
+        else "python",
         description=str(merged.get("description", "")),
         source=source,
     )
@@ -243,7 +260,11 @@ def validate(w: Workload) -> None:
     producing = w.scenario in ("max-rate", "fixed-rate", "backlog", "failover")
     if producing and w.producers_per_topic < 1:
         fail(f"scenario {w.scenario} needs producersPerTopic >= 1")
-    if w.scenario in ("max-rate", "fixed-rate", "backlog") and (
+    if w.load_generator not in LOAD_GENERATORS:
+        fail(f"loadGenerator {w.load_generator!r} is not one of {', '.join(LOAD_GENERATORS)}")
+    if w.native:
+        _validate_native(w, fail)
+    elif w.scenario in ("max-rate", "fixed-rate", "backlog") and (
         w.consumer_per_subscription < 1 or w.subscriptions_per_topic < 1
     ):
         fail(f"scenario {w.scenario} needs at least one consumer")
@@ -267,6 +288,22 @@ def validate(w: Workload) -> None:
             fail(f"failoverTrials must be >= 1, got {w.failover_trials}")
         if w.replication_factor < 3:
             fail("scenario failover needs replicationFactor >= 3 (a leader must be able to die)")
+
+
+def _validate_native(w: Workload, fail: Any) -> None:
+    """What one ProducerPerformance (and one ConsumerPerformance) process can run."""
+    if w.scenario not in NATIVE_SCENARIOS:
+        fail(f"loadGenerator {w.load_generator} runs {', '.join(NATIVE_SCENARIOS)}, not {w.scenario}")
+    if w.topics != 1 or w.producers_per_topic != 1:
+        fail(f"loadGenerator {w.load_generator} runs one producer on one topic")
+    if w.scenario == "backlog":
+        if w.subscriptions_per_topic != 1 or w.consumer_per_subscription != 1:
+            fail(f"loadGenerator {w.load_generator} reads a backlog with one consumer")
+    elif w.subscriptions_per_topic != 0 or w.consumer_per_subscription != 0:
+        fail(
+            f"loadGenerator {w.load_generator} only produces in {w.scenario}: "
+            "subscriptionsPerTopic and consumerPerSubscription must be 0"
+        )
 
 
 def read_mapping(path: Path) -> Any:

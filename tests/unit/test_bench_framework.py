@@ -15,15 +15,34 @@ import pytest
 
 from benchmarks.omb.drivers import resolve
 from benchmarks.omb.loopback import parse_iperf3_json
+from benchmarks.omb.native import (
+    estimate_rate,
+    parse_consumer_perf,
+    parse_producer_line,
+    parse_producer_perf,
+    producer_args,
+)
 from benchmarks.omb.payload import HEADER_SIZE, PayloadFactory, header, send_time_ns
-from benchmarks.omb.report import FIGURES, ratio, render_markdown, render_workload_table
+from benchmarks.omb.procs import ToolProcess
+from benchmarks.omb.report import (
+    FIGURES,
+    ratio,
+    render_markdown,
+    render_summary,
+    render_workload_table,
+)
 from benchmarks.omb.scenarios import split_partitions
 from benchmarks.omb.stats import (
+    CpuUsage,
+    CpuWindow,
     LatencyHistogram,
     SendSchedule,
+    cpu_ms_per_mib,
     cpu_percent,
     median,
+    parse_proc_stat,
     parse_proc_stat_cpu_ticks,
+    server_cpu_ticks,
 )
 from benchmarks.omb.workload import (
     WORKLOAD_DIR,
@@ -314,8 +333,10 @@ def test_driver_aliases() -> None:
     assert resolve(["redis"]) == ["redis-aof-always", "redis-aof-everysec"]
     assert resolve(["nats", "strata"]) == ["strata-always", "strata-never", "nats-jetstream"]
     assert resolve(None)[0] == "strata-always"
+    assert resolve(["kafka", "strata-never"]) == ["strata-never", "apache-kafka"]
+    assert "apache-kafka" in resolve(["peers"])
     with pytest.raises(ValueError, match="unknown driver"):
-        resolve(["kafka"])
+        resolve(["kafka-2"])
 
 
 def test_iperf3_json() -> None:
@@ -440,3 +461,274 @@ def test_markdown_report_leaves_skipped_systems_out_of_the_tables() -> None:
     assert "20.0 Gbit/s" in md and "(quick)" in md
     table_head = next(ln for ln in md.splitlines() if ln.startswith("| figure"))
     assert "strata" not in table_head and "nats-py" in table_head
+
+
+# --- server CPU per MiB ----------------------------------------------------------------
+
+
+def stat_line(pid: int, pgrp: int, utime: int, stime: int, cutime: int = 0, cstime: int = 0) -> str:
+    rest = ["S", "1", str(pgrp), str(pgrp), "0", "-1", "0", "0", "0", "0", "0",
+            str(utime), str(stime), str(cutime), str(cstime), "20", "0", "5"]  # fmt: skip
+    return f"{pid} (java srv) " + " ".join(rest)
+
+
+def test_proc_stat_fields_for_group_accounting() -> None:
+    st = parse_proc_stat(stat_line(42, 40, 300, 100, 7, 3))
+    assert (st.pid, st.pgrp, st.own_ticks, st.reaped_children_ticks) == (42, 40, 400, 10)
+
+
+def test_a_server_is_its_whole_process_group_and_its_reaped_children() -> None:
+    stats = [
+        parse_proc_stat(stat_line(100, 100, 500, 100, cutime=40, cstime=10)),  # server 1 (leader)
+        parse_proc_stat(stat_line(101, 100, 30, 20)),  # a child it forked (same group)
+        parse_proc_stat(stat_line(200, 200, 10, 0)),  # server 2, alone
+        parse_proc_stat(stat_line(300, 1, 70, 5)),  # not a group leader: counted alone
+        parse_proc_stat(stat_line(301, 1, 999, 999)),  # someone else in its group
+    ]
+    ticks = server_cpu_ticks([100, 200, 300, 400], stats)
+    # 600 own + 50 live child + 50 reaped children; pid 400 is gone: absent, not 0.
+    assert ticks == {100: 700, 200: 10, 300: 75}
+
+
+def test_cpu_ms_per_mib() -> None:
+    assert cpu_ms_per_mib(1.5, 30.0) == pytest.approx(50.0)  # 1.5 CPU-s over 30 MiB
+    assert cpu_ms_per_mib(None, 30.0) is None  # a server died: no figure
+    assert cpu_ms_per_mib(1.0, 0.0) is None  # nothing acknowledged: no ratio
+
+
+def test_cpu_usage_metrics_divide_servers_and_load_generator_by_the_same_mib() -> None:
+    usage = CpuUsage(window_s=10.0, server_seconds_by_label={"n1": 6.0, "n2": 4.0},
+                     server_seconds=10.0, client_seconds=8.0)  # fmt: skip
+    m = usage.metrics(200.0)
+    assert m["server_cpu_ms_per_mib"] == pytest.approx(50.0)
+    assert m["server_cpu_percent"] == pytest.approx(100.0)
+    assert m["client_cpu_percent"] == pytest.approx(80.0)
+    assert m["client_cpu_ms_per_mib"] == pytest.approx(40.0)
+    assert set(usage.metrics(1.0, prefix="catchup_")) == {f"catchup_{k}" for k in m}
+    dead = CpuUsage(10.0, {"n1": 6.0}, None, 1.0)
+    assert dead.metrics(200.0)["server_cpu_ms_per_mib"] is None
+
+
+def test_cpu_window_reads_a_fake_proc(tmp_path: Path) -> None:
+    def write(pid: int, utime: int) -> None:
+        (tmp_path / str(pid)).mkdir(exist_ok=True)
+        (tmp_path / str(pid) / "stat").write_text(stat_line(pid, pid, utime, 0))
+
+    write(10, 100)
+    write(20, 50)
+    (tmp_path / "self").mkdir()  # not a pid: ignored
+    window = CpuWindow.begin({"node-1": 10, "node-2": 20}, proc_root=tmp_path)
+    write(10, 300)
+    write(20, 150)
+    usage = window.end(ticks_per_s=100)
+    assert usage.server_seconds_by_label == {"node-1": 2.0, "node-2": 1.0}
+    assert usage.server_seconds == 3.0
+    (tmp_path / "20" / "stat").unlink()  # node-2 died
+    assert window.end(ticks_per_s=100).server_seconds is None
+
+
+# --- native load generator: the perf tools' output -------------------------------------
+
+PRODUCER_43 = """\
+Warmup first 5000 records. Steady state results will print after the complete test summary.
+16830 records sent, 16830.0 records/sec (16.44 MB/sec), 2144.6 ms avg latency, 2361.0 ms max latency.
+In steady state.
+30330 records sent, 30330.0 records/sec (29.62 MB/sec), 1510.6 ms avg latency, 1976.0 ms max latency.
+200000 records sent, 17265.193370 records/sec (16.86 MB/sec), 1491.27 ms avg latency, 3186.00 ms max latency, 1154 ms 50th, 2876 ms 95th, 3111 ms 99th, 3168 ms 99.9th.
+195000 steady state records sent, 18000.500000 records/sec (17.58 MB/sec), 1400.00 ms avg latency, 3000.00 ms max latency, 1100 ms 50th, 2800 ms 95th, 3100 ms 99th, 3160 ms 99.9th.
+"""
+# Kafka 4.0/4.1 print the summary's records/sec with one decimal, and no steady state.
+PRODUCER_41 = (
+    "1000 records sent, 998.0 records/sec (0.97 MB/sec), 2.05 ms avg latency, 40.00 ms max "
+    "latency, 2 ms 50th, 3 ms 95th, 9 ms 99th, 40 ms 99.9th."
+)
+
+
+def test_producer_perf_output_parses_windows_total_and_steady_state() -> None:
+    out = parse_producer_perf(PRODUCER_43.splitlines())
+    assert [w.records for w in out.windows] == [16830, 30330]
+    assert out.total is not None and out.total.records == 200_000
+    assert out.total.records_per_s == pytest.approx(17265.19337)
+    assert (out.total.p50_ms, out.total.p99_ms, out.total.p999_ms) == (1154, 3111, 3168)
+    assert out.steady is not None and out.steady.steady_state and out.steady.records == 195_000
+    assert out.summary is out.steady  # the figure a warmed-up run reports
+    assert out.steady.latency_ms() == {"p50": 1100.0, "p95": 2800.0, "p99": 3100.0,
+                                       "p99.9": 3160.0, "max": 3000.0, "avg": 1400.0}  # fmt: skip
+
+
+def test_producer_perf_4_1_summary_and_noise() -> None:
+    out = parse_producer_perf(["WARN something on stdout", PRODUCER_41, ""])
+    assert out.windows == [] and out.steady is None
+    assert out.summary is out.total and out.total is not None
+    assert (out.total.records, out.total.records_per_s, out.total.p95_ms) == (1000, 998.0, 3)
+    assert parse_producer_line("12 records sent, bogus") is None
+
+
+def test_rate_estimate_skips_the_first_window() -> None:
+    out = parse_producer_perf(PRODUCER_43.splitlines())
+    assert estimate_rate(out.windows) == pytest.approx(30330.0)
+    assert estimate_rate(out.windows[:1]) == pytest.approx(16830.0)
+    with pytest.raises(ValueError, match="no progress"):
+        estimate_rate([])
+
+
+CONSUMER = """\
+start.time, end.time, data.consumed.in.MB, MB.sec, data.consumed.in.nMsg, nMsg.sec, rebalance.time.ms, fetch.time.ms, fetch.MB.sec, fetch.nMsg.sec
+2026-12-03 10:00:00:000, 2026-12-03 10:00:10:000, 1024.0000, 102.4000, 1048576, 104857.6000, 3000, 7000, 146.2857, 149796.5714
+"""
+
+
+def test_consumer_perf_summary_line() -> None:
+    out = parse_consumer_perf(CONSUMER.splitlines())
+    assert (out.mib, out.mib_per_s, out.records) == (1024.0, 102.4, 1_048_576)
+    assert (out.rebalance_ms, out.fetch_ms, out.fetch_mib_per_s) == (3000, 7000, 146.2857)
+    assert not out.timed_out
+    warned = parse_consumer_perf(
+        ["WARNING: Exiting before consuming the expected number of records: timeout (30000 ms) "
+         "exceeded.", *CONSUMER.splitlines()]
+    )  # fmt: skip
+    assert warned.timed_out
+    with pytest.raises(ValueError, match="no ConsumerPerformance summary"):
+        parse_consumer_perf(["start.time, end.time, x"])
+
+
+def test_producer_args_use_the_4_2_options_and_acks_all() -> None:
+    args = producer_args("h:1", "t", num_records=10, record_size=1024, throughput=0,
+                         warmup_records=2)  # fmt: skip
+    assert args[args.index("--throughput") + 1] == "-1"
+    assert args[args.index("--bootstrap-server") + 1] == "h:1"
+    assert "acks=all" in args and args[-2:] == ["--warmup-records", "2"]
+    paced = producer_args("h:1", "t", num_records=10, record_size=100, throughput=5000.4)
+    assert paced[paced.index("--throughput") + 1] == "5000" and "--warmup-records" not in paced
+
+
+def test_tool_process_reports_its_lines_exit_and_cpu(tmp_path: Path) -> None:
+    import sys
+
+    tool = ToolProcess(
+        [sys.executable, "-c", "print('one'); print('two'); raise SystemExit(3)"],
+        tmp_path / "err.log", tmp_path,
+    )  # fmt: skip
+    tool.start()
+    seen: list[str] = []
+    result = tool.wait(seen.append)
+    assert result.stdout == seen == ["one", "two"]
+    assert result.returncode == 3
+    assert result.cpu_s >= 0 and result.user_s >= 0
+
+
+def test_tool_process_kill_ends_a_tool_that_would_run_forever(tmp_path: Path) -> None:
+    import sys
+    import threading
+
+    tool = ToolProcess(
+        [sys.executable, "-c", "import time\nprint('up', flush=True)\nwhile True: time.sleep(1)"],
+        tmp_path / "err.log", tmp_path,
+    )  # fmt: skip
+    tool.start()
+    up = threading.Event()
+    waiter_result: list[Any] = []
+    waiter = threading.Thread(target=lambda: waiter_result.append(tool.wait(lambda _l: up.set())))
+    waiter.start()
+    assert up.wait(30)
+    tool.kill()
+    waiter.join(30)
+    assert not waiter.is_alive()
+    assert waiter_result[0].returncode == -9 and tool.killed
+
+
+# --- native workloads in files, runner and report --------------------------------------
+
+
+def test_native_workload_fields_are_validated() -> None:
+    native = {**BASE, "loadGenerator": "kafka-perf", "subscriptionsPerTopic": 0,
+              "consumerPerSubscription": 0}  # fmt: skip
+    w = parse_workload(native, name="w", source="w.yaml")
+    assert w.native and w.load_generator == "kafka-perf"
+    assert not parse(scenario="max-rate").native
+    with pytest.raises(WorkloadError, match="one of python, kafka-perf"):
+        parse(loadGenerator="kafka-java")
+    with pytest.raises(WorkloadError, match="only produces"):
+        parse_workload({**native, "subscriptionsPerTopic": 1, "consumerPerSubscription": 1},
+                       name="w", source="w.yaml")  # fmt: skip
+    with pytest.raises(WorkloadError, match="one producer on one topic"):
+        parse_workload({**native, "topics": 2}, name="w", source="w.yaml")
+    with pytest.raises(WorkloadError, match="not idle"):
+        parse_workload({**native, "scenario": "idle", "producersPerTopic": 0},
+                       name="w", source="w.yaml")  # fmt: skip
+
+
+def test_shipped_native_workloads() -> None:
+    by_name = {w.name: w for w in load_workloads()}
+    native = {n: w for n, w in by_name.items() if w.native}
+    assert set(native) == {
+        "native-max-rate-1-topic-6-partitions-1kb",
+        "native-paced-5000-1-topic-6-partitions-1kb",
+        "native-backlog-1-topic-6-partitions-1kb",
+    }
+    paced = native["native-paced-5000-1-topic-6-partitions-1kb"]
+    assert (paced.producer_rate, paced.message_size, paced.replication_factor) == (5000, 1024, 3)
+
+
+class _NoKafkaDriver:
+    """Just enough of a driver for the runner to decide a native workload does not apply."""
+
+    name = "redis-aof-always"
+    speaks_kafka = False
+    supports_failover = False
+    quick = True
+    stopped = 0
+
+    async def stop(self) -> None:
+        self.stopped += 1
+
+    async def start(self, nodes: int, workdir: Path) -> None:  # pragma: no cover - must not run
+        raise AssertionError("a native workload must not start a system without Kafka")
+
+
+def test_runner_marks_native_workloads_n_a_without_a_kafka_listener() -> None:
+    import asyncio
+
+    from benchmarks.omb.run import Console, run_system
+
+    w = next(w for w in load_workloads(quick=True) if w.name.startswith("native-max-rate"))
+    driver = _NoKafkaDriver()
+    info = {"client": "redis-py"}
+    results = asyncio.run(run_system(driver, [w], Console(), {}, info))  # type: ignore[arg-type]
+    assert [(r["status"], r["reason"]) for r in results] == [
+        ("n/a", "no Kafka-protocol listener for the native load generator")
+    ]
+    assert results[0]["client"].startswith("kafka-producer-perf-test")
+    assert driver.stopped == 1
+
+
+def test_summary_puts_server_cpu_per_mib_beside_throughput() -> None:
+    systems = [system("strata-never", "strata client"), system("apache-kafka", "confluent-kafka")]
+    ok = steady("strata-never", 20_000, 4.0)
+    ok["workload"] = "max-rate-1-topic-6-partitions-1kb"
+    ok["metrics"]["server_cpu_ms_per_mib"] = 42.25
+    kafka = steady("apache-kafka", 30_000, 3.0)
+    kafka["workload"] = "max-rate-1-topic-6-partitions-1kb"
+    kafka["metrics"]["server_cpu_ms_per_mib"] = 20.0
+    native_na = {"system": "strata-never", "workload": "native-max-rate-1-topic-6-partitions-1kb",
+                 "scenario": "max-rate", "client": "tool", "status": "n/a", "reason": "x",
+                 "metrics": {}}  # fmt: skip
+    workloads = [{"name": "max-rate-1-topic-6-partitions-1kb"},
+                 {"name": "native-max-rate-1-topic-6-partitions-1kb"}]  # fmt: skip
+    table = render_summary(workloads, systems, [ok, kafka, native_na])
+    assert row(table, "max-rate 1 KiB: server CPU per MiB acknowledged (CPU-ms) ↓")[1:] == [
+        "42.2", "20.0"]  # fmt: skip
+    assert row(table, "native max-rate 1 KiB: publish (MiB/s) ↑")[1:] == ["n/a", "not run"]
+    assert not any("paced" in line for line in table.splitlines())  # not run: no row
+    assert render_summary([{"name": "other"}], systems, []) == ""
+
+
+def test_table_header_names_the_tool_for_native_rows() -> None:
+    systems = [system("apache-kafka", "confluent-kafka 2.16")]
+    result = steady("apache-kafka", 50_000, 9.0)
+    result["client"] = "kafka-producer-perf-test (Apache Kafka 4.3.1, JVM)"
+    result["metrics"]["server_cpu_ms_per_mib"] = 12.5
+    assert "confluent-kafka" in render_workload_table("w", "max-rate", systems, [result])
+    table = render_workload_table("w", "max-rate", systems, [result], native=True)
+    assert "apache-kafka<br>(kafka-producer-perf-test (Apache Kafka 4.3.1, JVM))" in table
+    assert row(table, "server CPU per MiB acknowledged (CPU-ms) ↓")[1:] == ["12.5"]

@@ -36,10 +36,17 @@ def _redis(appendfsync: str) -> Callable[[], Driver]:
     return make
 
 
+def _apache_kafka() -> Driver:
+    from benchmarks.omb.drivers.apache_kafka import ApacheKafkaDriver
+
+    return ApacheKafkaDriver()
+
+
 #: Row name -> factory, in the order the results list them (Strata's two flush policies first).
 DRIVERS: dict[str, Callable[[], Driver]] = {
     "strata-always": _strata("always"),
     "strata-never": _strata("never"),
+    "apache-kafka": _apache_kafka,
     "nats-jetstream": _nats,
     "redis-aof-always": _redis("always"),
     "redis-aof-everysec": _redis("everysec"),
@@ -48,9 +55,10 @@ DRIVERS: dict[str, Callable[[], Driver]] = {
 #: Short names accepted by ``--drivers``.
 ALIASES: dict[str, tuple[str, ...]] = {
     "strata": ("strata-always", "strata-never"),
+    "kafka": ("apache-kafka",),
     "nats": ("nats-jetstream",),
     "redis": ("redis-aof-always", "redis-aof-everysec"),
-    "peers": ("nats-jetstream", "redis-aof-always", "redis-aof-everysec"),
+    "peers": ("apache-kafka", "nats-jetstream", "redis-aof-always", "redis-aof-everysec"),
     "all": tuple(DRIVERS),
 }
 

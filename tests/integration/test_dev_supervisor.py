@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -112,6 +113,7 @@ class Dev:
         self.data_dir, self.base, self.mbase, self.nodes = data_dir, base, mbase, nodes
         self.lines: list[str] = []
         self._cond = threading.Condition()
+        self._eof = False
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      text=True, bufsize=1, start_new_session=True, env={**os.environ, **(env or {})})
         self._known: set[int] = set()
@@ -124,6 +126,9 @@ class Dev:
             with self._cond:
                 self.lines.append(line.rstrip("\n"))
                 self._cond.notify_all()
+        with self._cond:
+            self._eof = True
+            self._cond.notify_all()
 
     @property
     def output(self) -> str:
@@ -131,22 +136,22 @@ class Dev:
             return "\n".join(self.lines)
 
     def wait_line(self, pattern: str, timeout: float = 90.0, start: int = 0) -> int:
-        """Index of the first line from ``start`` matching ``pattern``; fails with the output."""
+        """Index of the first line from ``start`` matching ``pattern``; fails with the output
+        after ``timeout`` s, or at once when strata dev has exited without printing it."""
         rx = re.compile(pattern)
-
-        def found() -> int | None:
-            with self._cond:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
                 for i in range(start, len(self.lines)):
                     if rx.search(self.lines[i]):
-                        return i + 1  # truthy
-            # Exited, and everything it printed has been read: the line will never come.
-            assert self._reader.is_alive(), f"strata dev exited ({self.proc.poll()}) without it"
-            return None
-
-        try:
-            return wait_for(found, timeout, f"a line matching {pattern!r}") - 1
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}\n--- strata dev said:\n{self.output}") from None
+                        return i
+                start = len(self.lines)
+                left = deadline - time.monotonic()
+                if self._eof or left <= 0:
+                    why = f"closed its output (exit status {self.proc.poll()})" if self._eof else f"timed out after {timeout}s"
+                    raise AssertionError(f"strata dev {why} before a line matching {pattern!r}; it said:\n"
+                                         + "\n".join(self.lines))
+                self._cond.wait(left)
 
     def send(self, line: str) -> None:
         assert self.proc.stdin is not None

@@ -283,6 +283,7 @@ class Supervisor:
     _hurry: asyncio.Event = field(default_factory=asyncio.Event)
     _queue: asyncio.Queue[_Command] = field(default_factory=lambda: asyncio.Queue(MAX_PENDING_COMMANDS))
     _stdin_buf: bytes = b""
+    _stdin_tty: bool = False
     _control: asyncio.AbstractServer | None = None
     _control_conns: int = 0
     _tasks: set[asyncio.Task] = field(default_factory=set)
@@ -353,17 +354,17 @@ class Supervisor:
         second one stops it now (SIGKILL). A SIGHUP ignored by whoever started us (nohup)
         stays ignored."""
 
-        def on_signal(sig: signal.Signals) -> None:
-            if self._stop.is_set():
-                self._hurry.set()
-                return
-            self.say(f"{sig.name}: stopping the cluster")
-            self._stop.set()
-
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             if sig == signal.SIGHUP and signal.getsignal(sig) == signal.SIG_IGN:
                 continue
-            loop.add_signal_handler(sig, on_signal, sig)
+            loop.add_signal_handler(sig, self._request_stop, sig.name)
+
+    def _request_stop(self, why: str) -> None:
+        if self._stop.is_set():
+            self._hurry.set()
+            return
+        self.say(f"{why}: stopping the cluster")
+        self._stop.set()
 
     # -- brokers ----------------------------------------------------------------------------
 
@@ -584,7 +585,8 @@ class Supervisor:
         """Read commands from stdin when it is ours to read (not a background job's tty)."""
         try:
             fd = sys.stdin.fileno()
-            if os.isatty(fd) and os.tcgetpgrp(fd) != os.getpgrp():
+            self._stdin_tty = os.isatty(fd)  # asked now: a hung-up terminal is no tty any more
+            if self._stdin_tty and os.tcgetpgrp(fd) != os.getpgrp():
                 return  # a background job: reading would stop us (SIGTTIN); the socket still works
             loop.add_reader(fd, self._stdin_readable, loop, fd)
         except (AttributeError, ValueError, OSError):
@@ -601,8 +603,18 @@ class Supervisor:
             if exc.errno in (errno.EAGAIN, errno.EINTR):
                 return
             data = b""
-        if not data:  # EOF (a closed pipe, Ctrl-D): keep serving, stop listening
-            loop.remove_reader(fd)
+        if not data:
+            if self._stdin_tty:
+                try:
+                    os.tcgetpgrp(fd)
+                    return  # Ctrl-D: nothing to do
+                except OSError:
+                    # Hung up. Under make, the kernel's SIGHUP goes to make alone (the
+                    # session leader), which waits for us: this is how we learn of it.
+                    loop.remove_reader(fd)
+                    self._request_stop("the terminal closed")
+                    return
+            loop.remove_reader(fd)  # a closed pipe: keep serving, stop listening
             return
         self._stdin_buf += data
         *complete, self._stdin_buf = self._stdin_buf.split(b"\n")

@@ -9,13 +9,18 @@ probed while the test watches the banner not appear.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import pty
 import re
+import select
+import shlex
 import signal
 import socket
 import subprocess
 import sys
+import termios
 import threading
 import time
 import urllib.error
@@ -75,6 +80,23 @@ def gone(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] == "Z"
     except FileNotFoundError:
         return True
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live process below ``pid`` (from /proc)."""
+    parent: dict[int, int] = {}
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                parent[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+            continue
+    out: set[int] = set()
+    frontier = {pid}
+    while frontier:
+        frontier = {p for p, pp in parent.items() if pp in frontier and p not in out}
+        out |= frontier
+    return {p for p in out if not gone(p)}
 
 
 def children(pid: int) -> dict[int, int]:
@@ -243,18 +265,27 @@ sys.exit(run_dev(cfg["nodes"], Path(cfg["data_dir"]), "127.0.0.1", cfg["base"], 
 '''
 
 
-def start_fake(tmp_path: Path, nodes: int = 3, ready: tuple[int, ...] = (1, 2, 3), ready_timeout_s: float = 60,
-               stop_timeout_s: float = 15, env: dict[str, str] | None = None) -> Dev:
+def fake_cluster(tmp_path: Path, nodes: int = 3, ready: tuple[int, ...] = (1, 2, 3), ready_timeout_s: float = 60,
+                 stop_timeout_s: float = 15) -> tuple[list[str], Path, int, int]:
+    """(argv of a ``run_dev`` over stand-in brokers, data dir, base port, metrics base port)."""
     base, mbase = free_port_blocks(nodes)
     data = tmp_path / "data"
     fake = tmp_path / "fake_broker.py"
     fake.write_text(FAKE_BROKER)
+    driver = tmp_path / "dev_driver.py"
+    driver.write_text(DRIVER)
     for i in ready:
         (data / f"broker-{i}").mkdir(parents=True, exist_ok=True)
         (data / f"broker-{i}" / "ready").touch()
     cfg = {"fake": str(fake), "nodes": nodes, "data_dir": str(data), "base": base, "mbase": mbase,
            "ready_timeout_s": ready_timeout_s, "stop_timeout_s": stop_timeout_s}
-    return Dev([sys.executable, "-c", DRIVER, json.dumps(cfg)], data, base, mbase, nodes, env)
+    return [sys.executable, str(driver), json.dumps(cfg)], data, base, mbase
+
+
+def start_fake(tmp_path: Path, nodes: int = 3, ready: tuple[int, ...] = (1, 2, 3), ready_timeout_s: float = 60,
+               stop_timeout_s: float = 15, env: dict[str, str] | None = None) -> Dev:
+    argv, data, base, mbase = fake_cluster(tmp_path, nodes, ready, ready_timeout_s, stop_timeout_s)
+    return Dev(argv, data, base, mbase, nodes, env)
 
 
 # -- real brokers --------------------------------------------------------------------------
@@ -457,3 +488,48 @@ def test_a_second_strata_dev_on_the_same_data_dir_is_refused(tmp_path: Path) -> 
         assert sorted(dev.brokers()) == [1, 2, 3], "the running cluster must be left alone"
     finally:
         dev.close()
+
+
+def test_closing_the_terminal_of_make_run_stops_every_broker(tmp_path: Path) -> None:
+    """The kernel sends a hung-up terminal's SIGHUP to its session leader only: under
+    ``make run`` that is make, which waits for its child. The supervisor must notice the
+    hang-up on its own (its stdin) and stop the cluster, so make can exit too."""
+    argv, data, _, _ = fake_cluster(tmp_path)
+    makefile = tmp_path / "Makefile"
+    makefile.write_text(f"run:\n\t{shlex.join(argv)}\n")
+    master, slave = pty.openpty()
+
+    def controlling_terminal() -> None:  # after setsid: the pty becomes make's terminal
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    make = subprocess.Popen(["make", "-s", "-f", str(makefile), "run"], stdin=slave, stdout=slave, stderr=slave,
+                            start_new_session=True, preexec_fn=controlling_terminal)
+    os.close(slave)
+    screen = bytearray()
+    below: set[int] = set()
+    try:
+        def banner_shown() -> bool:
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if ready:
+                screen.extend(os.read(master, 4096))
+            return re.search(BANNER.encode(), bytes(screen), re.M) is not None
+        wait_for(banner_shown, 60, "the banner on the terminal")
+        below = descendants(make.pid)
+        assert len(below) == 4, f"make's descendants should be strata dev and 3 brokers: {below}"
+
+        os.close(master)  # the terminal window closes
+        master = -1
+        # make waits for strata dev, then dies of the hang-up it was sent (GNU make re-raises it).
+        assert make.wait(timeout=60) in (0, -signal.SIGHUP)
+        assert all(gone(p) for p in below)
+        log = (data / "dev.log").read_text()
+        assert "the terminal closed: stopping the cluster" in log and log.rstrip().endswith("stopped"), log
+    finally:
+        if master >= 0:
+            os.close(master)
+        if make.poll() is None:
+            os.killpg(make.pid, signal.SIGKILL)
+            make.wait()
+        for p in below:
+            if not gone(p):
+                os.kill(p, signal.SIGKILL)

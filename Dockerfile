@@ -4,7 +4,12 @@
 # (see ops/docker/entrypoint.sh and docs/operations.md).
 #
 #   docker build -t strata:latest .
-#   docker run -e STRATA_ID=1 -e STRATA_PEERS=1@localhost:9092 -p 9092:9092 -p 9644:9644 strata:latest
+#   docker run --rm -e STRATA_ID=1 -e STRATA_PEERS=1@localhost:9092 -e STRATA_ADVERTISED=localhost:9092 -p 9092:9092 -p 9644:9644 strata:latest
+#
+# One broker alone: clients on the host reach it at localhost:9092 and are told that same
+# address (STRATA_ADVERTISED; the default, the container's hostname, means nothing on the
+# host). A cluster in a Docker network gives each broker an external listener as well
+# (STRATA_EXTERNAL_ADVERTISED, container port 19092): see ops/docker-compose.yml.
 
 FROM python:3.11-slim AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
@@ -30,8 +35,9 @@ COPY --chmod=0755 ops/docker/entrypoint.sh /usr/local/bin/strata-entrypoint
 USER strata:strata
 WORKDIR /var/lib/strata
 VOLUME ["/var/lib/strata"]
-# 9092: clients and peers; 9644: /metrics, /healthz, /readyz.
-EXPOSE 9092 9644
+# 9092: peers and clients in the same network; 19092: the external listener for clients
+# outside (only with STRATA_EXTERNAL_ADVERTISED); 9644: /metrics, /healthz, /readyz.
+EXPOSE 9092 19092 9644
 
 # Alive = the metrics port answers /healthz (slim images have no curl).
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \

@@ -1,13 +1,24 @@
 #!/bin/sh
 # Container entrypoint: `strata broker start` with its flags taken from the environment.
 #
-#   STRATA_ID              this broker's id (required)
-#   STRATA_PEERS           every broker, ID@HOST:PORT,... (required, this one included)
-#   STRATA_LISTEN          HOST:PORT for clients and peers        (default 0.0.0.0:9092)
-#   STRATA_ADVERTISED      HOST:PORT others use to reach it       (default $(hostname):<listen port>)
-#   STRATA_METRICS_LISTEN  HOST:PORT for /metrics /healthz /readyz (default 0.0.0.0:9644)
-#   STRATA_DATA_DIR        data directory, a volume               (default /var/lib/strata)
-#   STRATA_FLUSH_POLICY    always | interval | never              (default: the broker's, always)
+#   STRATA_ID                   this broker's id (required)
+#   STRATA_PEERS                every broker, ID@HOST:PORT,... (required, this one included);
+#                               peers reach each other at these addresses
+#   STRATA_LISTEN               HOST:PORT for peers and for clients that reach the container's
+#                               own name (the same Docker network, the same pod network)
+#                                                                   (default 0.0.0.0:9092)
+#   STRATA_ADVERTISED           HOST:PORT those clients are told    (default $(hostname):<listen port>)
+#   STRATA_EXTERNAL_ADVERTISED  HOST:PORT clients outside the network are told: the host's
+#                               published port (e.g. 127.0.0.1:9092 for `-p 9092:19092`). Setting
+#                               it turns on the external listener. (default: no external listener)
+#   STRATA_EXTERNAL_LISTEN      HOST:PORT of the external listener  (default 0.0.0.0:19092)
+#   STRATA_METRICS_LISTEN       HOST:PORT for /metrics /healthz /readyz (default 0.0.0.0:9644)
+#   STRATA_DATA_DIR             data directory, a volume            (default /var/lib/strata)
+#   STRATA_FLUSH_POLICY         always | interval | never           (default: the broker's, always)
+#
+# A client is told the addresses of the listener it connected to, so a client on the host
+# (through the published external port) and one inside the network each get addresses it can
+# reach (Kafka's and Redpanda's internal/external listeners).
 #
 # Extra arguments are passed on to `strata broker start`. A first argument that is not an
 # option runs that command instead (e.g. `docker run IMAGE strata topic list`).
@@ -17,7 +28,13 @@ if [ "$#" -gt 0 ] && [ "${1#-}" = "$1" ]; then
     exec "$@"
 fi
 
+if [ -n "${STRATA_EXTERNAL_LISTEN:-}" ] && [ -z "${STRATA_EXTERNAL_ADVERTISED:-}" ]; then
+    echo "strata-entrypoint: STRATA_EXTERNAL_LISTEN needs STRATA_EXTERNAL_ADVERTISED, the HOST:PORT clients outside reach it at (e.g. 127.0.0.1:9092)" >&2
+    exit 2
+fi
+
 : "${STRATA_LISTEN:=0.0.0.0:9092}"
+: "${STRATA_EXTERNAL_LISTEN:=0.0.0.0:19092}"
 : "${STRATA_METRICS_LISTEN:=0.0.0.0:9644}"
 : "${STRATA_DATA_DIR:=/var/lib/strata}"
 
@@ -33,6 +50,9 @@ if [ -z "${STRATA_ADVERTISED:-}" ]; then
     STRATA_ADVERTISED="${HOSTNAME:-$(hostname)}:${STRATA_LISTEN##*:}"
 fi
 
+if [ -n "${STRATA_EXTERNAL_ADVERTISED:-}" ]; then
+    set -- --external-listen "$STRATA_EXTERNAL_LISTEN" --external-advertised "$STRATA_EXTERNAL_ADVERTISED" "$@"
+fi
 set -- --id "$STRATA_ID" --peers "$STRATA_PEERS" --listen "$STRATA_LISTEN" \
     --advertised "$STRATA_ADVERTISED" --metrics-listen "$STRATA_METRICS_LISTEN" \
     --data-dir "$STRATA_DATA_DIR" "$@"

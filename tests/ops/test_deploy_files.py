@@ -6,23 +6,38 @@ JSON) and cross-checked — ports against the Dockerfile's EXPOSE and the entryp
 defaults, probe paths against what the broker's metrics server answers (asked for real),
 mounted files against the tree — and the two shell entrypoints are run with a stub in place
 of the broker, and once for real (a one-broker cluster started through the entrypoint).
+
+Addressing gets its own checks (issue 13, item 11): every address a client is told must be
+one it can reach from where it stands. The ``docker run`` example and each Compose broker
+advertise, to clients on the host, a loopback address whose port the file publishes onto the
+listener behind it; peers keep their in-network address; every flag the entrypoint passes is
+one ``strata broker start --help`` lists; and a real broker with two listeners, behind a
+stand-in for Docker's port publishing, serves a client that only knows the published port.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
+import shlex
 import signal
+import socket
 import subprocess
 import sys
+import threading
+import tomllib
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
+from strata.broker.config import BrokerConfig, parse_host_port, parse_peers
 from strata.broker.http import MetricsServer
+from strata.client import AdminClient, Consumer, Producer, TopicPartition
 from tests.integration.cluster import free_ports, wait_for
 from tests.ops.opsfiles import OPS, PROMETHEUS_DIR, ROOT, dashboard
 
@@ -30,7 +45,9 @@ DOCKERFILE = ROOT / "Dockerfile"
 ENTRYPOINT = OPS / "docker" / "entrypoint.sh"
 COMPOSE = OPS / "docker-compose.yml"
 K8S = OPS / "k8s"
-CLIENT_PORT, METRICS_PORT = 9092, 9644
+CLIENT_PORT, EXTERNAL_PORT, METRICS_PORT = 9092, 19092, 9644
+#: Addresses a client on the Docker host reaches a published port at.
+HOST_REACHABLE = {"127.0.0.1", "localhost"}
 
 
 def dockerfile() -> str:
@@ -51,6 +68,82 @@ def k8s_docs() -> dict[str, dict]:
         for d in yaml.safe_load_all(f.read_text()):
             docs[f"{d['kind']}/{d.get('metadata', {}).get('name', f.stem)}"] = d
     return docs
+
+
+def accepted_broker_flags() -> set[str]:
+    """The options ``strata broker start --help`` lists (the real CLI, asked)."""
+    res = subprocess.run([sys.executable, "-m", "strata.broker.cli", "broker", "start", "--help"],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    options = res.stdout.split("Options:", 1)[1]
+    return set(re.findall(r"^\s{2}(?:-\w, )?(--[a-z][a-z-]*)", options, re.M))
+
+
+def interpolate(value: str) -> str:
+    """Compose's ``${VAR:-default}``, with every variable unset (what a fresh checkout gets)."""
+
+    def default(m: re.Match[str]) -> str:
+        assert m[2] is not None, f"${{{m[1]}}} has no default: the file does not work as written"
+        return m[2]
+
+    return re.sub(r"\$\{(\w+)(?::-([^}]*))?\}", default, value)
+
+
+def entrypoint_flags(stub_bin: Path, env: dict[str, str], hostname: str = "strata-host") -> dict[str, str]:
+    """The ``strata broker start`` flags the Docker entrypoint turns ``env`` into."""
+    res = run_script(ENTRYPOINT, stub_bin, {"HOSTNAME": hostname, **env})
+    assert res.returncode == 0, res.stderr
+    argv = [line for line in res.stdout.splitlines() if not line.startswith("env:")]
+    assert argv[:2] == ["broker", "start"], argv
+    assert len(argv[2:]) % 2 == 0 and all(a.startswith("--") for a in argv[2::2]), argv
+    return dict(zip(argv[2::2], argv[3::2], strict=True))
+
+
+def broker_config(flags: dict[str, str]) -> BrokerConfig:
+    """What the broker would make of ``flags`` (its own parsers; raises ConfigError)."""
+    return BrokerConfig(
+        node_id=int(flags["--id"]), data_dir=Path(flags["--data-dir"]),
+        listen=parse_host_port(flags["--listen"]), peers=parse_peers(flags["--peers"]),
+        metrics_listen=parse_host_port(flags["--metrics-listen"]),
+        advertised=parse_host_port(flags["--advertised"]),
+    )
+
+
+def client_facing(flags: dict[str, str]) -> tuple[tuple[str, int], int]:
+    """(advertised address, listening port) of the listener clients outside are meant to use."""
+    if "--external-advertised" in flags:
+        return parse_host_port(flags["--external-advertised"]), parse_host_port(flags["--external-listen"])[1]
+    return parse_host_port(flags["--advertised"]), parse_host_port(flags["--listen"])[1]
+
+
+def published(mappings: list[str]) -> dict[int, int]:
+    """``["9093:19092", ...]`` to ``{container port: host port}``."""
+    out = {}
+    for m in mappings:
+        host_port, container_port = (int(p) for p in m.split(":")[-2:])
+        out[container_port] = host_port
+    return out
+
+
+def docker_run_example() -> tuple[dict[str, str], dict[int, int], str]:
+    """The Dockerfile's own ``docker run`` line: (environment, published ports, image)."""
+    line = re.search(r"^#\s+(docker run .+)$", dockerfile(), re.M)
+    assert line, "the Dockerfile's header must show how to run the image"
+    argv = shlex.split(line[1])[2:]
+    env, ports, rest = {}, [], []
+    while argv:
+        arg = argv.pop(0)
+        if arg == "-e":
+            key, _, value = argv.pop(0).partition("=")
+            env[key] = value
+        elif arg == "-p":
+            ports.append(argv.pop(0))
+        elif arg == "--name":
+            argv.pop(0)
+        elif not arg.startswith("-"):
+            rest.append(arg)
+    assert len(rest) == 1, f"one image expected after the options, got {rest}"
+    return env, published(ports), rest[0]
 
 
 def served_status(paths: set[str]) -> dict[str, int]:
@@ -86,7 +179,7 @@ def test_image_is_small_non_root_and_exposes_the_broker_ports() -> None:
     assert froms and all(f.startswith("python:3.11-slim") for f in froms) and len(froms) >= 2, froms
     assert re.search(r"^USER\s+(?!root|0\b)\S+", text, re.M), "the image must not run as root"
     assert re.search(r"^VOLUME\s+.*?/var/lib/strata", text, re.M)
-    assert exposed_ports() == {CLIENT_PORT, METRICS_PORT}
+    assert exposed_ports() == {CLIENT_PORT, EXTERNAL_PORT, METRICS_PORT}
     assert re.search(r'^ENTRYPOINT\s+\["strata-entrypoint"\]', text, re.M)
     assert "COPY --chmod=0755 ops/docker/entrypoint.sh /usr/local/bin/strata-entrypoint" in text
     for src in re.findall(r"^COPY\s+(?:--\S+\s+)*(\S+)\s", text, re.M):
@@ -100,6 +193,7 @@ def test_entrypoint_defaults_match_exposed_ports_and_healthcheck_probes_healthz(
     defaults = entrypoint_defaults()
     assert int(defaults["STRATA_LISTEN"].rsplit(":", 1)[1]) == CLIENT_PORT
     assert int(defaults["STRATA_METRICS_LISTEN"].rsplit(":", 1)[1]) == METRICS_PORT
+    assert int(defaults["STRATA_EXTERNAL_LISTEN"].rsplit(":", 1)[1]) == EXTERNAL_PORT
     env = dict(re.findall(r"\s(STRATA_\w+)=(\S+)", "\n".join(
         line for line in dockerfile().splitlines() if not line.startswith("#"))))
     for key in ("STRATA_LISTEN", "STRATA_METRICS_LISTEN", "STRATA_DATA_DIR"):
@@ -150,31 +244,140 @@ def test_entrypoint_runs_other_commands_as_given(stub_bin: Path) -> None:
     assert res.returncode == 0 and res.stdout.splitlines()[:2] == ["topic", "list"]
 
 
-@pytest.mark.integration
-def test_a_broker_started_by_the_entrypoint_becomes_ready_and_stops_cleanly(tmp_path: Path) -> None:
-    port, mport = free_ports(2)
+def test_entrypoint_adds_the_external_listener_when_an_external_address_is_given(stub_bin: Path) -> None:
+    base = {"STRATA_ID": "2", "STRATA_PEERS": "1@a:9092,2@b:9092"}
+    flags = entrypoint_flags(stub_bin, {**base, "STRATA_EXTERNAL_ADVERTISED": "127.0.0.1:9093"}, hostname="b")
+    assert flags["--external-listen"] == f"0.0.0.0:{EXTERNAL_PORT}"
+    assert flags["--external-advertised"] == "127.0.0.1:9093"
+    assert flags["--listen"] == f"0.0.0.0:{CLIENT_PORT}" and flags["--advertised"] == f"b:{CLIENT_PORT}"
+    assert "--external-listen" not in entrypoint_flags(stub_bin, base), "no external listener unless asked"
+    res = run_script(ENTRYPOINT, stub_bin, {**base, "STRATA_EXTERNAL_LISTEN": "0.0.0.0:19092"})
+    assert res.returncode == 2 and "STRATA_EXTERNAL_ADVERTISED" in res.stderr
+
+
+def test_the_docker_run_example_advertises_what_the_host_reaches_with_flags_the_cli_accepts(stub_bin: Path) -> None:
+    env, ports, image = docker_run_example()
+    assert image == re.search(r"^#\s+docker build -t (\S+) \.$", dockerfile(), re.M)[1]
+    flags = entrypoint_flags(stub_bin, env, hostname="0123456789ab")  # a container id, as Docker names it
+    assert set(flags) <= accepted_broker_flags(), set(flags) - accepted_broker_flags()
+    config = broker_config(flags)
+    (host, port), listening = client_facing(flags)
+    assert host in HOST_REACHABLE, f"clients on the host are told {host}:{port}, which they cannot reach"
+    assert ports.get(listening) == port, f"{host}:{port} must be published onto the listener (port {listening})"
+    assert config.peers[config.node_id][1] == config.listen[1], "the broker must reach itself at its peer address"
+    assert ports.get(config.metrics_listen[1]) == METRICS_PORT
+
+
+@contextlib.contextmanager
+def broker_via_entrypoint(tmp_path: Path, env: dict[str, str], metrics_port: int) -> Iterator[subprocess.Popen]:
+    """A real broker started by the Docker entrypoint, ready; always stopped."""
     venv_bin = Path(sys.executable).parent
-    env = {**os.environ, "PATH": f"{venv_bin}:{os.environ.get('PATH', '/usr/bin:/bin')}",
-           "STRATA_ID": "1", "STRATA_PEERS": f"1@127.0.0.1:{port}", "STRATA_LISTEN": f"127.0.0.1:{port}",
-           "STRATA_ADVERTISED": f"127.0.0.1:{port}", "STRATA_METRICS_LISTEN": f"127.0.0.1:{mport}",
-           "STRATA_DATA_DIR": str(tmp_path / "data"), "STRATA_FLUSH_POLICY": "always"}
     assert (venv_bin / "strata").exists(), "the strata console script is not installed in this environment"
-    with open(tmp_path / "broker.log", "wb") as log:
-        proc = subprocess.Popen(["/bin/sh", str(ENTRYPOINT)], env=env, stdout=log, stderr=subprocess.STDOUT,
+    full = {**os.environ, "PATH": f"{venv_bin}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+            "STRATA_DATA_DIR": str(tmp_path / "data"), "STRATA_FLUSH_POLICY": "always", **env}
+    log_path = tmp_path / "broker.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(["/bin/sh", str(ENTRYPOINT)], env=full, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
     try:
         def ready() -> bool:
-            assert proc.poll() is None, (tmp_path / "broker.log").read_text()
-            with urllib.request.urlopen(f"http://127.0.0.1:{mport}/readyz", timeout=1) as r:
+            if proc.poll() is not None:  # pytest.fail is not an Exception: wait_for lets it through
+                pytest.fail(f"the broker exited with status {proc.returncode}:\n{log_path.read_text()}")
+            with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/readyz", timeout=1) as r:
                 return r.status == 200
         wait_for(ready, 30, "the broker started by the entrypoint to be ready")
+        yield proc
         proc.send_signal(signal.SIGTERM)  # reaches the broker itself: the entrypoint exec'd it
-        assert proc.wait(timeout=30) == 0, (tmp_path / "broker.log").read_text()
+        assert proc.wait(timeout=30) == 0, log_path.read_text()
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+@pytest.mark.integration
+def test_a_broker_started_by_the_entrypoint_becomes_ready_and_stops_cleanly(tmp_path: Path) -> None:
+    port, mport = free_ports(2)
+    env = {"STRATA_ID": "1", "STRATA_PEERS": f"1@127.0.0.1:{port}", "STRATA_LISTEN": f"127.0.0.1:{port}",
+           "STRATA_ADVERTISED": f"127.0.0.1:{port}", "STRATA_METRICS_LISTEN": f"127.0.0.1:{mport}"}
+    with broker_via_entrypoint(tmp_path, env, mport):
+        pass
     assert (tmp_path / "data").is_dir()
+
+
+class PublishedPort:
+    """What ``docker run -p HOST:CONTAINER`` does: a host port forwarded to the container's.
+
+    The broker behind it never sees the host port, so a client can use it only if the
+    broker *tells* it that address: the point of an external advertised address.
+    """
+
+    MAX_CONNECTIONS = 32
+
+    def __init__(self, host_port: int, target_port: int) -> None:
+        self.target_port = target_port
+        self.server = socket.create_server(("127.0.0.1", host_port))
+        self.sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while len(self.sockets) < 2 * self.MAX_CONNECTIONS:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return  # closed
+            upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
+            upstream.settimeout(None)
+            self.sockets += [conn, upstream]
+            for src, dst in ((conn, upstream), (upstream, conn)):
+                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(1 << 16):
+                dst.sendall(data)
+            dst.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self.server.close()
+        for s in self.sockets:
+            s.close()
+
+
+@pytest.mark.integration
+def test_a_client_on_the_host_produces_through_the_published_external_port(tmp_path: Path) -> None:
+    internal, external, published_port, mport = free_ports(4)
+    env = {"STRATA_ID": "1", "STRATA_PEERS": f"1@127.0.0.1:{internal}",
+           "STRATA_LISTEN": f"127.0.0.1:{internal}", "STRATA_ADVERTISED": f"127.0.0.1:{internal}",
+           "STRATA_EXTERNAL_LISTEN": f"127.0.0.1:{external}",
+           "STRATA_EXTERNAL_ADVERTISED": f"127.0.0.1:{published_port}",
+           "STRATA_METRICS_LISTEN": f"127.0.0.1:{mport}"}
+    with broker_via_entrypoint(tmp_path, env, mport):
+        publish = PublishedPort(published_port, external)
+        outside = f"127.0.0.1:{published_port}"
+        try:
+            with AdminClient(outside) as admin:
+                # Through the external listener, the broker names itself by the published port...
+                assert [(b.id, b.host, b.port) for b in admin.describe_cluster().brokers] == [
+                    (1, "127.0.0.1", published_port)]
+                admin.create_topic("from-the-host", partitions=1, replication_factor=1)
+            with Producer(bootstrap=outside, acks="all") as producer:
+                offsets = [producer.send("from-the-host", value=b"m%d" % i).result(timeout=30).offset
+                           for i in range(10)]
+            with Consumer(bootstrap=outside, auto_offset_reset="earliest") as consumer:
+                consumer.assign([TopicPartition("from-the-host", 0)])
+                got: list[bytes] = []
+                wait_for(lambda: got.extend(r.value for r in consumer.poll(timeout_ms=500)) or len(got) >= 10, 30,
+                         "the ten records, read back from the host")
+            assert got == [b"m%d" % i for i in range(10)] and len(set(offsets)) == 10
+            # ...and through the internal one, by its in-network address.
+            with AdminClient(f"127.0.0.1:{internal}") as admin:
+                assert [(b.host, b.port) for b in admin.describe_cluster().brokers] == [("127.0.0.1", internal)]
+        finally:
+            publish.close()
 
 
 # -- Compose -------------------------------------------------------------------------------------
@@ -196,7 +399,7 @@ def test_compose_runs_three_brokers_prometheus_and_grafana_from_files_that_exist
         assert peers[env["STRATA_ID"]] == env["STRATA_ADVERTISED"] == f"{name}:{CLIENT_PORT}"
         assert set(peers.values()) == {f"{n}:{CLIENT_PORT}" for n in brokers}
         container_ports = {int(p.split(":")[-1]) for p in s["ports"]}
-        assert container_ports == exposed_ports()
+        assert container_ports == {EXTERNAL_PORT, METRICS_PORT} and container_ports <= exposed_ports()
         assert int(env["STRATA_LISTEN"].rsplit(":", 1)[1]) == CLIENT_PORT
         assert int(env["STRATA_METRICS_LISTEN"].rsplit(":", 1)[1]) == METRICS_PORT
         check = " ".join(s["healthcheck"]["test"])
@@ -220,6 +423,33 @@ def test_compose_runs_three_brokers_prometheus_and_grafana_from_files_that_exist
     assert "9090:9090" in services["prometheus"]["ports"]
 
 
+def test_compose_brokers_tell_host_clients_published_addresses_and_peers_in_network_ones(stub_bin: Path) -> None:
+    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    brokers = {n: s for n, s in services.items() if n.startswith("strata-")}
+    accepted = accepted_broker_flags()
+    outside: dict[str, tuple[str, int]] = {}
+    for name, s in brokers.items():
+        env = {k: interpolate(str(v)) for k, v in s["environment"].items()}
+        flags = entrypoint_flags(stub_bin, env, hostname=s["hostname"])
+        assert set(flags) <= accepted, f"{name}: flags strata broker start does not take: {set(flags) - accepted}"
+        config = broker_config(flags)
+        inside = config.advertised_address
+        # Peers and in-network clients: the service's name, at the internal listener.
+        assert config.peers[config.node_id] == inside == (name, config.listen[1]), name
+        # Host clients: a loopback address whose port is published onto the external listener.
+        (host, port), listening = client_facing(flags)
+        assert listening != config.listen[1], f"{name}: the external listener must be a listener of its own"
+        assert host in HOST_REACHABLE, f"{name} tells host clients {host}:{port}, which they cannot reach"
+        ports = published(s["ports"])
+        assert ports.get(listening) == port, f"{name}: {host}:{port} is not published onto port {listening}"
+        assert config.listen[1] not in ports, f"{name}: a host client on the internal port would be told {inside}"
+        assert (host, port) != inside
+        outside[name] = (host, port)
+    assert len(set(outside.values())) == len(brokers), f"external addresses must be distinct: {outside}"
+    bootstrap = ",".join(f"{h}:{p}" for h, p in outside.values())
+    assert f"--bootstrap {bootstrap}" in COMPOSE.read_text(), "the file's header must show the host bootstrap"
+
+
 # -- Kubernetes ----------------------------------------------------------------------------------
 
 
@@ -241,15 +471,27 @@ def test_kubernetes_statefulset_services_pdb_and_probes_fit_together() -> None:
     assert pdb["spec"]["maxUnavailable"] == 1
 
     (container,) = spec["template"]["spec"]["containers"]
-    image_names = {i["name"] for i in docs["Kustomization/kustomization"]["images"]}
+    images = docs["Kustomization/kustomization"]["images"]
+    image_names = {i["name"] for i in images}
     assert container["image"].split(":")[0] in image_names == {"strata"}
+    (image,) = images
+    registry = image["newName"].split("/")[0]
+    assert "/" in image["newName"] and ("." in registry or ":" in registry), \
+        f"newName must name a registry (a placeholder to replace), got {image['newName']!r}"
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert image["newTag"] == version, "the manifests pin the release the image is built from"
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert ports == {"kafka": CLIENT_PORT, "metrics": METRICS_PORT}
-    assert set(ports.values()) == exposed_ports()
+    assert ports == {"strata": CLIENT_PORT, "metrics": METRICS_PORT}
+    assert set(ports.values()) <= exposed_ports()  # no external listener: clients run in the cluster
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert int(env["STRATA_REPLICAS"]) == spec["replicas"]
     assert env["STRATA_HEADLESS_SERVICE"] == spec["serviceName"]
-    assert int(env["STRATA_LISTEN"].rsplit(":", 1)[1]) == ports["kafka"]
+    assert int(env["STRATA_LISTEN"].rsplit(":", 1)[1]) == ports["strata"]
+    # A port is named kafka only if it speaks Kafka's protocol; this one speaks Strata's.
+    for doc in docs.values():
+        if doc["kind"] == "Service":
+            assert {p["name"] for p in doc["spec"]["ports"]} <= set(ports), doc["metadata"]["name"]
+            assert all(p["targetPort"] in ports for p in doc["spec"]["ports"])
     assert int(env["STRATA_METRICS_LISTEN"].rsplit(":", 1)[1]) == ports["metrics"]
 
     probes = {k: container[k]["httpGet"] for k in ("startupProbe", "livenessProbe", "readinessProbe")}

@@ -99,6 +99,9 @@ class Api(IntEnum):
     LIST_GROUPS = 13
     DESCRIBE_GROUPS = 14
     DELETE_GROUPS = 15
+    DESCRIBE_CONFIGS = 16
+    ALTER_CONFIGS = 17
+    CREATE_PARTITIONS = 18
     # Between brokers.
     RAFT = 64
     BROKER_HEARTBEAT = 65
@@ -365,7 +368,11 @@ _HANDSHAKE_V0 = Schema(
 )
 
 _METADATA_V0 = Schema(
-    doc="Cluster metadata from any broker: who leads which partition.",
+    doc=(
+        "Cluster metadata from any broker: who leads which partition. A broker that has not "
+        "caught up with the metadata log yet answers LEADER_NOT_AVAILABLE (top-level, "
+        "retriable) rather than a list it cannot vouch for."
+    ),
     request=struct_(opt("topics", Nullable(List(STR)), None, "nil = every topic")),
     response=struct_(
         _ERR,
@@ -403,7 +410,10 @@ _METADATA_V0 = Schema(
 )
 
 _CREATE_TOPICS_V0 = Schema(
-    doc="Known configs: retention.ms, retention.bytes, segment.bytes, segment.ms (values are strings).",
+    doc=(
+        "Topic configs are strings, as in Kafka (DESCRIBE_CONFIGS lists the known keys). "
+        "The answer says what was used, defaults included."
+    ),
     request=struct_(
         req(
             "topics",
@@ -411,7 +421,12 @@ _CREATE_TOPICS_V0 = Schema(
                 struct_(
                     req("name", STR),
                     req("partitions", INT),
-                    req("replication_factor", INT),
+                    opt(
+                        "replication_factor",
+                        INT,
+                        -1,
+                        "-1 = the cluster's default.replication.factor",
+                    ),
                     opt("configs", Map(STR), {}),
                 )
             ),
@@ -419,7 +434,20 @@ _CREATE_TOPICS_V0 = Schema(
         opt("timeout_ms", INT, 30_000),
         opt("validate_only", BOOL, False),
     ),
-    response=struct_(_ERR, req("topics", List(struct_(req("name", STR), _ERR)))),
+    response=struct_(
+        _ERR,
+        req(
+            "topics",
+            List(
+                struct_(
+                    req("name", STR),
+                    _ERR,
+                    opt("partitions", INT, -1, "the partition count used"),
+                    opt("replication_factor", INT, -1, "the replication factor used"),
+                )
+            ),
+        ),
+    ),
 )
 
 _DELETE_TOPICS_V0 = Schema(
@@ -693,6 +721,104 @@ _DELETE_GROUPS_V0 = Schema(
     response=struct_(_ERR, req("groups", List(struct_(req("group", STR), _ERR)))),
 )
 
+_CONFIG_RESOURCE_TYPE = "topic | broker"
+
+_DESCRIBE_CONFIGS_V0 = Schema(
+    doc=(
+        "Every config of each resource with its value and where it comes from. Values are "
+        "strings (nil when unset or sensitive), as in Kafka."
+    ),
+    request=struct_(
+        req(
+            "resources",
+            List(
+                struct_(
+                    req("type", STR, _CONFIG_RESOURCE_TYPE),
+                    req("name", STR, "the topic name, or the broker id as a string"),
+                    opt("keys", Nullable(List(STR)), None, "nil = every config"),
+                )
+            ),
+        )
+    ),
+    response=struct_(
+        _ERR,
+        req(
+            "resources",
+            List(
+                struct_(
+                    req("type", STR),
+                    req("name", STR),
+                    _ERR,
+                    opt(
+                        "configs",
+                        List(
+                            struct_(
+                                req("name", STR),
+                                req("value", Nullable(STR)),
+                                opt("source", STR, "default", "default | topic | broker"),
+                                opt("read_only", BOOL, False),
+                                opt("sensitive", BOOL, False),
+                                opt("doc", STR, ""),
+                            )
+                        ),
+                        [],
+                    ),
+                )
+            ),
+        ),
+    ),
+)
+
+_ALTER_CONFIGS_V0 = Schema(
+    doc=(
+        "Incremental, like Kafka's IncrementalAlterConfigs: keys not named keep their values. "
+        "Goes to the controller (NOT_CONTROLLER names it); every replica applies the change "
+        "without a restart. A bad key or value is INVALID_CONFIG naming it."
+    ),
+    request=struct_(
+        req(
+            "resources",
+            List(
+                struct_(
+                    req("type", STR, _CONFIG_RESOURCE_TYPE),
+                    req("name", STR),
+                    req(
+                        "ops",
+                        List(
+                            struct_(
+                                req("name", STR),
+                                req("op", STR, "set | delete (back to the default)"),
+                                opt("value", Nullable(STR), None, "with set"),
+                            )
+                        ),
+                    ),
+                )
+            ),
+        ),
+        opt("validate_only", BOOL, False),
+    ),
+    response=struct_(
+        _ERR,
+        req("resources", List(struct_(req("type", STR), req("name", STR), _ERR))),
+    ),
+)
+
+_CREATE_PARTITIONS_V0 = Schema(
+    doc=(
+        "Grows topics to `count` partitions in all (Kafka's --partitions). Goes to the "
+        "controller. Keys map to partitions by count, so adding partitions moves keys."
+    ),
+    request=struct_(
+        req("topics", List(struct_(req("name", STR), req("count", INT, "the new total")))),
+        opt("validate_only", BOOL, False),
+        opt("timeout_ms", INT, 30_000),
+    ),
+    response=struct_(
+        _ERR,
+        req("topics", List(struct_(req("name", STR), _ERR))),
+    ),
+)
+
 _RAFT_V0 = Schema(
     doc=(
         "Peer-to-peer, oneway. Every Raft message one broker has for another in one event-loop "
@@ -743,6 +869,9 @@ SCHEMAS: Final[dict[tuple[Api, int], Schema]] = {
     (Api.LIST_GROUPS, 0): _LIST_GROUPS_V0,
     (Api.DESCRIBE_GROUPS, 0): _DESCRIBE_GROUPS_V0,
     (Api.DELETE_GROUPS, 0): _DELETE_GROUPS_V0,
+    (Api.DESCRIBE_CONFIGS, 0): _DESCRIBE_CONFIGS_V0,
+    (Api.ALTER_CONFIGS, 0): _ALTER_CONFIGS_V0,
+    (Api.CREATE_PARTITIONS, 0): _CREATE_PARTITIONS_V0,
     (Api.RAFT, 0): _RAFT_V0,
     (Api.BROKER_HEARTBEAT, 0): _BROKER_HEARTBEAT_V0,
 }

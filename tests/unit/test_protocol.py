@@ -683,6 +683,9 @@ def test_registry_numbers_are_stable() -> None:
         "LIST_GROUPS": 13,
         "DESCRIBE_GROUPS": 14,
         "DELETE_GROUPS": 15,
+        "DESCRIBE_CONFIGS": 16,
+        "ALTER_CONFIGS": 17,
+        "CREATE_PARTITIONS": 18,
         "RAFT": 64,
         "BROKER_HEARTBEAT": 65,
     }

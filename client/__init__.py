@@ -17,7 +17,12 @@ if TYPE_CHECKING:
     from strata.client import errors
     from strata.client._accumulator import RecordFuture
     from strata.client._group import RebalanceListener
-    from strata.client._types import ConsumerRecord, RecordMetadata, TopicPartition
+    from strata.client._types import (
+        ConsumerRecord,
+        OffsetAndTimestamp,
+        RecordMetadata,
+        TopicPartition,
+    )
     from strata.client.admin import AdminClient
     from strata.client.aio import NewTopic
     from strata.client.consumer import Consumer
@@ -31,6 +36,7 @@ _LAZY = {
     "TopicPartition": "strata.client._types",
     "RecordMetadata": "strata.client._types",
     "ConsumerRecord": "strata.client._types",
+    "OffsetAndTimestamp": "strata.client._types",
     "RecordFuture": "strata.client._accumulator",
     "RebalanceListener": "strata.client._group",
 }
@@ -40,6 +46,7 @@ __all__ = [
     "Consumer",
     "ConsumerRecord",
     "NewTopic",
+    "OffsetAndTimestamp",
     "Producer",
     "RebalanceListener",
     "RecordFuture",

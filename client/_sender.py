@@ -257,7 +257,11 @@ class Sender:
         self._wake_pending = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._pid_task: asyncio.Task[None] | None = None
-        self._metadata_task: asyncio.Task[None] | None = None
+        self._pid_backoff = cluster.new_backoff()
+        #: Why the producer id cannot be had, as last logged (None: it could).
+        self._pid_problem: str | None = None
+        #: Partitions logged as having no leader (logged again once they have one).
+        self._leaderless: set[TopicPartition] = set()
         self._stopping = False
         self._main: asyncio.Task[None] | None = None
         self.fatal: StrataError | None = None
@@ -279,6 +283,7 @@ class Sender:
         self._wake.set()
 
     def start(self) -> None:
+        self.cluster.add_listener(self.wakeup)
         self._main = asyncio.ensure_future(self._run())
 
     # -- the loop ----------------------------------------------------------------------
@@ -346,10 +351,18 @@ class Sender:
             leader = self.cluster.cache.leader_for(tp.topic, tp.partition)
             if leader is None:
                 need_metadata = True
+                if tp not in self._leaderless:
+                    self._leaderless.add(tp)
+                    log.warning("%s has no leader; holding its records until one is elected", tp)
                 continue
+            if tp in self._leaderless:
+                self._leaderless.discard(tp)
+                log.warning("%s has a leader again (broker %d); sending", tp, leader)
             while pipe.can_send(now):
                 batch = pipe.next_resend()
-                if batch is None and pipe.may_send_new():
+                if batch is None:
+                    if not pipe.may_send_new():
+                        break  # an in-flight batch's answer wakes this loop
                     batch = self.acc.pop_ready(tp, now)
                 if batch is None:
                     at = self.acc.ready_at(tp)
@@ -364,8 +377,8 @@ class Sender:
         if need_pid:
             self._ensure_producer_id()
         if need_metadata:
-            self._refresh_metadata()
-            later(now + self.config.retry_backoff_s)
+            # No timer here: the cluster wakes this loop after each (backed-off) refresh.
+            self.cluster.request_refresh()
         return next_at
 
     def _spawn(self, coro: Any) -> None:
@@ -378,20 +391,6 @@ class Sender:
         if not task.cancelled() and task.exception() is not None:
             log.error("producer send task failed", exc_info=task.exception())
         self._wake.set()
-
-    def _refresh_metadata(self) -> None:
-        if self._metadata_task is not None and not self._metadata_task.done():
-            return
-
-        async def refresh() -> None:
-            try:
-                await self.cluster.refresh(force=True)
-            except StrataError as exc:
-                log.warning("metadata refresh failed: %s", exc)
-                await asyncio.sleep(self.config.retry_backoff_s)
-
-        self._metadata_task = asyncio.ensure_future(refresh())
-        self._metadata_task.add_done_callback(lambda _t: self._wake.set())
 
     def _ensure_producer_id(self) -> None:
         if self._pid_task is not None and not self._pid_task.done():
@@ -408,11 +407,17 @@ class Sender:
                 timeout_s=self.config.request_timeout_s,
             )
         except StrataError as exc:
-            log.warning("could not get a producer id (will retry): %s", exc)
+            if exc.message != self._pid_problem:
+                log.warning("could not get a producer id (will keep trying): %s", exc.message)
+                self._pid_problem = exc.message
             if not exc.retriable and not isinstance(exc, TimedOutError | BrokerConnectionError):
                 self.fatal = exc
-            await asyncio.sleep(self.config.retry_backoff_s)
+            await asyncio.sleep(self._pid_backoff.next())
             return
+        if self._pid_problem is not None:
+            log.warning("got a producer id again")
+            self._pid_problem = None
+        self._pid_backoff.reset()
         pid, epoch = header["producer_id"], header["producer_epoch"]
         if self.producer_id < 0:
             self.producer_id, self.producer_epoch = pid, epoch
@@ -501,7 +506,7 @@ class Sender:
         ):
             return
         if error.retriable or isinstance(error, LeaderNotAvailableError):
-            self._refresh_metadata()
+            self.cluster.request_refresh()
 
     def _finish(
         self,
@@ -542,7 +547,8 @@ class Sender:
         self.fail_everything(closed)
         for t in list(self._tasks):
             t.cancel()
-        for t in (self._pid_task, self._metadata_task, main):
+        self.cluster.remove_listener(self.wakeup)
+        for t in (self._pid_task, main):
             if t is not None and not t.done():
                 t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

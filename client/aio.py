@@ -52,7 +52,7 @@ from ._group import (
 )
 from ._metadata import Cluster, TopicMeta
 from ._sender import Sender, SenderConfig
-from ._types import ConsumerRecord, RecordMetadata, TopicPartition
+from ._types import ConsumerRecord, OffsetAndTimestamp, RecordMetadata, TopicPartition
 
 log = logging.getLogger("strata.client")
 
@@ -786,6 +786,28 @@ class AIOConsumer:
 
     async def end_offsets(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
         return await (await self._ready()).end_offsets(partitions, LATEST)
+
+    async def offsets_for_times(
+        self, timestamps: Mapping[TopicPartition, int]
+    ) -> dict[TopicPartition, OffsetAndTimestamp | None]:
+        """Per partition, the first offset whose record's timestamp is at or after the given
+        one (ms since the epoch), as :class:`OffsetAndTimestamp`; ``None`` when no record is
+        that recent. Seek there to consume from a point in time. (kafka-python's name and
+        shape.) The broker finds it by batch, so the offset may be that of a batch's first
+        record, a little before the time asked for.
+        """
+        wanted: dict[TopicPartition, int] = {}
+        for tp, ts in timestamps.items():
+            if not isinstance(tp, TopicPartition):
+                raise TypeError(f"offsets_for_times() is keyed by TopicPartition, not {tp!r}")
+            if not isinstance(ts, int) or isinstance(ts, bool) or ts < 0:
+                raise ValueError(f"the timestamp for {tp} must be ms since the epoch, not {ts!r}")
+            wanted[tp] = ts
+        got = await (await self._ready()).offsets_at(wanted)
+        return {
+            tp: OffsetAndTimestamp(a.offset, a.timestamp) if a.offset >= 0 else None
+            for tp, a in got.items()
+        }
 
     async def _coordinator(self, what: str) -> CoordinatorClient:
         await self._ready()

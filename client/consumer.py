@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from ._group import LEAVE_TIMEOUT_S
 from ._runtime import LoopThread
-from ._types import ConsumerRecord, TopicPartition
+from ._types import ConsumerRecord, OffsetAndTimestamp, TopicPartition
 from .aio import AIOConsumer
 
 T = TypeVar("T")
@@ -122,6 +122,12 @@ class Consumer:
 
     def end_offsets(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
         return self._run(self._core.end_offsets(list(partitions)))
+
+    def offsets_for_times(
+        self, timestamps: Mapping[TopicPartition, int]
+    ) -> dict[TopicPartition, OffsetAndTimestamp | None]:
+        """First offset at or after each timestamp (ms); see :meth:`AIOConsumer.offsets_for_times`."""
+        return self._run(self._core.offsets_for_times(dict(timestamps)))
 
     def committed(self, partition: TopicPartition) -> int | None:
         """The group's committed offset of ``partition``, None if nothing is committed."""

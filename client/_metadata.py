@@ -206,6 +206,14 @@ def _partition_meta(p: Mapping[str, Any]) -> PartitionMeta:
     )
 
 
+def _loading_topic(header: Mapping[str, Any]) -> StrataError | None:
+    """A topic the broker cannot vouch for yet (it is still loading the metadata log)."""
+    for t in header.get("topics", ()):
+        if t.get("err") == ErrorCode.LEADER_NOT_AVAILABLE:
+            return error_for(t["err"], t.get("msg", "") or f"topic {t.get('name')!r} is loading")
+    return None
+
+
 class Cluster:
     """Connections, metadata and controller requests, for one client object (asyncio)."""
 
@@ -333,48 +341,59 @@ class Cluster:
 
     # -- metadata ----------------------------------------------------------------------
 
-    async def metadata(
-        self, topics: Iterable[str] | None, *, timeout_s: float | None = None
+    async def request_until_answered(
+        self,
+        api: Api,
+        fields: Mapping[str, Any] | None,
+        *,
+        timeout_s: float | None = None,
+        transient: Callable[[dict[str, Any]], StrataError | None] | None = None,
     ) -> dict[str, Any]:
-        """A METADATA answer for ``topics`` (None: every topic) that a broker vouches for.
+        """:meth:`any_request`, retried with backoff while brokers answer retriable errors.
 
         A broker that has not caught up with the cluster's metadata log answers
-        ``LEADER_NOT_AVAILABLE`` (for the whole answer, or for a topic it does not know
-        yet) instead of a list it cannot vouch for: that is waited out here, asking the
-        other brokers first and backing off, within ``timeout_s`` (default: the request
-        timeout). Past it, :class:`TimedOutError` says what kept failing; a topic still
-        answered with a transient error then is left to the caller.
+        ``LEADER_NOT_AVAILABLE`` instead of something it cannot vouch for: that is waited
+        out here, within ``timeout_s`` (default: the request timeout), asking the other
+        brokers first. ``transient(header)`` may name a retriable error inside an answer
+        (e.g. one topic's); past the deadline such an answer is returned as it is.
+        Unreachable brokers are not waited for (:class:`NoBrokersAvailableError`).
         """
-        names = None if topics is None else sorted(set(topics))
         limit = self.request_timeout_s if timeout_s is None else timeout_s
         deadline = time.monotonic() + limit
         backoff = self.new_backoff()
         while True:
+            header: dict[str, Any] | None = None
             try:
-                header = await self.any_request(Api.METADATA, {"topics": names})
+                header = await self.any_request(api, fields)
             except StrataError as exc:
                 if not exc.retriable or isinstance(exc, BrokerConnectionError | ClosedError):
                     raise
-                last: StrataError = exc
-                header = None
+                last = exc
             else:
-                loading = [
-                    t
-                    for t in header.get("topics", ())
-                    if t.get("err") == ErrorCode.LEADER_NOT_AVAILABLE
-                ]
-                if not loading:
+                inner = transient(header) if transient is not None else None
+                if inner is None:
                     return header
-                last = error_for(loading[0]["err"], loading[0].get("msg", ""))
+                last = inner
             delay = backoff.next()
             if time.monotonic() + delay > deadline:
                 if header is not None:
                     return header
                 raise TimedOutError(
-                    f"no broker could answer for the cluster metadata within {limit:g}s: "
+                    f"{api.name}: no broker could answer within {limit:g}s: "
                     f"{last.message or last}"
                 )
             await asyncio.sleep(delay)
+
+    async def metadata(
+        self, topics: Iterable[str] | None, *, timeout_s: float | None = None
+    ) -> dict[str, Any]:
+        """A METADATA answer for ``topics`` (None: every topic) that a broker vouches for:
+        brokers still loading the cluster metadata are waited out (see
+        :meth:`request_until_answered`)."""
+        names = None if topics is None else sorted(set(topics))
+        return await self.request_until_answered(
+            Api.METADATA, {"topics": names}, timeout_s=timeout_s, transient=_loading_topic
+        )
 
     async def refresh(self, topics: Iterable[str] = (), *, force: bool = False) -> MetadataCache:
         """Fetch fresh metadata for ``topics`` plus every topic of interest.

@@ -44,6 +44,8 @@ class LoopThread:
         self.loop = _new_loop()
         self._started = threading.Event()
         self._closed = False
+        #: Set once a blocking call was interrupted (Ctrl-C): closing then does not wait.
+        self.interrupted = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
         self._started.wait()
@@ -99,12 +101,23 @@ class LoopThread:
             ) from None
         except concurrent.futures.CancelledError:
             raise ClosedError("the operation was cancelled because the client closed") from None
+        except BaseException:
+            # KeyboardInterrupt (Ctrl-C) lands here, in the waiting thread: the work on the
+            # loop stops too, instead of running on behind the caller's back.
+            fut.cancel()
+            self.interrupted = True
+            raise
 
     def call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run ``fn(*args)`` on the loop soon (thread-safe); ignored once stopped."""
         if not self._closed:
             with contextlib.suppress(RuntimeError):  # loop closed under us
                 self.loop.call_soon_threadsafe(fn, *args)
+
+    def interruptible(self) -> contextlib.AbstractContextManager[None]:
+        """Wrap a blocking wait that is not :meth:`run` (e.g. on a threading primitive):
+        an interrupt there is remembered as well."""
+        return _NoteInterrupt(self)
 
     def stop(self, final: Callable[[], Awaitable[Any]] | None = None) -> None:
         """Run ``final()`` (if given) on the loop, then stop the loop and join its thread."""
@@ -117,6 +130,15 @@ class LoopThread:
         self.loop.call_soon_threadsafe(self.loop.stop)
         if not self.in_loop_thread:
             self._thread.join(STOP_TIMEOUT_S)
+
+
+class _NoteInterrupt(contextlib.AbstractContextManager[None]):
+    def __init__(self, rt: LoopThread) -> None:
+        self.rt = rt
+
+    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
+        if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
+            self.rt.interrupted = True
 
 
 async def _call(fn: Callable[[], Awaitable[Any]]) -> Any:

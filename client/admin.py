@@ -6,14 +6,17 @@ import datetime
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from ._configs import ConfigEntry, ConfigResource, NewPartitions
 from ._runtime import LoopThread
 from ._types import TopicPartition
 from .aio import (
     AIOAdminClient,
     ClusterDescription,
+    CreatedTopic,
     GroupDescription,
     GroupListing,
     NewTopic,
+    OffsetChange,
     TopicDescription,
 )
 
@@ -50,13 +53,15 @@ class AdminClient:
         self,
         name: str,
         partitions: int = 1,
-        replication_factor: int = 1,
+        replication_factor: int = -1,
         configs: Mapping[str, str] | None = None,
         *,
         wait: bool = True,
         timeout_ms: int | None = None,
-    ) -> None:
-        self._run(
+    ) -> CreatedTopic:
+        """Create a topic (``replication_factor=-1``: the cluster's default); returns what
+        was used."""
+        return self._run(
             self._core.create_topic(
                 name, partitions, replication_factor, configs, wait=wait, timeout_ms=timeout_ms
             ),
@@ -70,8 +75,8 @@ class AdminClient:
         wait: bool = True,
         timeout_ms: int | None = None,
         validate_only: bool = False,
-    ) -> None:
-        self._run(
+    ) -> list[CreatedTopic]:
+        return self._run(
             self._core.create_topics(
                 list(topics), wait=wait, timeout_ms=timeout_ms, validate_only=validate_only
             ),
@@ -93,6 +98,36 @@ class AdminClient:
     def describe_topics(self, names: Iterable[str] | None = None) -> list[TopicDescription]:
         return self._run(self._core.describe_topics(None if names is None else list(names)))
 
+    def describe_configs(
+        self, config_resources: Iterable[ConfigResource], include_synonyms: bool = False
+    ) -> dict[ConfigResource, dict[str, ConfigEntry]]:
+        """Configs with their values and sources (see :meth:`AIOAdminClient.describe_configs`)."""
+        return self._run(self._core.describe_configs(list(config_resources), include_synonyms))
+
+    def alter_configs(
+        self, config_resources: Iterable[ConfigResource], *, validate_only: bool = False
+    ) -> None:
+        """Set (``key: value``) or delete (``key: None``) configs, incrementally."""
+        self._run(
+            self._core.alter_configs(list(config_resources), validate_only=validate_only)
+        )
+
+    def create_partitions(
+        self,
+        topic_partitions: Mapping[str, NewPartitions | int],
+        timeout_ms: int | None = None,
+        validate_only: bool = False,
+        *,
+        wait: bool = True,
+    ) -> None:
+        """Grow topics to a new total partition count (``{"events": NewPartitions(12)}``)."""
+        self._run(
+            self._core.create_partitions(
+                dict(topic_partitions), timeout_ms, validate_only, wait=wait
+            ),
+            timeout_ms,
+        )
+
     def describe_cluster(self) -> ClusterDescription:
         return self._run(self._core.describe_cluster())
 
@@ -113,6 +148,28 @@ class AdminClient:
 
     def list_group_offsets(self, group: str) -> dict[TopicPartition, int]:
         return self._run(self._core.list_group_offsets(group))
+
+    def seek_group_offsets(
+        self,
+        group: str,
+        topic: str,
+        to: str | int | datetime.datetime | None = None,
+        *,
+        shift_by: int | None = None,
+        partitions: Iterable[int] | None = None,
+        dry_run: bool = False,
+    ) -> list[OffsetChange]:
+        """Move the group's offsets of ``topic`` (see :meth:`AIOAdminClient.seek_group_offsets`)."""
+        return self._run(
+            self._core.seek_group_offsets(
+                group,
+                topic,
+                to,
+                shift_by=shift_by,
+                partitions=None if partitions is None else list(partitions),
+                dry_run=dry_run,
+            )
+        )
 
     def reset_offsets(
         self,

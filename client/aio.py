@@ -26,21 +26,27 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from strata.client.backoff import Backoff
 from strata.client.compression import Codec, codec_from_name, is_available
 from strata.client.errors import (
     ClosedError,
     ErrorCode,
     FeatureNotAvailableError,
+    GroupIdNotFoundError,
+    NonEmptyGroupError,
     StrataError,
     TimedOutError,
+    UnknownApiError,
     UnknownPartitionError,
     UnknownTopicError,
+    UnsupportedVersionError,
     error_for,
 )
 from strata.client.protocol import Api
 
 from ._accumulator import RecordAccumulator, RecordFuture, choose_partition, record_size
-from ._fetcher import EARLIEST, LATEST, Fetcher, FetcherConfig, list_offsets
+from ._configs import ConfigEntry, ConfigResource, ConfigResourceType, NewPartitions
+from ._fetcher import Fetcher, FetcherConfig
 from ._group import (
     CoordinatorClient,
     GroupConfig,
@@ -51,6 +57,7 @@ from ._group import (
     run_on_loop,
 )
 from ._metadata import Cluster, TopicMeta
+from ._offsets import EARLIEST, LATEST, list_offsets
 from ._sender import Sender, SenderConfig
 from ._types import ConsumerRecord, OffsetAndTimestamp, RecordMetadata, TopicPartition
 
@@ -886,10 +893,36 @@ class AIOConsumer:
 
 @dataclass(slots=True, frozen=True)
 class NewTopic:
+    """A topic to create. ``replication_factor=-1`` (the default) lets the cluster choose
+    (its ``default.replication.factor``: min(3, brokers) unless configured)."""
+
     name: str
     partitions: int = 1
-    replication_factor: int = 1
+    replication_factor: int = -1
     configs: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True, frozen=True)
+class CreatedTopic:
+    """What the controller created: the partition count and replication factor it used."""
+
+    name: str
+    partitions: int
+    replication_factor: int
+
+
+@dataclass(slots=True, frozen=True)
+class OffsetChange:
+    """One partition of a group seek: the committed offset before (None: nothing was
+    committed) and the one it moves to (None: left alone, e.g. a shift with no start)."""
+
+    topic: str
+    partition: int
+    old: int | None
+    new: int | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"topic": self.topic, "partition": self.partition, "old": self.old, "new": self.new}
 
 
 @dataclass(slots=True, frozen=True)
@@ -1130,18 +1163,22 @@ class AIOAdminClient:
         self,
         name: str,
         partitions: int = 1,
-        replication_factor: int = 1,
+        replication_factor: int = -1,
         configs: Mapping[str, str] | None = None,
         *,
         wait: bool = True,
         timeout_ms: int | None = None,
-    ) -> None:
-        """Create a topic; with ``wait`` return once every partition has a leader."""
-        await self.create_topics(
+    ) -> CreatedTopic:
+        """Create a topic; with ``wait`` return once every partition has a leader.
+
+        ``replication_factor=-1`` uses the cluster's default; the answer says what was used.
+        """
+        (created,) = await self.create_topics(
             [NewTopic(name, partitions, replication_factor, dict(configs or {}))],
             wait=wait,
             timeout_ms=timeout_ms,
         )
+        return created
 
     async def create_topics(
         self,
@@ -1150,8 +1187,12 @@ class AIOAdminClient:
         wait: bool = True,
         timeout_ms: int | None = None,
         validate_only: bool = False,
-    ) -> None:
-        """Create several topics; raises the first topic's error (e.g. TopicAlreadyExistsError)."""
+    ) -> list[CreatedTopic]:
+        """Create several topics; raises the first topic's error (e.g. TopicAlreadyExistsError).
+
+        Returns, per topic, the partition count and replication factor the controller used
+        (-1 where a broker does not say).
+        """
         self._check_open()
         new = list(topics)
         for t in new:
@@ -1176,28 +1217,42 @@ class AIOAdminClient:
             },
             timeout_s=timeout_s,
         )
-        _raise_first(header.get("topics", ()))
+        entries = header.get("topics", ())
+        _raise_first(entries)
+        by_name = {e.get("name"): e for e in entries}
+        created = [
+            CreatedTopic(
+                t.name,
+                by_name.get(t.name, {}).get("partitions", -1),
+                by_name.get(t.name, {}).get("replication_factor", -1),
+            )
+            for t in new
+        ]
         if wait and not validate_only:
-            await self._wait_for_leaders([t.name for t in new], deadline)
+            await self._wait_for_leaders({t.name: t.partitions for t in new}, deadline)
+        return created
 
-    async def _wait_for_leaders(self, names: list[str], deadline: float) -> None:
+    async def _wait_for_leaders(self, counts: Mapping[str, int], deadline: float) -> None:
+        """Until each topic has (at least) its partition count, every one with a leader."""
+        backoff = self._cluster.new_backoff()
         while True:
-            await self._cluster.refresh(names, force=True)
+            await self._cluster.refresh(counts, force=True)
             cache = self._cluster.cache
             waiting = [
                 n
-                for n in names
+                for n, count in counts.items()
                 if n not in cache.topics
+                or cache.topics[n].partition_count < count
                 or any(p.leader is None for p in cache.topics[n].partitions)
             ]
             if not waiting:
                 return
             if time.monotonic() >= deadline:
                 raise TimedOutError(
-                    f"topic(s) {', '.join(waiting)} created, but not every partition has a "
-                    "leader yet; check 'strata topic describe' in a moment"
+                    f"topic(s) {', '.join(waiting)}: created, but not every partition has a "
+                    "leader yet; describe the topic again in a moment"
                 )
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(min(backoff.next(), max(0.0, deadline - time.monotonic())))
 
     async def delete_topic(self, name: str, *, timeout_ms: int | None = None) -> None:
         await self.delete_topics([name], timeout_ms=timeout_ms)
@@ -1227,6 +1282,7 @@ class AIOAdminClient:
         """Metadata changes reach each broker as it applies the controller's log."""
         await self._cluster.refresh([], force=True)
         for b in list(self._cluster.cache.brokers.values()):
+            backoff = Backoff(0.05, self._cluster.retry_backoff_max_s)
             while True:
                 try:
                     conn = await self._cluster.pool.get(b.host, b.port)
@@ -1235,14 +1291,16 @@ class AIOAdminClient:
                     )
                 except StrataError:
                     break  # unreachable: it applies the deletion when it is back
-                if all(t.get("err") == ErrorCode.UNKNOWN_TOPIC for t in hdr.get("topics", ())):
+                if not hdr.get("err") and all(
+                    t.get("err") == ErrorCode.UNKNOWN_TOPIC for t in hdr.get("topics", ())
+                ):
                     break
                 if time.monotonic() >= deadline:
                     raise TimedOutError(
-                        f"topic(s) {', '.join(names)} deleted, but broker {b.id} still lists them; "
-                        "it will catch up: check 'strata topic list' in a moment"
+                        f"topic(s) {', '.join(names)} deleted, but broker {b.id} still lists "
+                        "them; it will catch up: list the topics again in a moment"
                     )
-                await asyncio.sleep(0.05)
+                await asyncio.sleep(backoff.next())
 
     async def list_topics(self, *, internal: bool = False) -> list[str]:
         """Topic names, sorted (internal ``__`` topics only with ``internal=True``)."""
@@ -1261,7 +1319,7 @@ class AIOAdminClient:
         """Per partition: leader, replicas, ISR and offsets. UnknownTopicError if absent."""
         self._check_open()
         wanted = None if names is None else list(names)
-        header = await self._cluster.any_request(Api.METADATA, {"topics": wanted})
+        header = await self._cluster.metadata(wanted)
         out = []
         for t in header.get("topics", ()):
             if t.get("err"):
@@ -1296,7 +1354,7 @@ class AIOAdminClient:
 
     async def describe_cluster(self) -> ClusterDescription:
         self._check_open()
-        h = await self._cluster.any_request(Api.DESCRIBE_CLUSTER, {})
+        h = await self._cluster.request_until_answered(Api.DESCRIBE_CLUSTER, {})
         ctl = h.get("controller", -1)
         return ClusterDescription(
             cluster_id=h.get("cluster_id", ""),
@@ -1318,6 +1376,129 @@ class AIOAdminClient:
             under_replicated=h.get("under_replicated", 0),
             offline=h.get("offline", 0),
         )
+
+    # -- configs and partitions ----------------------------------------------------------
+
+    async def describe_configs(
+        self, config_resources: Iterable[ConfigResource], include_synonyms: bool = False
+    ) -> dict[ConfigResource, dict[str, ConfigEntry]]:
+        """Every config of each resource (or the ones its ``configs`` name), with its value
+        and source (``"default"``, ``"topic"``, ``"broker"``).
+
+        Raises the first resource's error (e.g. :class:`UnknownTopicError`).
+        ``include_synonyms`` is accepted for kafka-python compatibility and ignored.
+        """
+        self._check_open()
+        resources = list(config_resources)
+        fields = {
+            "resources": [
+                {"type": r.wire_type(), "name": r.name, "keys": r.keys()} for r in resources
+            ]
+        }
+        try:
+            header = await self._cluster.request_until_answered(Api.DESCRIBE_CONFIGS, fields)
+        except (UnknownApiError, UnsupportedVersionError):
+            return await self._configs_from_metadata(resources)
+        _raise_first(header.get("resources", ()))
+        by_key = {(e["type"], e["name"]): e for e in header.get("resources", ())}
+        out: dict[ConfigResource, dict[str, ConfigEntry]] = {}
+        for r in resources:
+            entry = by_key.get((r.wire_type(), r.name), {})
+            out[ConfigResource(r.resource_type, r.name)] = {
+                c["name"]: ConfigEntry(
+                    c["name"],
+                    c.get("value"),
+                    c.get("source", "default"),
+                    bool(c.get("read_only", False)),
+                    bool(c.get("sensitive", False)),
+                    c.get("doc", ""),
+                )
+                for c in sorted(entry.get("configs", ()), key=lambda c: c["name"])
+            }
+        return out
+
+    async def _configs_from_metadata(
+        self, resources: list[ConfigResource]
+    ) -> dict[ConfigResource, dict[str, ConfigEntry]]:
+        """A broker without DESCRIBE_CONFIGS: a topic's own settings, from its metadata."""
+        if any(r.resource_type is not ConfigResourceType.TOPIC for r in resources):
+            raise FeatureNotAvailableError("this cluster's brokers cannot describe broker configs")
+        descs = {d.name: d for d in await self.describe_topics([r.name for r in resources])}
+        out: dict[ConfigResource, dict[str, ConfigEntry]] = {}
+        for r in resources:
+            keys = r.keys()
+            configs = descs[r.name].configs
+            out[ConfigResource(r.resource_type, r.name)] = {
+                k: ConfigEntry(k, v, "topic")
+                for k, v in sorted(configs.items())
+                if keys is None or k in keys
+            }
+        return out
+
+    async def alter_configs(
+        self, config_resources: Iterable[ConfigResource], *, validate_only: bool = False
+    ) -> None:
+        """Set (``key: value``) or delete (``key: None``) configs of each resource.
+
+        Incremental: keys not named keep their values. The controller applies the change
+        on every replica without a restart. A bad key or value raises
+        :class:`InvalidConfigError` naming it; nothing of that resource changes then.
+        """
+        self._check_open()
+        resources = list(config_resources)
+        fields = {
+            "resources": [
+                {"type": r.wire_type(), "name": r.name, "ops": r.ops()} for r in resources
+            ],
+            "validate_only": validate_only,
+        }
+        header = await self._cluster.controller_request(
+            Api.ALTER_CONFIGS, fields, timeout_s=self.request_timeout_s
+        )
+        _raise_first(header.get("resources", ()))
+
+    async def create_partitions(
+        self,
+        topic_partitions: Mapping[str, NewPartitions | int],
+        timeout_ms: int | None = None,
+        validate_only: bool = False,
+        *,
+        wait: bool = True,
+    ) -> None:
+        """Grow topics to a new total partition count (``{"events": NewPartitions(12)}``).
+
+        Keys are spread by partition count, so records of a key go to another partition
+        from now on. With ``wait``, returns once every new partition has a leader.
+        """
+        self._check_open()
+        counts: dict[str, int] = {}
+        for name, spec in topic_partitions.items():
+            if isinstance(spec, NewPartitions):
+                if spec.new_assignments is not None:
+                    raise FeatureNotAvailableError(
+                        "explicit replica assignments are not supported; leave new_assignments "
+                        "None and the controller places the new partitions"
+                    )
+                count = spec.total_count
+            else:
+                count = spec
+            if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+                raise ValueError(f"the new partition count of {name!r} must be a positive int")
+            counts[name] = count
+        timeout_s = self.request_timeout_s if timeout_ms is None else timeout_ms / 1000
+        deadline = time.monotonic() + timeout_s
+        header = await self._cluster.controller_request(
+            Api.CREATE_PARTITIONS,
+            {
+                "topics": [{"name": n, "count": c} for n, c in counts.items()],
+                "validate_only": validate_only,
+                "timeout_ms": int(timeout_s * 1000),
+            },
+            timeout_s=timeout_s,
+        )
+        _raise_first(header.get("topics", ()))
+        if wait and not validate_only:
+            await self._wait_for_leaders(counts, deadline)
 
     # -- consumer groups -----------------------------------------------------------------
 
@@ -1405,22 +1586,29 @@ class AIOAdminClient:
             if p.get("offset", -1) >= 0
         }
 
-    async def reset_offsets(
+    async def seek_group_offsets(
         self,
         group: str,
         topic: str,
-        to: str | int | datetime.datetime = "earliest",
+        to: str | int | datetime.datetime | None = None,
         *,
+        shift_by: int | None = None,
         partitions: Iterable[int] | None = None,
-    ) -> dict[TopicPartition, int]:
-        """Set the group's committed offsets of ``topic`` and return them.
+        dry_run: bool = False,
+    ) -> list[OffsetChange]:
+        """Move ``group``'s committed offsets of ``topic`` (every partition, or ``partitions``).
 
-        ``to``: ``"earliest"`` (log start), ``"latest"`` (high watermark), an offset (clamped
-        to each partition's valid range, as Kafka does), or a ``datetime`` (the first
-        record at or after it; the high watermark when there is none). Accepted only while
-        the group has no live members: :class:`NonEmptyGroupError` otherwise.
+        Exactly one of ``to`` — ``"earliest"`` (log start), ``"latest"`` (high watermark),
+        an offset, or a ``datetime`` (the first record at or after it; the high watermark
+        when there is none) — and ``shift_by`` (added to the committed offset; a partition
+        with nothing committed is left alone). Offsets are clamped to each partition's
+        valid range, as Kafka does. Accepted only while the group has no live members:
+        :class:`NonEmptyGroupError` otherwise, with ``dry_run`` too (which commits nothing
+        and returns what would change).
         """
         self._check_open()
+        if (to is None) == (shift_by is None):
+            raise ValueError("seek to one target: 'to' (earliest, latest, offset, datetime) or shift_by")
         meta = await self._cluster.topic(topic)
         wanted = list(range(meta.partition_count)) if partitions is None else list(partitions)
         for p in wanted:
@@ -1430,26 +1618,73 @@ class AIOAdminClient:
                     f"partition {p}",
                     retriable=False,
                 )
-        tps = [TopicPartition(topic, p) for p in wanted]
-        timeout, backoff = self.request_timeout_s, self._retry_backoff_s
-        if isinstance(to, datetime.datetime):
-            if to.tzinfo is None:
-                to = to.astimezone()  # a naive time is local time
-            ms = int(to.timestamp() * 1000)
-            targets = await list_offsets(self._cluster, tps, ms, timeout, backoff)
-        elif to in ("earliest", "latest"):
-            ts = EARLIEST if to == "earliest" else LATEST
-            targets = await list_offsets(self._cluster, tps, ts, timeout, backoff)
+        tps = [TopicPartition(topic, p) for p in sorted(set(wanted))]
+        timeout = self.request_timeout_s
+        start = await list_offsets(self._cluster, dict.fromkeys(tps, EARLIEST), timeout)
+        end = await list_offsets(self._cluster, dict.fromkeys(tps, LATEST), timeout)
+
+        def clamp(tp: TopicPartition, offset: int) -> int:
+            return min(max(offset, start[tp].or_end()), end[tp].or_end())
+
+        committed = await self.list_group_offsets(group)
+        targets: dict[TopicPartition, int | None]
+        if shift_by is not None:
+            if not isinstance(shift_by, int) or isinstance(shift_by, bool):
+                raise ValueError(f"shift_by must be an int, not {shift_by!r}")
+            targets = {
+                tp: None if tp not in committed else clamp(tp, committed[tp] + shift_by)
+                for tp in tps
+            }
+        elif isinstance(to, datetime.datetime):
+            when = to if to.tzinfo is not None else to.astimezone()  # naive = local time
+            ms = int(when.timestamp() * 1000)
+            found = await list_offsets(self._cluster, dict.fromkeys(tps, ms), timeout)
+            targets = {tp: found[tp].or_end() for tp in tps}
+        elif to == "earliest":
+            targets = {tp: start[tp].or_end() for tp in tps}
+        elif to == "latest":
+            targets = {tp: end[tp].or_end() for tp in tps}
         elif isinstance(to, int) and not isinstance(to, bool):
             if to < 0:
-                raise ValueError(f"an offset to reset to must not be negative, not {to}")
-            start = await list_offsets(self._cluster, tps, EARLIEST, timeout, backoff)
-            end = await list_offsets(self._cluster, tps, LATEST, timeout, backoff)
-            targets = {tp: min(max(to, start[tp]), end[tp]) for tp in tps}
+                raise ValueError(f"an offset to seek to must not be negative, not {to}")
+            targets = {tp: clamp(tp, to) for tp in tps}
         else:
-            raise ValueError(f"reset to 'earliest', 'latest', an offset or a datetime, not {to!r}")
-        await admin_commit(self._coord(group), targets, timeout)
-        return targets
+            raise ValueError(f"seek to 'earliest', 'latest', an offset or a datetime, not {to!r}")
+        changes = [OffsetChange(tp.topic, tp.partition, committed.get(tp), targets[tp]) for tp in tps]
+        todo = {tp: off for tp, off in targets.items() if off is not None}
+        if dry_run:
+            await self._check_group_empty(group)
+        else:
+            await admin_commit(self._coord(group), todo, timeout)
+        return changes
+
+    async def _check_group_empty(self, group: str) -> None:
+        """What the coordinator would say to a commit from outside the group: refused
+        while the group has live members."""
+        try:
+            desc = await self.describe_group(group)
+        except GroupIdNotFoundError:
+            return
+        if desc.members:
+            raise NonEmptyGroupError(
+                f"group {group!r} has {len(desc.members)} active member(s); its offsets can be "
+                "moved only while none of its consumers runs"
+            )
+
+    async def reset_offsets(
+        self,
+        group: str,
+        topic: str,
+        to: str | int | datetime.datetime = "earliest",
+        *,
+        partitions: Iterable[int] | None = None,
+    ) -> dict[TopicPartition, int]:
+        """Set the group's committed offsets of ``topic`` and return them (see
+        :meth:`seek_group_offsets`, of which this is the ``to=`` form)."""
+        changes = await self.seek_group_offsets(group, topic, to, partitions=partitions)
+        return {
+            TopicPartition(c.topic, c.partition): c.new for c in changes if c.new is not None
+        }
 
     async def close(self) -> None:
         if not self._closed:
@@ -1464,7 +1699,7 @@ def _raise_first(entries: Iterable[Mapping[str, Any]]) -> None:
             msg = e.get("msg", "") or code.name.lower()
             name = e.get("name", "")
             if name and name not in msg:
-                msg = f"topic {name!r}: {msg}"
+                msg = f"{e.get('type', 'topic')} {name!r}: {msg}"
             exc = error_for(code, msg)
             if code in (ErrorCode.UNKNOWN_TOPIC,):
                 exc = UnknownTopicError(msg, retriable=False)
@@ -1477,6 +1712,13 @@ __all__ = [
     "AIOProducer",
     "BrokerDescription",
     "ClusterDescription",
+    "ConfigEntry",
+    "ConfigResource",
+    "ConfigResourceType",
+    "CreatedTopic",
+    "NewPartitions",
+    "OffsetAndTimestamp",
+    "OffsetChange",
     "ConsumerConfig",
     "ConsumerRecord",
     "GroupDescription",

@@ -75,8 +75,9 @@ class Producer:
             fut = acc.try_append(topic, p, meta.partition_count, ts, k, v, hs, size)
             if fut is not None:
                 break
-            if not acc.wait_for_space(size, deadline):
-                raise acc.buffer_full_error(core.config.max_block_ms)
+            with self._rt.interruptible():
+                if not acc.wait_for_space(size, deadline):
+                    raise acc.buffer_full_error(core.config.max_block_ms)
         if callback is not None:
             _attach(fut, callback)
         return fut
@@ -87,10 +88,15 @@ class Producer:
         acc.begin_flush()
         try:
             deadline = None if timeout is None else time.monotonic() + timeout
-            for r in acc.incomplete():
-                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-                if not r.wait(remaining):
-                    raise TimedOutError(f"flush: records still unacknowledged after {timeout:g}s")
+            with self._rt.interruptible():
+                for r in acc.incomplete():
+                    remaining = (
+                        None if deadline is None else max(0.0, deadline - time.monotonic())
+                    )
+                    if not r.wait(remaining):
+                        raise TimedOutError(
+                            f"flush: records still unacknowledged after {timeout:g}s"
+                        )
         finally:
             acc.end_flush()
 
@@ -98,9 +104,15 @@ class Producer:
         return self._rt.run(self._core.partitions_for(topic), self._max_block_s + _SLACK_S)
 
     def close(self, timeout: float | None = None) -> None:
-        """Deliver what is buffered (within ``timeout`` s), fail the rest, stop the I/O thread."""
+        """Deliver what is buffered (within ``timeout`` s), fail the rest, stop the I/O thread.
+
+        After a blocking call of this producer was interrupted (Ctrl-C), ``close()`` does
+        not wait for delivery: what is still pending fails at once, as with ``timeout=0``.
+        """
         if self._core.closed and self._rt._closed:
             return
+        if self._rt.interrupted:
+            timeout = 0.0
         limit = None if timeout is None else timeout + _SLACK_S
         try:
             self._rt.run(self._core.close(timeout), limit)
@@ -114,5 +126,5 @@ class Producer:
     def __enter__(self) -> Producer:
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
+        self.close(0.0 if exc_type is not None and issubclass(exc_type, KeyboardInterrupt) else None)

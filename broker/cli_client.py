@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import json
+import logging
 import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -127,10 +128,27 @@ def _errors() -> Iterator[None]:
         sys.exit(0)
 
 
-def _sigint_raises() -> None:
-    """Ctrl-C raises KeyboardInterrupt here even where SIGINT was ignored by our parent
-    (a shell starting background jobs does that), so every command stops on it."""
+class _LevelFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{record.levelname.lower()}: {record.getMessage()}"
+
+
+def _start() -> None:
+    """What every client command does first.
+
+    Ctrl-C raises KeyboardInterrupt even where SIGINT was ignored by our parent (a shell
+    starting background jobs does that), so every command stops on it. The client
+    library's warnings (a partition without a leader, a cluster out of reach: one line
+    per change of state) go to stderr as ``warning: ...``, like the command's own.
+    """
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    client_log = logging.getLogger("strata.client")
+    if not client_log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(_LevelFormatter())
+        client_log.addHandler(handler)
+        client_log.setLevel(logging.WARNING)
+        client_log.propagate = False
 
 
 def _admin(bootstrap: str) -> AdminClient:
@@ -256,7 +274,7 @@ def produce_cmd(topic: str, bootstrap: str, key_separator: str | None, acks: str
     hs = [(k, v.encode()) for k, v in _kv(headers, "header")]
     sent = 0
     done = _Deliveries()
-    _sigint_raises()
+    _start()
     with _errors():
         producer = Producer(bootstrap, acks=acks, linger_ms=linger_ms,
                             compression_type=compression, client_id="strata-cli",
@@ -371,7 +389,7 @@ def consume_cmd(topic: str, bootstrap: str, group: str | None, from_beginning: b
                   "fields: {topic} {partition} {offset} {timestamp} {key} {value} {headers}", code=2)
     reset = "earliest" if from_beginning or start == "beginning" else "latest"
     n = 0
-    _sigint_raises()
+    _start()
     with _errors():
         consumer = Consumer(bootstrap=bootstrap, auto_offset_reset=reset, client_id="strata-cli",
                             group_id=group, enable_auto_commit=False)
@@ -494,7 +512,7 @@ def topic_create(name: str, bootstrap: str, partitions: int, replication_factor:
       strata topic create logs --partitions 3 --config retention.ms=86400000
     """
     cfg = dict(_kv(configs, "config"))
-    _sigint_raises()
+    _start()
     with _errors(), _admin(bootstrap) as admin:
         created = admin.create_topic(name, partitions, replication_factor or -1, cfg,
                                      wait=not no_wait)
@@ -518,7 +536,7 @@ def topic_list(bootstrap: str, output: str, internal: bool) -> None:
       strata topic list
       strata topic list --output json
     """
-    _sigint_raises()
+    _start()
     with _errors(), _admin(bootstrap) as admin:
         names = admin.list_topics(internal=internal)
         descs = admin.describe_topics(names) if names else []
@@ -547,7 +565,7 @@ def topic_describe(name: str, bootstrap: str, output: str) -> None:
     """
     from strata.client.aio import ConfigResource, ConfigResourceType
 
-    _sigint_raises()
+    _start()
     with _errors(), _admin(bootstrap) as admin:
         desc = admin.describe_topic(name)
         resource = ConfigResource(ConfigResourceType.TOPIC, name)
@@ -595,7 +613,7 @@ def topic_alter_config(name: str, bootstrap: str, sets: tuple[str, ...], deletes
         changes[key] = None
     if not changes:
         _fail("nothing to change", "give --set K=V and/or --delete K", code=2)
-    _sigint_raises()
+    _start()
     with _errors(), _admin(bootstrap) as admin:
         admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, name, changes)],
                             validate_only=dry_run)
@@ -620,7 +638,7 @@ def topic_add_partitions(name: str, bootstrap: str, total: int) -> None:
     Example:
       strata topic add-partitions events --num 12
     """
-    _sigint_raises()
+    _start()
     with _errors(), _admin(bootstrap) as admin:
         before = len(admin.describe_topic(name).partitions)
         if total <= before:
@@ -640,7 +658,7 @@ def topic_delete(name: str, bootstrap: str) -> None:
     Example:
       strata topic delete events
     """
-    _sigint_raises()
+    _start()
     with _errors(), _admin(bootstrap) as admin:
         admin.delete_topic(name)
     click.echo(f"deleted topic {name}")
@@ -665,7 +683,7 @@ def group_list(bootstrap: str, output: str) -> None:
       strata group list
       strata group list --output json
     """
-    _sigint_raises()
+    _start()
     with _errors(), _admin(bootstrap) as admin:
         groups = admin.list_groups()
     if output == "json":
@@ -691,7 +709,7 @@ def group_describe(group: str, bootstrap: str, output: str) -> None:
     """
     from strata.client import TopicPartition
 
-    _sigint_raises()
+    _start()
     with _errors(), _admin(bootstrap) as admin:
         desc = admin.describe_group(group)
     if output == "json":
@@ -786,7 +804,7 @@ def group_seek(group: str, bootstrap: str, output: str, topic: str, to_earliest:
     """
     to, shift = _seek_target(to_earliest, to_latest, to_offset, to_datetime, shift_by,
                              "strata group seek G --topic T --to-earliest")
-    _sigint_raises()
+    _start()
     with _errors(), _admin(bootstrap) as admin:
         changes = admin.seek_group_offsets(group, topic, to, shift_by=shift,
                                            partitions=partitions or None, dry_run=dry_run)
@@ -826,7 +844,7 @@ def group_reset_offsets(group: str, bootstrap: str, output: str, topic: str, to_
     to, _ = _seek_target(to_earliest, to_latest, to_offset, to_datetime, None,
                          "strata group reset-offsets G --topic T --to-earliest")
     assert to is not None
-    _sigint_raises()
+    _start()
     with _errors(), _admin(bootstrap) as admin:
         done = admin.reset_offsets(group, topic, to)
     if output == "json":
@@ -848,7 +866,7 @@ def group_delete(group: str, bootstrap: str) -> None:
     Example:
       strata group delete billing
     """
-    _sigint_raises()
+    _start()
     with _errors(), _admin(bootstrap) as admin:
         admin.delete_group(group)
     click.echo(f"deleted group {group}")
@@ -873,7 +891,7 @@ def cluster_status(bootstrap: str, output: str) -> None:
       strata cluster status
       strata cluster status --output json
     """
-    _sigint_raises()
+    _start()
     with _errors(), _admin(bootstrap) as admin:
         desc = admin.describe_cluster()
     if output == "json":

@@ -260,8 +260,9 @@ class Sender:
         self._pid_backoff = cluster.new_backoff()
         #: Why the producer id cannot be had, as last logged (None: it could).
         self._pid_problem: str | None = None
-        #: Partitions logged as having no leader (logged again once they have one).
-        self._leaderless: set[TopicPartition] = set()
+        #: Partitions in trouble, as last logged ("no leader", or the error kind that keeps
+        #: their batches from being delivered): one log line per change, not per retry.
+        self._trouble: dict[TopicPartition, str] = {}
         self._stopping = False
         self._main: asyncio.Task[None] | None = None
         self.fatal: StrataError | None = None
@@ -351,13 +352,8 @@ class Sender:
             leader = self.cluster.cache.leader_for(tp.topic, tp.partition)
             if leader is None:
                 need_metadata = True
-                if tp not in self._leaderless:
-                    self._leaderless.add(tp)
-                    log.warning("%s has no leader; holding its records until one is elected", tp)
+                self._note_trouble(tp, "no leader", "has no leader; holding its records until one is elected")
                 continue
-            if tp in self._leaderless:
-                self._leaderless.discard(tp)
-                log.warning("%s has a leader again (broker %d); sending", tp, leader)
             while pipe.can_send(now):
                 batch = pipe.next_resend()
                 if batch is None:
@@ -487,6 +483,7 @@ class Sender:
         )
         outcome = pipe.on_response(batch, error, now, backoff, may_retry=may_retry)
         if outcome is Outcome.DONE:
+            self._note_trouble(tp, None)
             self._finish(batch, base_offset=base_offset, append_time=append_time)
         elif outcome is Outcome.FAIL:
             assert error is not None
@@ -497,7 +494,23 @@ class Sender:
                 )
             self._finish(batch, error=error)
         else:
-            log.info("retrying batch for %s (attempt %d): %s", tp, batch.attempts + 1, error)
+            assert error is not None
+            self._note_trouble(
+                tp, type(error).__name__, f"cannot deliver ({error.message}); retrying"
+            )
+            log.debug("retrying batch for %s (attempt %d): %s", tp, batch.attempts + 1, error)
+
+    def _note_trouble(self, tp: TopicPartition, kind: str | None, what: str = "") -> None:
+        """Log a partition's delivery state when it changes (``kind`` None: delivering)."""
+        old = self._trouble.get(tp)
+        if kind == old:
+            return
+        if kind is None:
+            del self._trouble[tp]
+            log.warning("%s: delivering again", tp)
+            return
+        self._trouble[tp] = kind
+        log.warning("%s %s", tp, what)
 
     def _note_error(self, tp: TopicPartition, error: StrataError) -> None:
         """React to an error: take the leader hint, or refresh metadata."""

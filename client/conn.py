@@ -411,7 +411,7 @@ def _not_strata(conn: BrokerConnection, exc: StrataError) -> BrokerConnectionErr
         got = bytes(conn._preview)
         return NotStrataBrokerError(
             f"{addr} does not look like a Strata broker: it answered the handshake with "
-            f"{got!r}{'...' if len(got) >= _PREVIEW_BYTES else ''} ({exc.message})",
+            f"{got!r}{'...' if len(got) >= _PREVIEW_BYTES else ''}",
             address=addr,
         )
     if isinstance(exc, ProtocolError):

@@ -126,10 +126,11 @@ class TestServer:
     def _answer(self, conn: Connection, frame: Frame) -> list:
         h = frame.header
         if h.get("topic") == "moved":
-            return encode_frame(
-                error_response(
-                    h, ErrorCode.NOT_LEADER, "moved", leader=2, leader_addr="10.0.0.2:9092"
-                )
+            return conn.send_response(
+                h,
+                {"leader": 2, "leader_addr": "10.0.0.2:9092"},
+                err=ErrorCode.NOT_LEADER,
+                msg="moved",
             )
         return conn.send_response(h, {"base_offset": h.get("partition", 0)}, bytes(frame.payload))
 
@@ -155,7 +156,9 @@ class TestServer:
             reply = (
                 self.handshake(frame.header)
                 if self.handshake
-                else encode_frame(handshake_response(frame.header, broker_id=7))
+                else conn.send_response(
+                    frame.header, handshake_response(frame.header, broker_id=7)
+                )
             )
             writer.writelines(reply)
             return

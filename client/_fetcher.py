@@ -43,6 +43,7 @@ from strata.client.errors import (
 )
 from strata.client.protocol import Api, payload_slice
 from strata.client.records import decode_batch
+from strata.client.tasks import TaskOwner
 
 from ._metadata import Cluster
 from ._offsets import EARLIEST, LATEST, ListedOffset, list_offsets, list_offsets_once, retriable
@@ -175,7 +176,8 @@ class Fetcher:
         self._brokers: dict[int, _Broker] = {}
         self._wake = asyncio.Event()
         self._data = asyncio.Event()
-        self._tasks: set[asyncio.Task[Any]] = set()
+        #: FETCH and LIST_OFFSETS tasks; each one's end wakes the fetch loop.
+        self._tasks = TaskOwner(log, "consumer fetch task", on_done=self._wake.set)
         self._main: asyncio.Task[None] | None = None
         self._resetting = False
         self._closed = False
@@ -387,18 +389,6 @@ class Fetcher:
                 async with asyncio.timeout(timeout):
                     await self._wake.wait()
 
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-
-        def done(t: asyncio.Task[Any]) -> None:
-            self._tasks.discard(t)
-            if not t.cancelled() and t.exception() is not None:
-                log.error("consumer fetch task failed", exc_info=t.exception())
-            self._wake.set()
-
-        task.add_done_callback(done)
-
     def _dispatch(self, now: float) -> float | None:
         next_at: float | None = None
         need_metadata = False
@@ -416,7 +406,7 @@ class Fetcher:
                 resets.append(tp)
         if resets and not self._resetting:
             self._resetting = True
-            self._spawn(self._reset_positions(resets))
+            self._tasks.spawn(self._reset_positions(resets))
         by_leader: dict[int, list[TopicPartition]] = {}
         reserved = sum(b.reserved for b in self._brokers.values())
         room = self.config.fetch_buffer_bytes - self.buffered - reserved
@@ -459,7 +449,7 @@ class Fetcher:
             b.reserved = max_bytes
             for tp in tps:
                 self.states[tp].fetching = True
-            self._spawn(self._fetch(leader, tps, max_bytes))
+            self._tasks.spawn(self._fetch(leader, tps, max_bytes))
             if room <= 0:
                 break
         if need_metadata:
@@ -658,12 +648,10 @@ class Fetcher:
         self._closed = True
         self.cluster.remove_listener(self._wake.set)
         self._wake.set()
-        tasks = list(self._tasks)
         if self._main is not None:
-            tasks.append(self._main)
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+            self._main.cancel()
+            await asyncio.gather(self._main, return_exceptions=True)
+        await self._tasks.close()
         self.buffer.clear()
         self.buffered = 0
 

@@ -33,7 +33,6 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
 
 from strata.client.batch import NO_PRODUCER_EPOCH, NO_PRODUCER_ID
 from strata.client.errors import (
@@ -46,6 +45,7 @@ from strata.client.errors import (
     error_for,
 )
 from strata.client.protocol import Api
+from strata.client.tasks import TaskOwner
 
 from ._accumulator import ProducerBatch, RecordAccumulator
 from ._metadata import Cluster
@@ -255,7 +255,8 @@ class Sender:
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         self._wake_pending = False
-        self._tasks: set[asyncio.Task[Any]] = set()
+        #: One task per PRODUCE in flight; each one's end wakes the send loop.
+        self._tasks = TaskOwner(log, "producer send task", on_done=self.wakeup)
         self._pid_task: asyncio.Task[None] | None = None
         self._pid_backoff = cluster.new_backoff()
         #: Why the producer id cannot be had, as last logged (None: it could).
@@ -369,24 +370,13 @@ class Sender:
                     self._finish(batch, error=TimedOutError(f"batch for {tp} expired unsent"))
                     continue
                 pipe.start(batch)
-                self._spawn(self._send(pipe, batch, leader))
+                self._tasks.spawn(self._send(pipe, batch, leader))
         if need_pid:
             self._ensure_producer_id()
         if need_metadata:
             # No timer here: the cluster wakes this loop after each (backed-off) refresh.
             self.cluster.request_refresh()
         return next_at
-
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("producer send task failed", exc_info=task.exception())
-        self._wake.set()
 
     def _ensure_producer_id(self) -> None:
         if self._pid_task is not None and not self._pid_task.done():
@@ -558,13 +548,11 @@ class Sender:
             "call flush() before close() or give close() a longer timeout"
         )
         self.fail_everything(closed)
-        for t in list(self._tasks):
-            t.cancel()
         self.cluster.remove_listener(self.wakeup)
         for t in (self._pid_task, main):
             if t is not None and not t.done():
                 t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.close()
         if main is not None:
             with contextlib.suppress(BaseException):
                 await main

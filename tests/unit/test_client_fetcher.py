@@ -6,10 +6,10 @@ import asyncio
 
 import pytest
 
-from strata.client._fetcher import CompletedFetch, Fetcher, FetcherConfig, decode_fetched
-from strata.client._metadata import Cluster
 from strata.client._types import LOG_APPEND_TIME, TopicPartition
 from strata.client.batch import CorruptBatchError
+from strata.client.cluster import Cluster
+from strata.client.consumer.fetcher import CompletedFetch, Fetcher, FetcherConfig, decode_fetched
 from strata.client.records import LOG_APPEND_TIME as BATCH_LOG_APPEND_TIME
 from strata.client.records import ControlType, RecordBatchBuilder, build_control_batch
 

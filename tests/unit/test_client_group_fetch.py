@@ -7,8 +7,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from strata.client._fetcher import Fetcher, FetcherConfig
 from strata.client._types import TopicPartition
+from strata.client.consumer.fetcher import Fetcher, FetcherConfig
 
 
 class _Cache:

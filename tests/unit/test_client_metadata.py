@@ -14,13 +14,13 @@ from typing import Any
 
 import pytest
 
-from strata.client._accumulator import RecordAccumulator
-from strata.client._fetcher import Fetcher, FetcherConfig
-from strata.client._metadata import Cluster
-from strata.client._sender import Sender, SenderConfig
 from strata.client._types import TopicPartition
 from strata.client.backoff import Backoff
+from strata.client.cluster import Cluster
+from strata.client.consumer.fetcher import Fetcher, FetcherConfig
 from strata.client.errors import ErrorCode, LeaderNotAvailableError, NoBrokersAvailableError
+from strata.client.producer.accumulator import RecordAccumulator
+from strata.client.producer.sender import Sender, SenderConfig
 from strata.client.protocol import Api
 
 TP = TopicPartition("events", 0)

@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from strata.client._types import TopicPartition
+from strata.client.cluster import Cluster
 from strata.client.errors import (
     BrokerConnectionError,
     ErrorCode,
@@ -25,9 +27,6 @@ from strata.client.errors import (
     error_for,
 )
 from strata.client.protocol import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, Api
-
-from ._metadata import Cluster
-from ._types import TopicPartition
 
 #: LIST_OFFSETS timestamps with a meaning of their own (Kafka's): the log start offset,
 #: and the high watermark (the offset the next record gets).

@@ -15,12 +15,12 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from strata.client._runtime import LoopThread
+from strata.client._types import RecordMetadata
 from strata.client.errors import TimedOutError
-
-from ._accumulator import RecordFuture
-from ._runtime import LoopThread
-from ._types import RecordMetadata
-from .aio import AIOProducer, Headers, _attach
+from strata.client.producer.accumulator import RecordFuture
+from strata.client.producer.aio import AIOProducer, Headers
+from strata.client.producer.aio import attach_callback as _attach
 
 #: Slack on top of the configured timeouts when the sync facade waits on the loop.
 _SLACK_S = 5.0

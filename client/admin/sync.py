@@ -6,10 +6,9 @@ import datetime
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from ._configs import ConfigEntry, ConfigResource, NewPartitions
-from ._runtime import LoopThread
-from ._types import TopicPartition
-from .aio import (
+from strata.client._runtime import LoopThread
+from strata.client._types import TopicPartition
+from strata.client.admin.aio import (
     AIOAdminClient,
     ClusterDescription,
     CreatedTopic,
@@ -19,6 +18,7 @@ from .aio import (
     OffsetChange,
     TopicDescription,
 )
+from strata.client.admin.configs import ConfigEntry, ConfigResource, NewPartitions
 
 _SLACK_S = 5.0
 

@@ -28,13 +28,12 @@ from collections import deque
 from collections.abc import Callable, Generator, Sequence
 from typing import Any
 
+from strata.client._types import RecordMetadata, TopicPartition
 from strata.client.batch import NO_PRODUCER_EPOCH, NO_PRODUCER_ID, NO_SEQUENCE
 from strata.client.compression import Codec
 from strata.client.errors import BatchTooLargeError, BufferFullError, ClosedError, StrataError
 from strata.client.partitioner import partition_for_key
 from strata.client.records import RecordBatchBuilder
-
-from ._types import RecordMetadata, TopicPartition
 
 log = logging.getLogger("strata.client.producer")
 

@@ -32,6 +32,8 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from strata.client._types import TopicPartition
+from strata.client.cluster import Cluster
 from strata.client.errors import (
     BrokerConnectionError,
     ClosedError,
@@ -45,9 +47,6 @@ from strata.client.errors import (
     error_for,
 )
 from strata.client.protocol import Api
-
-from ._metadata import Cluster
-from ._types import TopicPartition
 
 log = logging.getLogger("strata.client.group")
 

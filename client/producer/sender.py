@@ -34,7 +34,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from enum import Enum
 
+from strata.client._types import TopicPartition
 from strata.client.batch import NO_PRODUCER_EPOCH, NO_PRODUCER_ID
+from strata.client.cluster import Cluster
 from strata.client.errors import (
     BrokerConnectionError,
     ClosedError,
@@ -44,12 +46,9 @@ from strata.client.errors import (
     TimedOutError,
     error_for,
 )
+from strata.client.producer.accumulator import ProducerBatch, RecordAccumulator
 from strata.client.protocol import Api
 from strata.client.tasks import TaskOwner
-
-from ._accumulator import ProducerBatch, RecordAccumulator
-from ._metadata import Cluster
-from ._types import TopicPartition
 
 log = logging.getLogger("strata.client.producer")
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from strata.client.backoff import Backoff
+from strata.client.config import ClusterOptions
 from strata.client.conn import BrokerConnection, ConnectionPool, no_brokers, parse_bootstrap
 from strata.client.errors import (
     BrokerConnectionError,
@@ -255,6 +256,30 @@ class Cluster:
         self._listeners: list[Callable[[], None]] = []
         #: The last refresh failure logged (one line per change of state, not per attempt).
         self._logged_failure: str | None = None
+
+    @classmethod
+    def from_config(cls, c: ClusterOptions) -> Cluster:
+        """The cluster a client with these settings talks to (every client builds it here)."""
+        return cls(
+            c.bootstrap,
+            client_id=c.client_id,
+            request_timeout_s=c.request_timeout_ms / 1000,
+            connect_timeout_s=c.connect_timeout_ms / 1000,
+            retry_backoff_s=c.retry_backoff_ms / 1000,
+            retry_backoff_max_s=c.retry_backoff_max_ms / 1000,
+        )
+
+    @classmethod
+    async def connect(cls, c: ClusterOptions) -> Cluster:
+        """:meth:`from_config`, then a first metadata refresh (``NoBrokersAvailableError``
+        when no broker answers); nothing is left open when it fails."""
+        cluster = cls.from_config(c)
+        try:
+            await cluster.refresh(force=True)
+        except BaseException:
+            await cluster.close()
+            raise
+        return cluster
 
     def new_backoff(self) -> Backoff:
         """A backoff with this client's retry settings, for a loop of its own."""

@@ -11,10 +11,10 @@ import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
-from ._group import LEAVE_TIMEOUT_S
-from ._runtime import LoopThread
-from ._types import ConsumerRecord, OffsetAndTimestamp, TopicPartition
-from .aio import AIOConsumer
+from strata.client._runtime import LoopThread
+from strata.client._types import ConsumerRecord, OffsetAndTimestamp, TopicPartition
+from strata.client.consumer.aio import AIOConsumer
+from strata.client.consumer.group import LEAVE_TIMEOUT_S
 
 T = TypeVar("T")
 _SLACK_S = 5.0

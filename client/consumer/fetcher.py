@@ -32,6 +32,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from strata.client import batch as _batch
+from strata.client._types import ConsumerRecord, TopicPartition
+from strata.client.cluster import Cluster
+from strata.client.consumer.offsets import (
+    EARLIEST,
+    LATEST,
+    ListedOffset,
+    list_offsets,
+    list_offsets_once,
+    retriable,
+)
 from strata.client.errors import (
     BrokerConnectionError,
     ErrorCode,
@@ -44,10 +54,6 @@ from strata.client.errors import (
 from strata.client.protocol import Api, payload_slice
 from strata.client.records import decode_batch
 from strata.client.tasks import TaskOwner
-
-from ._metadata import Cluster
-from ._offsets import EARLIEST, LATEST, ListedOffset, list_offsets, list_offsets_once, retriable
-from ._types import ConsumerRecord, TopicPartition
 
 log = logging.getLogger("strata.client.consumer")
 

@@ -16,7 +16,7 @@ RUN_STAMP  := $(VENV)/.installed-run
 STAMP      := $(VENV)/.installed
 SEEDS  ?= 100000
 
-.PHONY: run test lint sim clean install system-deps python-venv
+.PHONY: run test lint typecheck sim clean install system-deps python-venv
 
 $(PY):
 	@test -n "$(PYTHON)" || { echo "need Python 3.11 or newer on PATH (found: $$(python3 --version 2>&1))"; exit 1; }
@@ -45,10 +45,16 @@ install: $(STAMP)
 run: $(RUN_STAMP)
 	$(VENV)/bin/strata dev --nodes 3 --data-dir ./data
 
-## test: lint, then the whole suite (unit, simulation, integration, fault injection)
-test: $(STAMP) system-deps
-	$(VENV)/bin/ruff check .
+## test: lint and type-check, then the whole suite (unit, simulation, integration, fault injection)
+test: $(STAMP) system-deps lint typecheck
 	$(PY) -m pytest -q
+
+## typecheck: mypy (strict on the client; [tool.mypy] in pyproject.toml). The import names
+## are strata.*, mapped onto the top-level folders, so mypy reads them through links.
+typecheck: $(STAMP)
+	@mkdir -p $(VENV)/typecheck/strata
+	@for d in client storage broker; do ln -sfn ../../../$$d $(VENV)/typecheck/strata/$$d; done
+	$(VENV)/bin/mypy -p strata.client -m strata.broker.cli -m strata.broker.cli_client
 
 ## system-deps: what tests need from outside Python (apt, only when missing)
 system-deps: fault-deps ops-deps

@@ -124,7 +124,7 @@ def _errors() -> Iterator[None]:
     except BrokenPipeError:
         # The reader (e.g. `| head`) went away: stop quietly, as Unix tools do.
         with contextlib.suppress(Exception):
-            sys.stdout = None  # type: ignore[assignment]
+            sys.stdout = None
         sys.exit(0)
 
 
@@ -281,7 +281,7 @@ def produce_cmd(topic: str, bootstrap: str, key_separator: str | None, acks: str
                             max_request_size=max_message_bytes,
                             batch_size=min(1 << 20, max_message_bytes))
         try:
-            stdin = click.get_binary_stream("stdin")
+            stdin = sys.stdin.buffer
             sep = key_separator.encode() if key_separator is not None else None
             for raw in stdin:
                 line = raw.rstrip(b"\n").rstrip(b"\r")
@@ -412,7 +412,7 @@ def consume_cmd(topic: str, bootstrap: str, group: str | None, from_beginning: b
                 elif since is not None:
                     _seek_to_time(consumer, tps, since)
             idle_ms = 0.0
-            out = click.get_text_stream("stdout")
+            out = sys.stdout
             while count is None or n < count:
                 want = 500 if count is None else min(500, count - n)
                 records = consumer.poll(timeout_ms=500, max_records=want)

@@ -10,8 +10,7 @@ fails at construction, not on first use.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import fields
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
@@ -32,7 +31,7 @@ C = TypeVar("C")
 
 
 def build_config(
-    cls: type[C],
+    cls: Callable[..., C],
     what: str,
     bootstrap: str | Sequence[str] | None,
     bootstrap_servers: str | Sequence[str] | None,
@@ -40,7 +39,7 @@ def build_config(
 ) -> C:
     """``cls(**options)`` with the bootstrap resolved (``bootstrap_servers`` is kafka-python's
     name for it); an unknown option raises ``TypeError`` naming it."""
-    known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    known = set(getattr(cls, "__dataclass_fields__", ()))
     unknown = set(options) - known
     if unknown:
         raise TypeError(f"unknown {what} option(s): {', '.join(sorted(unknown))}")

@@ -131,11 +131,11 @@ class BrokerConnection:
 
     @property
     def broker_id(self) -> int:
-        return self._codec.peer_info.get("broker_id", -1)
+        return int(self._codec.peer_info.get("broker_id", -1))
 
     @property
     def cluster_id(self) -> str:
-        return self._codec.peer_info.get("cluster_id", "")
+        return str(self._codec.peer_info.get("cluster_id", ""))
 
     @property
     def max_request_bytes(self) -> int | None:

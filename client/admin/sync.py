@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Coroutine, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from strata.client._runtime import LoopThread
 from strata.client._types import TopicPartition
-from strata.client.admin.aio import (
-    AIOAdminClient,
+from strata.client.admin.aio import AIOAdminClient
+from strata.client.admin.configs import ConfigEntry, ConfigResource, NewPartitions
+from strata.client.admin.types import (
     ClusterDescription,
     CreatedTopic,
     GroupDescription,
@@ -18,7 +19,8 @@ from strata.client.admin.aio import (
     OffsetChange,
     TopicDescription,
 )
-from strata.client.admin.configs import ConfigEntry, ConfigResource, NewPartitions
+
+T = TypeVar("T")
 
 _SLACK_S = 5.0
 
@@ -45,7 +47,7 @@ class AdminClient:
             self._rt.stop()
             raise
 
-    def _run(self, coro: Any, timeout_ms: int | None = None) -> Any:
+    def _run(self, coro: Coroutine[Any, Any, T], timeout_ms: int | None = None) -> T:
         limit = self._timeout_s if timeout_ms is None else timeout_ms / 1000 + _SLACK_S
         return self._rt.run(coro, limit)
 

@@ -8,7 +8,7 @@ between ``poll()`` calls. A consumer is meant for one thread at a time (as in Ka
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 from strata.client._runtime import LoopThread
@@ -60,7 +60,7 @@ class Consumer:
     def config(self) -> Any:
         return self._core.config
 
-    def _run(self, coro: Any, extra_s: float = 0.0) -> Any:
+    def _run(self, coro: Coroutine[Any, Any, T], extra_s: float = 0.0) -> T:
         return self._rt.run(coro, self._timeout_s + extra_s)
 
     def subscribe(
@@ -174,6 +174,6 @@ class Consumer:
         self.close()
 
 
-async def _call(fn: Any, *args: Any) -> Any:
+async def _call(fn: Callable[..., T], *args: Any) -> T:
     """Run a plain method on the loop thread (the core's state belongs to that thread)."""
     return fn(*args)

@@ -66,7 +66,7 @@ class BatchResult:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._event = threading.Event()
-        self._callbacks: list[Callable[[], None]] | None = []
+        self._callbacks: list[Callable[[], object]] | None = []
         self.base_offset = -1
         self.log_append_time = -1
         self.error: BaseException | None = None
@@ -94,7 +94,7 @@ class BatchResult:
                 log.exception("a producer callback raised; continuing")
         return True
 
-    def on_done(self, cb: Callable[[], None]) -> None:
+    def on_done(self, cb: Callable[[], object]) -> None:
         """Call ``cb()`` once resolved (now, if it already is)."""
         with self._lock:
             if self._callbacks is not None:
@@ -413,6 +413,7 @@ class RecordAccumulator:
                 batch.reserved += BATCH_OVERHEAD
                 self.buffered += BATCH_OVERHEAD
                 wake = True
+            assert batch is not None
             index -= 1
             batch.reserved += size
             self.buffered += size

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -327,7 +328,7 @@ class AIOProducer:
             futs = []
             for r in pending:
                 f: asyncio.Future[None] = loop.create_future()
-                r.on_done(lambda f=f: loop.call_soon_threadsafe(_set_none, f))
+                r.on_done(functools.partial(loop.call_soon_threadsafe, _set_none, f))
                 futs.append(f)
             done, not_done = await asyncio.wait(futs, timeout=timeout)
             if not_done:

@@ -70,19 +70,19 @@ class Frame:
 
     @property
     def api(self) -> int:
-        return self.header["api"]
+        return int(self.header["api"])
 
     @property
     def version(self) -> int:
-        return self.header["v"]
+        return int(self.header["v"])
 
     @property
     def cid(self) -> int:
-        return self.header["cid"]
+        return int(self.header["cid"])
 
     @property
     def err(self) -> int:
-        return self.header.get("err", 0)
+        return int(self.header.get("err", 0))
 
 
 NextFrame: TypeAlias = Frame | Literal[_Sentinel.NEED_DATA, _Sentinel.CLOSED]
@@ -111,7 +111,7 @@ def frame_prefix(
     Raises ``ProtocolError(FRAME_TOO_LARGE)`` if the frame would exceed ``max_frame_bytes``
     (or what a u32 can count).
     """
-    hdr = msgpack.packb(header, use_bin_type=True)
+    hdr: bytes = msgpack.packb(header, use_bin_type=True)
     frame_len = 4 + len(hdr) + payload_len
     limit = _U32_MAX if max_frame_bytes is None else min(max_frame_bytes, _U32_MAX)
     if payload_len < 0 or frame_len > limit:
@@ -352,11 +352,11 @@ class FrameDecoder:
             return self._need_more()
         self._pos = pos + total
         with memoryview(buf) as mv:
-            body = mv[pos + 4 : pos + total]
+            frame_body = mv[pos + 4 : pos + total]
             try:
-                return self._parse(body, copy_payload=True)
+                return self._parse(frame_body, copy_payload=True)
             finally:
-                body.release()
+                frame_body.release()
 
     def _check_header_len(self, header_len: int, frame_len: int) -> None:
         if header_len > frame_len - 4:

@@ -19,7 +19,7 @@ import concurrent.futures
 import contextlib
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from strata.client.errors import ClosedError, RequestTimedOutError
 
@@ -27,6 +27,8 @@ T = TypeVar("T")
 
 #: How long stopping waits for the loop's remaining tasks before abandoning them.
 STOP_TIMEOUT_S = 10.0
+#: Slack on top of a client's own timeouts when a sync facade waits on its loop.
+SLACK_S = 5.0
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:
@@ -139,6 +141,31 @@ class _NoteInterrupt(contextlib.AbstractContextManager[None]):
     def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
         if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
             self.rt.interrupted = True
+
+
+class AsyncClient(Protocol):
+    """What a sync facade starts and closes: one of the asyncio clients."""
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+def start_on_own_loop(core: AsyncClient, name: str, timeout_s: float) -> LoopThread:
+    """A new :class:`LoopThread` named ``name`` with ``core.start()`` run on it.
+
+    If starting fails (or is interrupted), the core is closed and the thread stopped
+    before the error is raised, so a client that never started leaves nothing behind.
+    """
+    rt = LoopThread(name)
+    try:
+        rt.run(core.start(), timeout_s)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            rt.run(core.close(), SLACK_S)
+        rt.stop()
+        raise
+    return rt
 
 
 async def _call(fn: Callable[[], Awaitable[Any]]) -> Any:

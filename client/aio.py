@@ -25,20 +25,19 @@ from strata.client._types import (
     RecordMetadata,
     TopicPartition,
 )
-from strata.client.admin.aio import AdminConfig, AIOAdminClient
-from strata.client.admin.configs import (
+from strata.client.admin import (  # the admin package's names, gathered here
+    AdminConfig,
+    AIOAdminClient,
+    BrokerDescription,
+    ClusterDescription,
     ConfigEntry,
     ConfigResource,
     ConfigResourceType,
-    NewPartitions,
-)
-from strata.client.admin.types import (
-    BrokerDescription,
-    ClusterDescription,
     CreatedTopic,
     GroupDescription,
     GroupListing,
     MemberDescription,
+    NewPartitions,
     NewTopic,
     OffsetChange,
     OffsetDescription,

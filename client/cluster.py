@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from strata.client.backoff import Backoff
-from strata.client.config import ClusterOptions
+from strata.client.config import ClientConfig
 from strata.client.conn import BrokerConnection, ConnectionPool, no_brokers, parse_bootstrap
 from strata.client.errors import (
     BrokerConnectionError,
@@ -258,7 +258,7 @@ class Cluster:
         self._logged_failure: str | None = None
 
     @classmethod
-    def from_config(cls, c: ClusterOptions) -> Cluster:
+    def from_config(cls, c: ClientConfig) -> Cluster:
         """The cluster a client with these settings talks to (every client builds it here)."""
         return cls(
             c.bootstrap,
@@ -270,7 +270,7 @@ class Cluster:
         )
 
     @classmethod
-    async def connect(cls, c: ClusterOptions) -> Cluster:
+    async def connect(cls, c: ClientConfig) -> Cluster:
         """:meth:`from_config`, then a first metadata refresh (``NoBrokersAvailableError``
         when no broker answers); nothing is left open when it fails."""
         cluster = cls.from_config(c)

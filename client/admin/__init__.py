@@ -11,15 +11,37 @@ from strata.client.admin.configs import (
     NewPartitions,
 )
 from strata.client.admin.sync import AdminClient
-from strata.client.admin.types import NewTopic
+from strata.client.admin.types import (
+    BrokerDescription,
+    ClusterDescription,
+    CreatedTopic,
+    GroupDescription,
+    GroupListing,
+    MemberDescription,
+    NewTopic,
+    OffsetChange,
+    OffsetDescription,
+    PartitionDescription,
+    TopicDescription,
+)
 
 __all__ = [
     "AIOAdminClient",
     "AdminClient",
     "AdminConfig",
+    "BrokerDescription",
+    "ClusterDescription",
     "ConfigEntry",
     "ConfigResource",
     "ConfigResourceType",
+    "CreatedTopic",
+    "GroupDescription",
+    "GroupListing",
+    "MemberDescription",
     "NewPartitions",
     "NewTopic",
+    "OffsetChange",
+    "OffsetDescription",
+    "PartitionDescription",
+    "TopicDescription",
 ]

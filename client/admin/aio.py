@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from strata.client._types import TopicPartition
 from strata.client.admin.configs import (
@@ -23,6 +23,7 @@ from strata.client.admin.configs import (
     ConfigResource,
     ConfigResourceType,
     NewPartitions,
+    config_value,
 )
 from strata.client.admin.types import (
     BrokerDescription,
@@ -37,7 +38,7 @@ from strata.client.admin.types import (
 )
 from strata.client.backoff import Backoff
 from strata.client.cluster import Cluster
-from strata.client.config import DEFAULT_BOOTSTRAP, build_config
+from strata.client.config import ClientConfig
 from strata.client.consumer.group import CoordinatorClient, admin_commit
 from strata.client.consumer.offsets import EARLIEST, LATEST, list_offsets
 from strata.client.errors import (
@@ -60,25 +61,12 @@ log = logging.getLogger("strata.client.admin")
 
 
 @dataclass(slots=True)
-class AdminConfig:
+class AdminConfig(ClientConfig):
     """Admin client settings (kafka-python's names, ``_ms`` in milliseconds)."""
 
-    bootstrap: str | Sequence[str] = DEFAULT_BOOTSTRAP
-    client_id: str = "strata-admin"
-    request_timeout_ms: int = 30_000
-    connect_timeout_ms: int = 10_000
-    retry_backoff_ms: int = 100
-    retry_backoff_max_ms: int = 1_000
+    KIND: ClassVar[str] = "admin client"
 
-    @classmethod
-    def build(
-        cls,
-        bootstrap: str | Sequence[str] | None = None,
-        *,
-        bootstrap_servers: str | Sequence[str] | None = None,
-        **kwargs: Any,
-    ) -> AdminConfig:
-        return build_config(cls, "admin client", bootstrap, bootstrap_servers, kwargs)
+    client_id: str = "strata-admin"
 
 
 class AIOAdminClient:
@@ -380,7 +368,7 @@ class AIOAdminClient:
             keys = r.keys()
             configs = descs[r.name].configs
             out[ConfigResource(r.resource_type, r.name)] = {
-                k: ConfigEntry(k, v, "topic")
+                k: ConfigEntry(k, None if v is None else config_value(v), "topic")
                 for k, v in sorted(configs.items())
                 if keys is None or k in keys
             }

@@ -79,11 +79,11 @@ class ConfigResource:
             if value is None:
                 out.append({"name": str(key), "op": "delete", "value": None})
             else:
-                out.append({"name": str(key), "op": "set", "value": _config_value(value)})
+                out.append({"name": str(key), "op": "set", "value": config_value(value)})
         return out
 
 
-def _config_value(value: Any) -> str:
+def config_value(value: Any) -> str:
     """Config values travel as strings; booleans as Kafka spells them."""
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -125,4 +125,4 @@ class NewPartitions:
     new_assignments: list[list[int]] | None = None
 
 
-__all__ = ["ConfigEntry", "ConfigResource", "ConfigResourceType", "NewPartitions"]
+__all__ = ["ConfigEntry", "ConfigResource", "ConfigResourceType", "NewPartitions", "config_value"]

@@ -6,7 +6,8 @@ import datetime
 from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from strata.client._runtime import LoopThread
+from strata.client._runtime import SLACK_S as _SLACK_S
+from strata.client._runtime import start_on_own_loop
 from strata.client._types import TopicPartition
 from strata.client.admin.aio import AIOAdminClient
 from strata.client.admin.configs import ConfigEntry, ConfigResource, NewPartitions
@@ -22,7 +23,6 @@ from strata.client.admin.types import (
 
 T = TypeVar("T")
 
-_SLACK_S = 5.0
 
 
 class AdminClient:
@@ -39,13 +39,7 @@ class AdminClient:
     def __init__(self, bootstrap: str | Sequence[str] | None = None, **options: Any) -> None:
         self._core = AIOAdminClient(bootstrap, **options)
         self._timeout_s = self._core.request_timeout_s + _SLACK_S
-        self._rt = LoopThread("strata-admin")
-        try:
-            self._rt.run(self._core.start(), self._timeout_s)
-        except BaseException:
-            self._rt.run(self._core.close(), _SLACK_S)
-            self._rt.stop()
-            raise
+        self._rt = start_on_own_loop(self._core, "strata-admin", self._timeout_s)
 
     def _run(self, coro: Coroutine[Any, Any, T], timeout_ms: int | None = None) -> T:
         limit = self._timeout_s if timeout_ms is None else timeout_ms / 1000 + _SLACK_S

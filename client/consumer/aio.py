@@ -16,17 +16,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any
 
 from strata.client._types import ConsumerRecord, OffsetAndTimestamp, TopicPartition
 from strata.client.cluster import Cluster
-from strata.client.config import DEFAULT_BOOTSTRAP, build_config, check_ranges
-from strata.client.consumer.fetcher import Fetcher, FetcherConfig
+from strata.client.consumer.config import ConsumerConfig
+from strata.client.consumer.fetcher import Fetcher
 from strata.client.consumer.group import (
     CoordinatorClient,
-    GroupConfig,
     GroupMember,
     admin_commit,
     fetch_committed,
@@ -42,73 +40,6 @@ from strata.client.errors import (
 )
 
 log = logging.getLogger("strata.client.consumer")
-
-@dataclass(slots=True)
-class ConsumerConfig:
-    bootstrap: str | Sequence[str] = DEFAULT_BOOTSTRAP
-    client_id: str = "strata-consumer"
-    group_id: str | None = None
-    auto_offset_reset: str = "latest"
-    fetch_max_wait_ms: int = 500
-    fetch_min_bytes: int = 1
-    fetch_max_bytes: int = 50 << 20
-    max_partition_fetch_bytes: int = 1 << 20
-    fetch_buffer_bytes: int = 64 << 20
-    max_poll_records: int = 500
-    check_crcs: bool = True
-    request_timeout_ms: int = 30_000
-    retry_backoff_ms: int = 100
-    retry_backoff_max_ms: int = 1_000
-    connect_timeout_ms: int = 10_000
-    consumer_timeout_ms: float = float("inf")
-    key_deserializer: Callable[[bytes], Any] | None = None
-    value_deserializer: Callable[[bytes], Any] | None = None
-    #: Consumer groups (with ``subscribe()``): see docs/groups.md.
-    session_timeout_ms: int = 10_000
-    rebalance_timeout_ms: int = 60_000
-    group_assignor: str = "uniform"
-    enable_auto_commit: bool = True
-    auto_commit_interval_ms: int = 5_000
-
-    @classmethod
-    def build(
-        cls,
-        bootstrap: str | Sequence[str] | None = None,
-        *,
-        bootstrap_servers: str | Sequence[str] | None = None,
-        **kwargs: Any,
-    ) -> ConsumerConfig:
-        cfg = build_config(cls, "consumer", bootstrap, bootstrap_servers, kwargs)
-        if cfg.auto_offset_reset not in ("earliest", "latest", "none"):
-            raise ValueError(
-                "auto_offset_reset must be 'earliest', 'latest' or 'none', "
-                f"not {cfg.auto_offset_reset!r}"
-            )
-        check_ranges(
-            cfg,
-            positive=(
-                "fetch_max_bytes",
-                "max_partition_fetch_bytes",
-                "fetch_buffer_bytes",
-                "max_poll_records",
-                "auto_commit_interval_ms",
-            ),
-        )
-        if cfg.group_id is not None and (
-            not isinstance(cfg.group_id, str) or not 1 <= len(cfg.group_id) <= 255
-        ):
-            raise ValueError(f"group_id must be a string of 1-255 characters, not {cfg.group_id!r}")
-        if not 100 <= cfg.session_timeout_ms <= 300_000:
-            raise ValueError("session_timeout_ms must be between 100 and 300000")
-        if not 1 <= cfg.rebalance_timeout_ms <= 600_000:
-            raise ValueError("rebalance_timeout_ms must be between 1 and 600000")
-        if cfg.group_assignor not in ("uniform", "sticky", "range"):
-            raise ValueError(
-                f"group_assignor must be 'uniform' (alias 'sticky') or 'range', "
-                f"not {cfg.group_assignor!r}"
-            )
-        return cfg
-
 
 class AIOConsumer:
     """Reads records from partitions, prefetching within a memory bound.
@@ -146,27 +77,14 @@ class AIOConsumer:
         c = self.config
         cluster = await Cluster.connect(c)
         self._cluster = cluster
-        self._fetcher = Fetcher(
-            cluster,
-            FetcherConfig(
-                auto_offset_reset=c.auto_offset_reset,
-                fetch_max_wait_ms=c.fetch_max_wait_ms,
-                fetch_min_bytes=c.fetch_min_bytes,
-                fetch_max_bytes=c.fetch_max_bytes,
-                max_partition_fetch_bytes=c.max_partition_fetch_bytes,
-                fetch_buffer_bytes=c.fetch_buffer_bytes,
-                check_crcs=c.check_crcs,
-                request_timeout_s=c.request_timeout_ms / 1000,
-                retry_backoff_s=c.retry_backoff_ms / 1000,
-            ),
-        )
+        self._fetcher = Fetcher(cluster, c)
         self._fetcher.start()
         if c.group_id is not None:
             self._coord = CoordinatorClient(
                 cluster,
                 c.group_id,
-                request_timeout_s=c.request_timeout_ms / 1000,
-                retry_backoff_s=c.retry_backoff_ms / 1000,
+                request_timeout_s=c.request_timeout_s,
+                retry_backoff_s=c.retry_backoff_s,
             )
         if self._subscription:
             self._start_group()
@@ -178,16 +96,7 @@ class AIOConsumer:
             self._group = GroupMember(
                 self._coord,
                 self._fetcher,
-                GroupConfig(
-                    group_id=c.group_id,
-                    session_timeout_ms=c.session_timeout_ms,
-                    rebalance_timeout_ms=c.rebalance_timeout_ms,
-                    group_assignor=c.group_assignor,
-                    enable_auto_commit=c.enable_auto_commit,
-                    auto_commit_interval_ms=c.auto_commit_interval_ms,
-                    request_timeout_s=c.request_timeout_ms / 1000,
-                    retry_backoff_s=c.retry_backoff_ms / 1000,
-                ),
+                c,
                 self._subscription,
                 self._listener,
                 run_in_thread if self._listener_in_thread else run_on_loop,

@@ -34,6 +34,7 @@ from typing import Any
 from strata.client import batch as _batch
 from strata.client._types import ConsumerRecord, TopicPartition
 from strata.client.cluster import Cluster
+from strata.client.consumer.config import ConsumerConfig
 from strata.client.consumer.offsets import (
     EARLIEST,
     LATEST,
@@ -146,19 +147,6 @@ class CompletedFetch:
 
 
 @dataclass(slots=True)
-class FetcherConfig:
-    auto_offset_reset: str = "latest"
-    fetch_max_wait_ms: int = 500
-    fetch_min_bytes: int = 1
-    fetch_max_bytes: int = 50 << 20
-    max_partition_fetch_bytes: int = 1 << 20
-    fetch_buffer_bytes: int = 64 << 20
-    check_crcs: bool = True
-    request_timeout_s: float = 30.0
-    retry_backoff_s: float = 0.1
-
-
-@dataclass(slots=True)
 class _Broker:
     busy: bool = False
     backoff_until: float = 0.0
@@ -168,7 +156,7 @@ class _Broker:
 class Fetcher:
     """Positions and prefetching for the assigned partitions (asyncio, client's loop)."""
 
-    def __init__(self, cluster: Cluster, config: FetcherConfig) -> None:
+    def __init__(self, cluster: Cluster, config: ConsumerConfig) -> None:
         if config.auto_offset_reset not in _RESETS:
             raise ValueError(
                 f"auto_offset_reset must be 'earliest', 'latest' or 'none', "
@@ -676,7 +664,6 @@ def _as_strata(exc: BaseException, tp: TopicPartition) -> StrataError:
 __all__ = [
     "CompletedFetch",
     "Fetcher",
-    "FetcherConfig",
     "PartitionState",
     "decode_fetched",
     "list_offsets",

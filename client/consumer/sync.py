@@ -11,13 +11,13 @@ import time
 from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
-from strata.client._runtime import LoopThread
+from strata.client._runtime import SLACK_S as _SLACK_S
+from strata.client._runtime import start_on_own_loop
 from strata.client._types import ConsumerRecord, OffsetAndTimestamp, TopicPartition
 from strata.client.consumer.aio import AIOConsumer
 from strata.client.consumer.group import LEAVE_TIMEOUT_S
 
 T = TypeVar("T")
-_SLACK_S = 5.0
 
 
 class Consumer:
@@ -49,12 +49,9 @@ class Consumer:
             self._core.subscribe(list(topics))
         c = self._core.config
         self._timeout_s = c.request_timeout_ms / 1000 + _SLACK_S
-        self._rt = LoopThread("strata-consumer")
-        try:
-            self._rt.run(self._core.start(), c.connect_timeout_ms / 1000 * 3 + _SLACK_S)
-        except BaseException:
-            self._rt.stop()
-            raise
+        self._rt = start_on_own_loop(
+            self._core, "strata-consumer", c.connect_timeout_ms / 1000 * 3 + _SLACK_S
+        )
 
     @property
     def config(self) -> Any:

@@ -18,12 +18,12 @@ import functools
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from strata.client._types import RecordMetadata
 from strata.client.cluster import Cluster, TopicMeta
 from strata.client.compression import Codec, codec_from_name, is_available
-from strata.client.config import DEFAULT_BOOTSTRAP, build_config, check_ranges
+from strata.client.config import ClientConfig, build_config, check_ranges
 from strata.client.errors import (
     ClosedError,
     TimedOutError,
@@ -85,10 +85,11 @@ def _headers(headers: Headers) -> list[tuple[str, bytes | None]]:
 
 
 @dataclass(slots=True)
-class ProducerConfig:
+class ProducerConfig(ClientConfig):
     """Producer settings (kafka-python's names, ``_ms`` in milliseconds)."""
 
-    bootstrap: str | Sequence[str] = DEFAULT_BOOTSTRAP
+    KIND: ClassVar[str] = "producer"
+
     client_id: str = "strata-producer"
     acks: int = -1
     linger_ms: int = 5
@@ -98,13 +99,9 @@ class ProducerConfig:
     compression: Codec = Codec.NONE
     idempotent: bool = True
     retries: int = 2**31 - 1
-    retry_backoff_ms: int = 100
-    retry_backoff_max_ms: int = 1_000
-    request_timeout_ms: int = 30_000
     delivery_timeout_ms: int = 120_000
     max_request_size: int = 1 << 20
     max_in_flight: int = 5
-    connect_timeout_ms: int = 10_000
     key_serializer: Callable[[Any], bytes] | None = None
     value_serializer: Callable[[Any], bytes] | None = None
 
@@ -138,12 +135,16 @@ class ProducerConfig:
             cfg.max_in_flight = max_in_flight_requests_per_connection
         if cfg.idempotent and not 1 <= cfg.max_in_flight <= 5:
             raise ValueError("an idempotent producer allows 1-5 in-flight batches per partition")
-        check_ranges(
-            cfg,
-            positive=("batch_size", "buffer_memory", "max_request_size", "request_timeout_ms"),
-            non_negative=("linger_ms", "max_block_ms", "retries", "retry_backoff_ms"),
-        )
+        cfg.check()
         return cfg
+
+    def check(self) -> None:
+        ClientConfig.check(self)
+        check_ranges(
+            self,
+            positive=("batch_size", "buffer_memory", "max_request_size"),
+            non_negative=("linger_ms", "max_block_ms", "retries"),
+        )
 
 
 class AIOProducer:

@@ -15,15 +15,13 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from strata.client._runtime import LoopThread
+from strata.client._runtime import SLACK_S as _SLACK_S
+from strata.client._runtime import start_on_own_loop
 from strata.client._types import RecordMetadata
 from strata.client.errors import TimedOutError
 from strata.client.producer.accumulator import RecordFuture
 from strata.client.producer.aio import AIOProducer, Headers
 from strata.client.producer.aio import attach_callback as _attach
-
-#: Slack on top of the configured timeouts when the sync facade waits on the loop.
-_SLACK_S = 5.0
 
 
 class Producer:
@@ -38,12 +36,9 @@ class Producer:
         self._core = AIOProducer(bootstrap, **options)  # validates options first
         c = self._core.config
         self._max_block_s = c.max_block_ms / 1000
-        self._rt = LoopThread("strata-producer")
-        try:
-            self._rt.run(self._core.start(), c.connect_timeout_ms / 1000 * 3 + _SLACK_S)
-        except BaseException:
-            self._rt.stop()
-            raise
+        self._rt = start_on_own_loop(
+            self._core, "strata-producer", c.connect_timeout_ms / 1000 * 3 + _SLACK_S
+        )
 
     @property
     def config(self) -> Any:

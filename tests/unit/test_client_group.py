@@ -18,8 +18,8 @@ import pytest
 
 from strata.client._types import TopicPartition
 from strata.client.aio import GroupDescription
+from strata.client.consumer.config import ConsumerConfig
 from strata.client.consumer.group import (
-    GroupConfig,
     GroupMember,
     tps_to_wire,
     wire_to_tps,
@@ -133,7 +133,7 @@ def member(auto_commit: bool = True) -> tuple[GroupMember, FakeCoordinator, Fake
     log: list[tuple[str, Any]] = []
     coord = FakeCoordinator(log)
     fetcher = FakeFetcher(log)
-    m = GroupMember(coord, fetcher, GroupConfig("g", session_timeout_ms=300,  # type: ignore[arg-type]
+    m = GroupMember(coord, fetcher, ConsumerConfig(group_id="g", session_timeout_ms=300,  # type: ignore[arg-type]
                                                 enable_auto_commit=auto_commit,
                                                 auto_commit_interval_ms=60_000),
                     [T], Listener(log))

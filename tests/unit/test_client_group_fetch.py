@@ -8,7 +8,8 @@ import asyncio
 from typing import Any
 
 from strata.client._types import TopicPartition
-from strata.client.consumer.fetcher import Fetcher, FetcherConfig
+from strata.client.consumer.config import ConsumerConfig
+from strata.client.consumer.fetcher import Fetcher
 
 
 class _Cache:
@@ -21,7 +22,7 @@ class _Cluster:
 
 
 def _fetcher() -> tuple[Fetcher, list[tuple[int, list[TopicPartition], int]]]:
-    f = Fetcher(_Cluster(), FetcherConfig(fetch_buffer_bytes=64 << 20))  # type: ignore[arg-type]
+    f = Fetcher(_Cluster(), ConsumerConfig(fetch_buffer_bytes=64 << 20))  # type: ignore[arg-type]
     spawned: list[tuple[int, list[TopicPartition], int]] = []
 
     def spawn(coro: Any) -> None:

@@ -17,7 +17,8 @@ import pytest
 from strata.client._types import TopicPartition
 from strata.client.backoff import Backoff
 from strata.client.cluster import Cluster
-from strata.client.consumer.fetcher import Fetcher, FetcherConfig
+from strata.client.consumer.config import ConsumerConfig
+from strata.client.consumer.fetcher import Fetcher
 from strata.client.errors import ErrorCode, LeaderNotAvailableError, NoBrokersAvailableError
 from strata.client.producer.accumulator import RecordAccumulator
 from strata.client.producer.sender import Sender, SenderConfig
@@ -125,7 +126,7 @@ def test_a_consumer_waiting_for_a_leader_backs_off_instead_of_spinning() -> None
     async def main() -> None:
         cluster = cluster_with(fake)
         await cluster.refresh([TP.topic], force=True)
-        fetcher = Fetcher(cluster, FetcherConfig(auto_offset_reset="earliest"))
+        fetcher = Fetcher(cluster, ConsumerConfig(auto_offset_reset="earliest"))
         fetcher.start()
         fetcher.assign([TP])
         await asyncio.sleep(WINDOW_S)

@@ -25,20 +25,22 @@ from strata.client._types import (
     RecordMetadata,
     TopicPartition,
 )
-from strata.client.admin import (  # the admin package's names, gathered here
+from strata.client.admin import (
     AdminConfig,
     AIOAdminClient,
-    BrokerDescription,
-    ClusterDescription,
     ConfigEntry,
     ConfigResource,
     ConfigResourceType,
+    NewPartitions,
+    NewTopic,
+)
+from strata.client.admin.types import (
+    BrokerDescription,
+    ClusterDescription,
     CreatedTopic,
     GroupDescription,
     GroupListing,
     MemberDescription,
-    NewPartitions,
-    NewTopic,
     OffsetChange,
     OffsetDescription,
     PartitionDescription,

@@ -1,5 +1,5 @@
 """The admin client: :class:`AdminClient` (sync) and :class:`AIOAdminClient` (asyncio),
-with what they take and answer (:mod:`.types`, :mod:`.configs`)."""
+with what they take and answer (:mod:`.types`: descriptions and changes, :mod:`.configs`)."""
 
 from __future__ import annotations
 
@@ -11,37 +11,15 @@ from strata.client.admin.configs import (
     NewPartitions,
 )
 from strata.client.admin.sync import AdminClient
-from strata.client.admin.types import (
-    BrokerDescription,
-    ClusterDescription,
-    CreatedTopic,
-    GroupDescription,
-    GroupListing,
-    MemberDescription,
-    NewTopic,
-    OffsetChange,
-    OffsetDescription,
-    PartitionDescription,
-    TopicDescription,
-)
+from strata.client.admin.types import NewTopic
 
 __all__ = [
     "AIOAdminClient",
     "AdminClient",
     "AdminConfig",
-    "BrokerDescription",
-    "ClusterDescription",
     "ConfigEntry",
     "ConfigResource",
     "ConfigResourceType",
-    "CreatedTopic",
-    "GroupDescription",
-    "GroupListing",
-    "MemberDescription",
     "NewPartitions",
     "NewTopic",
-    "OffsetChange",
-    "OffsetDescription",
-    "PartitionDescription",
-    "TopicDescription",
 ]

@@ -166,10 +166,13 @@ def test_one_letter_means_one_thing_in_every_command() -> None:
 
 
 def test_a_record_over_the_request_size_says_how_to_raise_it(cluster: LocalCluster) -> None:
-    assert strata(cluster, "topic", "create", "big-records", "--partitions", "1", "-r", "3").returncode == 0
+    # The topic takes records up to 3 MiB (max.message.bytes, the broker's limit).
+    r = strata(cluster, "topic", "create", "big-records", "--partitions", "1", "-r", "3",
+               "-c", f"max.message.bytes={3 << 20}")
+    assert r.returncode == 0, r.stderr
     big = "x" * (2 << 20)
     r = strata(cluster, "produce", "big-records", stdin=big + "\n")
-    assert r.returncode != 0
+    assert r.returncode != 0  # over the producer's own limit (1 MiB by default)
     assert "max_request_size" in r.stderr and "--max-message-bytes" in r.stderr
     r = strata(cluster, "produce", "big-records", "--max-message-bytes", str(4 << 20),
                stdin=big + "\n")
@@ -177,6 +180,11 @@ def test_a_record_over_the_request_size_says_how_to_raise_it(cluster: LocalClust
     r = strata(cluster, "consume", "big-records", "--from-beginning", "--count", "1",
                "--format", "{offset}", "--idle-timeout-ms", "20000")
     assert r.returncode == 0 and r.stdout.strip().isdigit(), r.stderr
+    # Over the topic's limit: the broker refuses, and the hint is the same one.
+    r = strata(cluster, "produce", "big-records", "--max-message-bytes", str(4 << 20),
+               stdin="y" * (3 << 20) + "y" * 100_000 + "\n")
+    assert r.returncode != 0
+    assert "--max-message-bytes" in r.stderr and "max.message.bytes" in r.stderr
 
 
 def test_consuming_past_the_end_says_it_waits_there(cluster: LocalCluster) -> None:

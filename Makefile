@@ -54,7 +54,7 @@ test: $(STAMP) system-deps lint typecheck
 typecheck: $(STAMP)
 	@mkdir -p $(VENV)/typecheck/strata
 	@for d in client storage broker; do ln -sfn ../../../$$d $(VENV)/typecheck/strata/$$d; done
-	$(VENV)/bin/mypy -p strata.client -m strata.broker.cli -m strata.broker.cli_client
+	$(VENV)/bin/mypy -p strata.client -m strata.broker.cli -m strata.broker.cli_client -m strata.broker.cli_admin
 
 ## system-deps: what tests need from outside Python (apt, only when missing)
 system-deps: fault-deps ops-deps

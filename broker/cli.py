@@ -7,9 +7,9 @@ Errors say what went wrong and what to do, and exit non-zero.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
@@ -23,19 +23,8 @@ from strata.broker.config import (
     parse_peers,
 )
 
-DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 
-bootstrap_option = click.option(
-    "--bootstrap", envvar="STRATA_BOOTSTRAP", default=DEFAULT_BOOTSTRAP, show_default=True,
-    help="Brokers to contact first, HOST:PORT[,HOST:PORT...] (env STRATA_BOOTSTRAP).",
-)
-output_option = click.option(
-    "--output", "-o", type=click.Choice(["table", "json"]), default="table", show_default=True,
-    help="'json' prints a stable machine-readable document.",
-)
-
-
-def fail(message: str, hint: str = "", code: int = 1):
+def fail(message: str, hint: str = "", code: int = 1) -> NoReturn:
     click.echo(f"error: {message}", err=True)
     if hint:
         click.echo(f"hint: {hint}", err=True)
@@ -77,8 +66,9 @@ def broker() -> None:
 @click.option("--flush-policy", type=click.Choice(["always", "interval", "never"]), default=None,
               help="When appends are fsynced (default: always, group-committed).")
 @click.option("--tick-ms", type=click.IntRange(1, 10_000), default=None, help="Raft tick interval.")
-def broker_start(node_id, data_dir, listen, peers, metrics_listen, advertised, config_file, flush_policy,
-                 tick_ms) -> None:
+def broker_start(node_id: int, data_dir: Path, listen: str, peers: str, metrics_listen: str | None,
+                 advertised: str | None, config_file: Path | None, flush_policy: str | None,
+                 tick_ms: int | None) -> None:
     """Start one broker and serve until SIGTERM (which hands leadership over cleanly).
 
     \b
@@ -124,7 +114,8 @@ def broker_start(node_id, data_dir, listen, peers, metrics_listen, advertised, c
 @click.option("--metrics-base-port", type=int, default=9644, show_default=True,
               help="Broker N serves metrics on BASE+N-1.")
 @click.option("--flush-policy", type=click.Choice(["always", "interval", "never"]), default=None)
-def dev(nodes, data_dir, host, base_port, metrics_base_port, flush_policy) -> None:
+def dev(nodes: int, data_dir: Path, host: str, base_port: int, metrics_base_port: int,
+        flush_policy: str | None) -> None:
     """A local cluster of real broker processes, until Ctrl-C.
 
     \b
@@ -135,13 +126,6 @@ def dev(nodes, data_dir, host, base_port, metrics_base_port, flush_policy) -> No
 
     extra = ["--flush-policy", flush_policy] if flush_policy else []
     sys.exit(run_dev(nodes, data_dir, host, base_port, metrics_base_port, extra, echo=click.echo))
-
-
-def _print(data, output: str, table) -> None:
-    if output == "json":
-        click.echo(json.dumps(data, indent=2, sort_keys=False))
-    else:
-        table(data)
 
 
 from strata.broker.cli_client import register  # noqa: E402 - after main exists

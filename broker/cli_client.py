@@ -1,35 +1,53 @@
-"""The client commands of ``strata``: produce, consume, topic and group admin, cluster status.
+"""The client commands of ``strata``: produce and consume here, and what every client
+command shares (options, error reporting, Ctrl-C); the admin commands (topic, group,
+cluster) are in :mod:`strata.broker.cli_admin`.
 
 Built on the sync client library (:mod:`strata.client`), in the spirit of kcat and
 Redpanda's rpk: data on stdout (a table for people, ``--output json`` for scripts),
 errors on stderr as ``error: ...`` plus a ``hint: ...``, and a non-zero exit.
 :func:`register` adds the commands to the main ``strata`` group.
+
+Short options mean one thing in every command: ``-o`` output, ``-O`` offset, ``-p``
+partition, ``-n`` count, ``-c`` config, ``-g`` group, ``-t`` topic, ``-f`` format,
+``-H`` header, ``-K`` key separator, ``-r`` replication factor, ``-h`` help. Hints that
+name flags live here, never in the library's messages.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
+import logging
 import signal
 import sys
-from collections.abc import Callable, Iterator
-from typing import Any, NoReturn
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from strata.client.errors import (
+    BatchTooLargeError,
     FeatureNotAvailableError,
     FencedMemberEpochError,
     GroupIdNotFoundError,
+    InvalidConfigError,
     NoBrokersAvailableError,
     NonEmptyGroupError,
+    NotStrataBrokerError,
     StrataError,
     TopicAlreadyExistsError,
     UnknownPartitionError,
     UnknownTopicError,
+    UnresolvableHostError,
 )
 
+if TYPE_CHECKING:
+    from strata.client import AdminClient, Consumer, RecordFuture
+
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+#: The exit status of a command stopped by Ctrl-C (128 + SIGINT), as shells report it.
+EXIT_INTERRUPTED = 128 + signal.SIGINT
 
 _bootstrap = click.option(
     "--bootstrap",
@@ -57,7 +75,17 @@ def _fail(message: str, hint: str = "", code: int = 1) -> NoReturn:
 
 def _hint_for(exc: StrataError) -> str:
     if isinstance(exc, NoBrokersAvailableError):
+        if any(isinstance(c, NotStrataBrokerError) for c in exc.causes):
+            return ("point --bootstrap (or STRATA_BOOTSTRAP) at a Strata broker's client port: "
+                    "the 'bootstrap' line 'strata dev' prints")
+        if any(isinstance(c, UnresolvableHostError) for c in exc.causes):
+            return "check the host names in --bootstrap / STRATA_BOOTSTRAP"
         return "is the cluster running? check --bootstrap / STRATA_BOOTSTRAP"
+    if isinstance(exc, NotStrataBrokerError):
+        return "point --bootstrap (or STRATA_BOOTSTRAP) at a Strata broker's client port"
+    if isinstance(exc, UnresolvableHostError):
+        return ("the brokers must advertise addresses this machine can resolve "
+                "(strata broker start --advertised HOST:PORT)")
     if isinstance(exc, UnknownTopicError):
         return "list topics with 'strata topic list', or create it with 'strata topic create'"
     if isinstance(exc, UnknownPartitionError):
@@ -69,12 +97,22 @@ def _hint_for(exc: StrataError) -> str:
     if isinstance(exc, NonEmptyGroupError):
         return ("stop the group's consumers first (or wait for their sessions to expire); "
                 "'strata group describe G' shows its members")
+    if isinstance(exc, BatchTooLargeError):
+        return ("send smaller records, or raise --max-message-bytes up to the topic's "
+                "max.message.bytes ('strata topic describe TOPIC' shows it)")
+    if isinstance(exc, InvalidConfigError):
+        return "'strata topic describe TOPIC' lists the topic's configs and their values"
     return exc.hint
+
+
+def _interrupted(what: str = "") -> NoReturn:
+    click.echo(f"interrupted{': ' + what if what else ''}", err=True)
+    sys.exit(EXIT_INTERRUPTED)
 
 
 @contextlib.contextmanager
 def _errors() -> Iterator[None]:
-    """Turn client exceptions into ``error:``/``hint:`` lines and an exit code."""
+    """Turn client exceptions (and Ctrl-C) into ``error:``/``hint:`` lines and an exit code."""
     try:
         yield
     except FeatureNotAvailableError as exc:
@@ -83,21 +121,46 @@ def _errors() -> Iterator[None]:
         _fail(exc.message or str(exc), _hint_for(exc))
     except (ValueError, TypeError) as exc:
         _fail(str(exc), "see --help for the expected format", code=2)
+    except KeyboardInterrupt:
+        _interrupted()
     except BrokenPipeError:
         # The reader (e.g. `| head`) went away: stop quietly, as Unix tools do.
         with contextlib.suppress(Exception):
-            sys.stdout = None  # type: ignore[assignment]
+            sys.stdout = None
         sys.exit(0)
 
 
-def _admin(bootstrap: str):
+class _LevelFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{record.levelname.lower()}: {record.getMessage()}"
+
+
+def _start() -> None:
+    """What every client command does first.
+
+    Ctrl-C raises KeyboardInterrupt even where SIGINT was ignored by our parent (a shell
+    starting background jobs does that), so every command stops on it. The client
+    library's warnings (a partition without a leader, a cluster out of reach: one line
+    per change of state) go to stderr as ``warning: ...``, like the command's own.
+    """
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    client_log = logging.getLogger("strata.client")
+    if not client_log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(_LevelFormatter())
+        client_log.addHandler(handler)
+        client_log.setLevel(logging.WARNING)
+        client_log.propagate = False
+
+
+def _admin(bootstrap: str) -> AdminClient:
     """An AdminClient for one command, closed when it is done."""
     from strata.client import AdminClient
 
     return AdminClient(bootstrap, client_id="strata-cli")
 
 
-def _kv(values: tuple[str, ...], what: str) -> list[tuple[str, str]]:
+def _kv(values: Sequence[str], what: str) -> list[tuple[str, str]]:
     out = []
     for v in values:
         k, sep, val = v.partition("=")
@@ -108,7 +171,70 @@ def _kv(values: tuple[str, ...], what: str) -> list[tuple[str, str]]:
     return out
 
 
+def _parse_time(value: str, flag: str) -> datetime.datetime:
+    """ISO 8601 (no zone = local time) or milliseconds since the epoch."""
+    text = value.strip()
+    if text.isdigit():
+        return datetime.datetime.fromtimestamp(int(text) / 1000, datetime.UTC)
+    try:
+        when = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        _fail(f"bad {flag} {value!r}",
+              "use ISO 8601, e.g. 2024-05-01T12:00:00Z or 2024-05-01T14:00:00+02:00, "
+              "or milliseconds since the epoch", code=2)
+    return when if when.tzinfo is not None else when.astimezone()
+
+
+def _ms(when: datetime.datetime) -> int:
+    return int(when.timestamp() * 1000)
+
+
 # -- produce -----------------------------------------------------------------------------
+
+
+class _Deliveries:
+    """What became of the records sent: counts, and the first failure to report."""
+
+    __slots__ = ("acked", "failed", "first_error", "pending")
+
+    #: Futures kept before they are looked at (bounds memory on long inputs).
+    MAX_PENDING = 10_000
+
+    def __init__(self) -> None:
+        self.pending: list[RecordFuture] = []
+        self.acked = 0
+        self.failed = 0
+        self.first_error: BaseException | None = None
+
+    def add(self, fut: RecordFuture) -> None:
+        self.pending.append(fut)
+        if len(self.pending) >= self.MAX_PENDING:
+            self.collect()
+
+    def collect(self) -> None:
+        """Count every pending record (waiting for each to be resolved)."""
+        for f in self.pending:
+            exc = f.exception()
+            if exc is None:
+                self.acked += 1
+            else:
+                self.failed += 1
+                self.first_error = self.first_error or exc
+
+    def count_resolved(self) -> int:
+        """After an interrupt: count what is resolved, without waiting for the rest."""
+        unresolved = 0
+        for f in self.pending:
+            if not f.done():
+                unresolved += 1
+                continue
+            exc = f.exception()
+            if exc is None:
+                self.acked += 1
+            else:
+                self.failed += 1
+        self.pending = []
+        return unresolved
 
 
 @click.command("produce")
@@ -126,29 +252,39 @@ def _kv(values: tuple[str, ...], what: str) -> list[tuple[str, str]]:
               show_default=True, help="Batch compression codec.")
 @click.option("--linger-ms", type=click.IntRange(0, 60_000), default=5, show_default=True,
               help="How long to wait for more records before sending a batch.")
+@click.option("--max-message-bytes", type=click.IntRange(min=1024), default=1 << 20,
+              show_default=True,
+              help="Largest request the producer sends (its max_request_size); raise it for big "
+                   "records, up to the topic's max.message.bytes.")
 def produce_cmd(topic: str, bootstrap: str, key_separator: str | None, acks: str,
                 partition: int | None, headers: tuple[str, ...], compression: str,
-                linger_ms: int) -> None:
+                linger_ms: int, max_message_bytes: int) -> None:
     """Write lines from stdin as records to TOPIC (one record per line).
+
+    Ctrl-C stops at once: records not yet acknowledged are dropped, and the command says
+    how many were.
 
     \b
     Examples:
       echo hello | strata produce events
       printf 'user1:clicked\\nuser2:viewed\\n' | strata produce events --key-separator :
       strata produce events --acks 1 --header source=cli < lines.txt
+      strata produce blobs --max-message-bytes 20971520 < big-record.txt
     """
     from strata.client import Producer
 
     hs = [(k, v.encode()) for k, v in _kv(headers, "header")]
     sent = 0
-    failures: list[BaseException] = []
+    done = _Deliveries()
+    _start()
     with _errors():
         producer = Producer(bootstrap, acks=acks, linger_ms=linger_ms,
-                            compression_type=compression, client_id="strata-cli")
+                            compression_type=compression, client_id="strata-cli",
+                            max_request_size=max_message_bytes,
+                            batch_size=min(1 << 20, max_message_bytes))
         try:
-            stdin = click.get_binary_stream("stdin")
+            stdin = sys.stdin.buffer
             sep = key_separator.encode() if key_separator is not None else None
-            futures = []
             for raw in stdin:
                 line = raw.rstrip(b"\n").rstrip(b"\r")
                 key = None
@@ -156,29 +292,24 @@ def produce_cmd(topic: str, bootstrap: str, key_separator: str | None, acks: str
                     k, found, v = line.partition(sep)
                     if found:
                         key, line = k, v
-                fut = producer.send(topic, line, key=key, partition=partition, headers=hs)
-                futures.append(fut)
+                done.add(producer.send(topic, line, key=key, partition=partition, headers=hs))
                 sent += 1
-                if len(futures) >= 10_000:  # bound what we keep for error reporting
-                    _collect(futures, failures)
-                    futures = []
             producer.flush()
-            _collect(futures, failures)
+            done.collect()
+        except KeyboardInterrupt:
+            producer.close(timeout=0)  # what is not acknowledged now is dropped, not waited for
+            done.count_resolved()
+            lost = sent - done.acked
+            _interrupted(f"{sent} record{'s' if sent != 1 else ''} read, {done.acked} acknowledged, "
+                         f"{lost} not delivered")
         finally:
             producer.close()
-    if failures:
-        first = failures[0]
+    if done.failed:
+        first = done.first_error
         msg = first.message if isinstance(first, StrataError) else str(first)
-        _fail(f"{len(failures)} of {sent} records were not delivered: {msg}",
+        _fail(f"{done.failed} of {sent} records were not delivered: {msg}",
               _hint_for(first) if isinstance(first, StrataError) else "")
     click.echo(f"produced {sent} record{'s' if sent != 1 else ''} to {topic}", err=True)
-
-
-def _collect(futures: list[Any], failures: list[BaseException]) -> None:
-    for f in futures:
-        exc = f.exception()
-        if exc is not None:
-            failures.append(exc)
 
 
 # -- consume -----------------------------------------------------------------------------
@@ -195,20 +326,23 @@ def _text(b: bytes | None) -> str | None:
               help="Consume as a member of group G: share the partitions with the group's other "
                    "consumers, start at the group's committed offsets, commit as records are printed.")
 @click.option("--from-beginning", is_flag=True, help="Start at the oldest record (default: only new ones).")
-@click.option("--count", "-c", type=click.IntRange(min=1), default=None,
+@click.option("--from-timestamp", default=None, metavar="TIME",
+              help="Start at the first record at or after TIME: ISO 8601 (e.g. "
+                   "2024-05-01T12:00:00Z; no zone = local time) or milliseconds since the epoch.")
+@click.option("--count", "-n", type=click.IntRange(min=1), default=None,
               help="Exit after N records (default: run until Ctrl-C).")
 @click.option("--partition", "-p", type=int, default=None, help="Read only this partition.")
-@click.option("--offset", "-o", "offset", default=None,
+@click.option("--offset", "-O", "offset", default=None,
               help="Start at this offset (or 'beginning' / 'end'); needs --partition for a number.")
 @click.option("--format", "-f", "fmt", default="{value}", show_default=True,
               help="Line format; fields: {topic} {partition} {offset} {timestamp} {key} {value} {headers}.")
-@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True,
+@click.option("--output", "-o", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="'json': one JSON object per record and line.")
 @click.option("--idle-timeout-ms", type=click.IntRange(min=1), default=None,
               help="Exit once no record arrived for this long.")
 def consume_cmd(topic: str, bootstrap: str, group: str | None, from_beginning: bool,
-                count: int | None, partition: int | None, offset: str | None, fmt: str,
-                output: str, idle_timeout_ms: int | None) -> None:
+                from_timestamp: str | None, count: int | None, partition: int | None,
+                offset: str | None, fmt: str, output: str, idle_timeout_ms: int | None) -> None:
     """Print records of TOPIC to stdout, one per line.
 
     With --group, the command is a member of a consumer group: the group's partitions
@@ -220,6 +354,7 @@ def consume_cmd(topic: str, bootstrap: str, group: str | None, from_beginning: b
     Examples:
       strata consume events --from-beginning --count 10
       strata consume events --partition 0 --offset 42 --format '{offset} {key}={value}'
+      strata consume events --from-timestamp 2024-05-01T12:00:00Z
       strata consume events --from-beginning --output json | jq .value
       strata consume events --group billing --from-beginning
     """
@@ -228,8 +363,13 @@ def consume_cmd(topic: str, bootstrap: str, group: str | None, from_beginning: b
     if group is not None and (partition is not None or offset is not None):
         _fail("--group cannot be combined with --partition/--offset: a group's coordinator "
               "decides which partitions each member reads",
-              "drop --partition/--offset, or reset the group's offsets with "
-              "'strata group reset-offsets'", code=2)
+              "drop --partition/--offset, or move the group's offsets with 'strata group seek'",
+              code=2)
+    if from_timestamp is not None and (group is not None or offset is not None or from_beginning):
+        _fail("--from-timestamp cannot be combined with --group, --offset or --from-beginning",
+              "to start a group at a time, move its offsets first: "
+              "'strata group seek G --topic T --to-datetime TIME'", code=2)
+    since = None if from_timestamp is None else _parse_time(from_timestamp, "--from-timestamp")
     start: int | str | None = None
     if offset is not None:
         if offset in ("beginning", "end"):
@@ -251,7 +391,7 @@ def consume_cmd(topic: str, bootstrap: str, group: str | None, from_beginning: b
                   "fields: {topic} {partition} {offset} {timestamp} {key} {value} {headers}", code=2)
     reset = "earliest" if from_beginning or start == "beginning" else "latest"
     n = 0
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    _start()
     with _errors():
         consumer = Consumer(bootstrap=bootstrap, auto_offset_reset=reset, client_id="strata-cli",
                             group_id=group, enable_auto_commit=False)
@@ -268,10 +408,13 @@ def consume_cmd(topic: str, bootstrap: str, group: str | None, from_beginning: b
                 consumer.assign(tps)
                 if isinstance(start, int):
                     consumer.seek(tps[0], start)
+                    _note_past_the_end(consumer, tps[0], start)
                 elif start == "end":
                     consumer.seek_to_end(*tps)
+                elif since is not None:
+                    _seek_to_time(consumer, tps, since)
             idle_ms = 0.0
-            out = click.get_text_stream("stdout")
+            out = sys.stdout
             while count is None or n < count:
                 want = 500 if count is None else min(500, count - n)
                 records = consumer.poll(timeout_ms=500, max_records=want)
@@ -300,17 +443,40 @@ def consume_cmd(topic: str, bootstrap: str, group: str | None, from_beginning: b
                 out.flush()
                 n += len(records)
                 if group is not None:
-                    _commit_printed(consumer, group)
+                    _commit_printed(consumer)
         except KeyboardInterrupt:
-            pass
+            pass  # a consumer stopped by Ctrl-C is a consumer done: exit 0, as kcat does
         finally:
             if group is not None:
                 with contextlib.suppress(StrataError):
-                    _commit_printed(consumer, group)
+                    _commit_printed(consumer)
             consumer.close()
 
 
-def _commit_printed(consumer: Any, group: str) -> None:
+def _note_past_the_end(consumer: Consumer, tp: Any, offset: int) -> None:
+    """Say once that the wanted offset is not there yet, rather than wait in silence."""
+    end = consumer.end_offsets([tp])[tp]
+    if offset > end:
+        click.echo(f"note: offset {offset} is past the end of {tp} (next offset {end}); "
+                   "waiting at the end for new records", err=True)
+
+
+def _seek_to_time(consumer: Consumer, tps: list[Any], since: datetime.datetime) -> None:
+    found = consumer.offsets_for_times(dict.fromkeys(tps, _ms(since)))
+    late = []
+    for tp in tps:
+        hit = found.get(tp)
+        if hit is None:
+            consumer.seek_to_end(tp)
+            late.append(str(tp))
+        else:
+            consumer.seek(tp, hit.offset)
+    if late:
+        click.echo(f"note: no record at or after {since.isoformat()} in {', '.join(late)}; "
+                   "waiting at the end for new records", err=True)
+
+
+def _commit_printed(consumer: Consumer) -> None:
     """Commit what was printed (at least once: a record is committed only after printing)."""
     try:
         consumer.commit()
@@ -319,295 +485,10 @@ def _commit_printed(consumer: Any, group: str) -> None:
         click.echo(f"warning: {exc.message}", err=True)
 
 
-# -- topic -------------------------------------------------------------------------------
-
-
-@click.group("topic")
-def topic_group() -> None:
-    """Create, list, describe and delete topics."""
-
-
-@topic_group.command("create")
-@click.argument("name")
-@_bootstrap
-@click.option("--partitions", "-p", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--replication-factor", "-r", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--config", "-c", "configs", multiple=True, metavar="K=V",
-              help="Topic config (repeatable): retention.ms, retention.bytes, segment.bytes, segment.ms.")
-@click.option("--no-wait", is_flag=True, help="Return before every partition has a leader.")
-def topic_create(name: str, bootstrap: str, partitions: int, replication_factor: int,
-                 configs: tuple[str, ...], no_wait: bool) -> None:
-    """Create topic NAME.
-
-    \b
-    Examples:
-      strata topic create events --partitions 6 --replication-factor 3
-      strata topic create logs -p 3 -r 3 --config retention.ms=86400000
-    """
-
-    cfg = dict(_kv(configs, "config"))
-    with _errors(), _admin(bootstrap) as admin:
-        admin.create_topic(name, partitions, replication_factor, cfg, wait=not no_wait)
-    click.echo(f"created topic {name} ({partitions} partitions, replication factor "
-               f"{replication_factor})")
-
-
-@topic_group.command("list")
-@_bootstrap
-@_output
-@click.option("--internal", is_flag=True, help="Include internal topics (names starting with '__').")
-def topic_list(bootstrap: str, output: str, internal: bool) -> None:
-    """List topics.
-
-    \b
-    Examples:
-      strata topic list
-      strata topic list --output json
-    """
-
-    with _errors(), _admin(bootstrap) as admin:
-        names = admin.list_topics(internal=internal)
-        descs = admin.describe_topics(names) if names else []
-    rows = [{"name": d.name, "partitions": len(d.partitions),
-             "replication_factor": max((len(p.replicas) for p in d.partitions), default=0)}
-            for d in descs]
-    if output == "json":
-        click.echo(json.dumps({"topics": rows}))
-        return
-    _table(["NAME", "PARTITIONS", "REPLICAS"],
-           [[r["name"], r["partitions"], r["replication_factor"]] for r in rows])
-
-
-@topic_group.command("describe")
-@click.argument("name")
-@_bootstrap
-@_output
-def topic_describe(name: str, bootstrap: str, output: str) -> None:
-    """Show each partition of NAME: leader, replicas, in-sync replicas and offsets.
-
-    \b
-    Examples:
-      strata topic describe events
-      strata topic describe events --output json
-    """
-
-    with _errors(), _admin(bootstrap) as admin:
-        desc = admin.describe_topic(name)
-    if output == "json":
-        click.echo(json.dumps(desc.to_dict()))
-        return
-    _table(
-        ["PARTITION", "LEADER", "REPLICAS", "ISR", "LOG-START", "LOG-END", "HIGH-WATERMARK"],
-        [[p.partition, "-" if p.leader is None else p.leader, _ids(p.replicas), _ids(p.isr),
-          _off(p.log_start_offset), _off(p.log_end_offset), _off(p.high_watermark)]
-         for p in desc.partitions],
-    )
-
-
-@topic_group.command("delete")
-@click.argument("name")
-@_bootstrap
-def topic_delete(name: str, bootstrap: str) -> None:
-    """Delete topic NAME and all its records.
-
-    \b
-    Example:
-      strata topic delete events
-    """
-
-    with _errors(), _admin(bootstrap) as admin:
-        admin.delete_topic(name)
-    click.echo(f"deleted topic {name}")
-
-
-# -- group -------------------------------------------------------------------------------
-
-
-@click.group("group")
-def group_group() -> None:
-    """List, describe, reset and delete consumer groups."""
-
-
-@group_group.command("list")
-@_bootstrap
-@_output
-def group_list(bootstrap: str, output: str) -> None:
-    """List consumer groups, their state and coordinating broker.
-
-    \b
-    Examples:
-      strata group list
-      strata group list --output json
-    """
-
-    with _errors(), _admin(bootstrap) as admin:
-        groups = admin.list_groups()
-    if output == "json":
-        click.echo(json.dumps({"groups": [g.to_dict() for g in groups]}))
-        return
-    _table(["GROUP", "STATE", "COORDINATOR"], [[g.group, g.state, g.coordinator] for g in groups])
-
-
-@group_group.command("describe")
-@click.argument("group")
-@_bootstrap
-@_output
-def group_describe(group: str, bootstrap: str, output: str) -> None:
-    """Show GROUP's members, the partitions each holds, committed offsets and lag.
-
-    LAG is the high watermark minus the committed offset: how many records the group
-    has yet to process ('-' when the partition has no leader right now).
-
-    \b
-    Examples:
-      strata group describe billing
-      strata group describe billing --output json | jq '.offsets[].lag'
-    """
-
-    with _errors(), _admin(bootstrap) as admin:
-        desc = admin.describe_group(group)
-    from strata.client import TopicPartition
-
-    if output == "json":
-        click.echo(json.dumps(desc.to_dict()))
-        return
-    click.echo(f"group        {desc.group}")
-    click.echo(f"state        {desc.state}")
-    click.echo(f"coordinator  {desc.coordinator}")
-    click.echo(f"assignor     {desc.assignor or '-'}")
-    click.echo("")
-    _table(["MEMBER", "CLIENT-ID", "HOST", "PARTITIONS"],
-           [[m.member_id, m.client_id or "-", m.host or "-",
-             ",".join(f"{tp.topic}-{tp.partition}" for tp in m.assignment) or "-"]
-            for m in desc.members])
-    click.echo("")
-    owner = {tp: m for m in desc.members for tp in m.assignment}
-    committed = {(o.topic, o.partition): o for o in desc.offsets}
-    keys = sorted(set(committed) | {(tp.topic, tp.partition) for tp in owner})
-    rows = []
-    for t, p in keys:
-        m = owner.get(TopicPartition(t, p))
-        o = committed.get((t, p))
-        rows.append([t, p, "-" if o is None else o.committed,
-                     "-" if o is None else _off(o.high_watermark),
-                     "-" if o is None or o.lag < 0 else o.lag,
-                     "-" if m is None else m.member_id, "-" if m is None else (m.client_id or "-")])
-    _table(["TOPIC", "PARTITION", "COMMITTED", "HIGH-WATERMARK", "LAG", "MEMBER", "CLIENT-ID"],
-           rows)
-
-
-@group_group.command("reset-offsets")
-@click.argument("group")
-@_bootstrap
-@_output
-@click.option("--topic", "-t", required=True, help="The topic whose offsets to reset.")
-@click.option("--to-earliest", is_flag=True, help="Reset to the oldest record still kept.")
-@click.option("--to-latest", is_flag=True, help="Reset to the end (skip everything so far).")
-@click.option("--to-offset", type=click.IntRange(min=0), default=None,
-              help="Reset every partition to offset N (clamped to each partition's range).")
-@click.option("--to-datetime", default=None, metavar="ISO8601",
-              help="Reset to the first record at or after this time, e.g. 2024-05-01T12:00:00Z "
-                   "(no zone = local time).")
-def group_reset_offsets(group: str, bootstrap: str, output: str, topic: str, to_earliest: bool,
-                        to_latest: bool, to_offset: int | None, to_datetime: str | None) -> None:
-    """Set GROUP's committed offsets for TOPIC (only while none of its consumers runs).
-
-    \b
-    Examples:
-      strata group reset-offsets billing --topic events --to-earliest
-      strata group reset-offsets billing --topic events --to-offset 1000
-      strata group reset-offsets billing --topic events --to-datetime 2024-05-01T12:00:00Z
-    """
-    import datetime
-
-
-    chosen = [x for x in (to_earliest, to_latest, to_offset is not None, to_datetime is not None)
-              if x]
-    if len(chosen) != 1:
-        _fail("give exactly one of --to-earliest, --to-latest, --to-offset N, --to-datetime T",
-              "e.g. strata group reset-offsets G --topic T --to-earliest", code=2)
-    to: str | int | datetime.datetime
-    if to_earliest:
-        to = "earliest"
-    elif to_latest:
-        to = "latest"
-    elif to_offset is not None:
-        to = to_offset
-    else:
-        assert to_datetime is not None
-        try:
-            to = datetime.datetime.fromisoformat(to_datetime.replace("Z", "+00:00"))
-        except ValueError:
-            _fail(f"bad --to-datetime {to_datetime!r}",
-                  "use ISO 8601, e.g. 2024-05-01T12:00:00Z or 2024-05-01T14:00:00+02:00", code=2)
-    with _errors(), _admin(bootstrap) as admin:
-        done = admin.reset_offsets(group, topic, to)
-    if output == "json":
-        click.echo(json.dumps({"group": group, "offsets": [
-            {"topic": tp.topic, "partition": tp.partition, "offset": off}
-            for tp, off in sorted(done.items())]}))
-        return
-    _table(["TOPIC", "PARTITION", "NEW-OFFSET"],
-           [[tp.topic, tp.partition, off] for tp, off in sorted(done.items())])
-
-
-@group_group.command("delete")
-@click.argument("group")
-@_bootstrap
-def group_delete(group: str, bootstrap: str) -> None:
-    """Delete GROUP and its committed offsets (only while none of its consumers runs).
-
-    \b
-    Example:
-      strata group delete billing
-    """
-
-    with _errors(), _admin(bootstrap) as admin:
-        admin.delete_group(group)
-    click.echo(f"deleted group {group}")
-
-
-# -- cluster -----------------------------------------------------------------------------
-
-
-@click.group("cluster")
-def cluster_group() -> None:
-    """Inspect the cluster."""
-
-
-@cluster_group.command("status")
-@_bootstrap
-@_output
-def cluster_status(bootstrap: str, output: str) -> None:
-    """Brokers (alive or not), the controller, and partition health.
-
-    \b
-    Examples:
-      strata cluster status
-      strata cluster status --output json
-    """
-
-    with _errors(), _admin(bootstrap) as admin:
-        desc = admin.describe_cluster()
-    if output == "json":
-        click.echo(json.dumps(desc.to_dict()))
-        return
-    click.echo(f"cluster     {desc.cluster_id}")
-    click.echo(f"controller  {'-' if desc.controller is None else desc.controller}")
-    click.echo(f"topics      {desc.topics}")
-    click.echo(f"partitions  {desc.partitions} ({desc.under_replicated} under-replicated, "
-               f"{desc.offline} offline)")
-    click.echo("")
-    _table(["ID", "ADDRESS", "ALIVE", "CONTROLLER", "VOTER"],
-           [[b.id, f"{b.host}:{b.port}", "yes" if b.alive else "NO",
-             "*" if b.id == desc.controller else "", "yes" if b.id in desc.voters else "no"]
-            for b in desc.brokers])
-
-
 # -- helpers -----------------------------------------------------------------------------
 
 
-def _ids(ids: list[int]) -> str:
+def _ids(ids: Sequence[int]) -> str:
     return ",".join(str(i) for i in ids) or "-"
 
 
@@ -615,18 +496,20 @@ def _off(v: int) -> str:
     return "-" if v < 0 else str(v)
 
 
-def _table(header: list[str], rows: list[list[Any]]) -> None:
+def _table(header: list[str], rows: Sequence[Sequence[Any]]) -> None:
     cells = [header] + [[str(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
     for r in cells:
         click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
 
 
+
 def register(main: click.Group) -> None:
     """Add the client commands to the ``strata`` group (called at the end of broker/cli.py)."""
-    commands: list[Callable[..., Any]] = [produce_cmd, consume_cmd, topic_group, group_group,
-                                          cluster_group]
+    from strata.broker.cli_admin import cluster_group, group_group, topic_group
+
+    commands: list[click.Command] = [produce_cmd, consume_cmd, topic_group, group_group,
+                                     cluster_group]
     for cmd in commands:
-        assert isinstance(cmd, click.Command)
         if cmd.name not in main.commands:
             main.add_command(cmd)

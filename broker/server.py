@@ -50,7 +50,7 @@ class Broker:
         self.started_at = time.monotonic()
         self._stop = asyncio.Event()
         self._reconcile_pending = False
-        self.tasks = TaskOwner(f"broker {self.node_id}", log)
+        self.tasks = TaskOwner(log, f"broker {self.node_id}")
         self.group_commit = GroupCommit()
         self.transport = PeerTransport(self.node_id, config.peers)
         self.controller = Controller(

@@ -15,24 +15,30 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from strata.client import errors
-    from strata.client._accumulator import RecordFuture
-    from strata.client._group import RebalanceListener
-    from strata.client._types import ConsumerRecord, RecordMetadata, TopicPartition
+    from strata.client._types import (
+        ConsumerRecord,
+        OffsetAndTimestamp,
+        RecordMetadata,
+        TopicPartition,
+    )
     from strata.client.admin import AdminClient
-    from strata.client.aio import NewTopic
+    from strata.client.admin.types import NewTopic
     from strata.client.consumer import Consumer
+    from strata.client.consumer.group import RebalanceListener
     from strata.client.producer import Producer
+    from strata.client.producer.accumulator import RecordFuture
 
 _LAZY = {
     "Producer": "strata.client.producer",
     "Consumer": "strata.client.consumer",
     "AdminClient": "strata.client.admin",
-    "NewTopic": "strata.client.aio",
+    "NewTopic": "strata.client.admin.types",
     "TopicPartition": "strata.client._types",
     "RecordMetadata": "strata.client._types",
     "ConsumerRecord": "strata.client._types",
-    "RecordFuture": "strata.client._accumulator",
-    "RebalanceListener": "strata.client._group",
+    "OffsetAndTimestamp": "strata.client._types",
+    "RecordFuture": "strata.client.producer.accumulator",
+    "RebalanceListener": "strata.client.consumer.group",
 }
 
 __all__ = [
@@ -40,6 +46,7 @@ __all__ = [
     "Consumer",
     "ConsumerRecord",
     "NewTopic",
+    "OffsetAndTimestamp",
     "Producer",
     "RebalanceListener",
     "RecordFuture",

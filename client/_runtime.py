@@ -19,7 +19,7 @@ import concurrent.futures
 import contextlib
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from strata.client.errors import ClosedError, RequestTimedOutError
 
@@ -27,6 +27,8 @@ T = TypeVar("T")
 
 #: How long stopping waits for the loop's remaining tasks before abandoning them.
 STOP_TIMEOUT_S = 10.0
+#: Slack on top of a client's own timeouts when a sync facade waits on its loop.
+SLACK_S = 5.0
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:
@@ -44,6 +46,8 @@ class LoopThread:
         self.loop = _new_loop()
         self._started = threading.Event()
         self._closed = False
+        #: Set once a blocking call was interrupted (Ctrl-C): closing then does not wait.
+        self.interrupted = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
         self._started.wait()
@@ -99,12 +103,23 @@ class LoopThread:
             ) from None
         except concurrent.futures.CancelledError:
             raise ClosedError("the operation was cancelled because the client closed") from None
+        except BaseException:
+            # KeyboardInterrupt (Ctrl-C) lands here, in the waiting thread: the work on the
+            # loop stops too, instead of running on behind the caller's back.
+            fut.cancel()
+            self.interrupted = True
+            raise
 
     def call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run ``fn(*args)`` on the loop soon (thread-safe); ignored once stopped."""
         if not self._closed:
             with contextlib.suppress(RuntimeError):  # loop closed under us
                 self.loop.call_soon_threadsafe(fn, *args)
+
+    def interruptible(self) -> contextlib.AbstractContextManager[None]:
+        """Wrap a blocking wait that is not :meth:`run` (e.g. on a threading primitive):
+        an interrupt there is remembered as well."""
+        return _NoteInterrupt(self)
 
     def stop(self, final: Callable[[], Awaitable[Any]] | None = None) -> None:
         """Run ``final()`` (if given) on the loop, then stop the loop and join its thread."""
@@ -117,6 +132,40 @@ class LoopThread:
         self.loop.call_soon_threadsafe(self.loop.stop)
         if not self.in_loop_thread:
             self._thread.join(STOP_TIMEOUT_S)
+
+
+class _NoteInterrupt(contextlib.AbstractContextManager[None]):
+    def __init__(self, rt: LoopThread) -> None:
+        self.rt = rt
+
+    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
+        if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
+            self.rt.interrupted = True
+
+
+class AsyncClient(Protocol):
+    """What a sync facade starts and closes: one of the asyncio clients."""
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+def start_on_own_loop(core: AsyncClient, name: str, timeout_s: float) -> LoopThread:
+    """A new :class:`LoopThread` named ``name`` with ``core.start()`` run on it.
+
+    If starting fails (or is interrupted), the core is closed and the thread stopped
+    before the error is raised, so a client that never started leaves nothing behind.
+    """
+    rt = LoopThread(name)
+    try:
+        rt.run(core.start(), timeout_s)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            rt.run(core.close(), SLACK_S)
+        rt.stop()
+        raise
+    return rt
 
 
 async def _call(fn: Callable[[], Awaitable[Any]]) -> Any:

@@ -59,3 +59,13 @@ class ConsumerRecord:
     @property
     def topic_partition(self) -> TopicPartition:
         return TopicPartition(self.topic, self.partition)
+
+
+@dataclass(slots=True, frozen=True)
+class OffsetAndTimestamp:
+    """``Consumer.offsets_for_times()``'s answer for a partition (kafka-python's shape):
+    the first offset whose record is at or after the time asked for, and that record's
+    timestamp (-1 when the broker does not report it)."""
+
+    offset: int
+    timestamp: int

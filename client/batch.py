@@ -19,6 +19,7 @@ Layout (big-endian), as in Kafka's ``DefaultRecordBatch``::
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from crc32c import crc32c
@@ -195,7 +196,9 @@ def validate_batch(buf: bytes | bytearray | memoryview, pos: int = 0) -> BatchHe
     return h
 
 
-def iter_batches(buf: bytes | bytearray | memoryview, *, check_crc: bool = True):
+def iter_batches(
+    buf: bytes | bytearray | memoryview, *, check_crc: bool = True
+) -> Iterator[tuple[int, BatchHeader]]:
     """Yield ``(position, header)`` for each whole batch in ``buf``; the data must end on a batch boundary."""
     pos = 0
     end = len(buf)

@@ -19,7 +19,7 @@ import threading
 import zlib
 from enum import IntEnum
 from types import ModuleType
-from typing import Any
+from typing import Any, cast
 
 from strata.client.batch import CorruptBatchError
 
@@ -141,14 +141,17 @@ def compress(
         zstd = _import(Codec.ZSTD)
         lvl = 3 if level is None else level
         cctx = _cached(("zc", lvl), lambda: zstd.ZstdCompressor(level=lvl))
-        return cctx.compress(data)
+        return cast(bytes, cctx.compress(data))
     if codec == Codec.LZ4:
         lz4f = _import(Codec.LZ4)
-        return lz4f.compress(
-            data,
-            compression_level=0 if level is None else level,
-            block_linked=False,
-            store_size=False,
+        return cast(
+            bytes,
+            lz4f.compress(
+                data,
+                compression_level=0 if level is None else level,
+                block_linked=False,
+                store_size=False,
+            ),
         )
     if codec == Codec.SNAPPY:
         raise _snappy_unsupported()
@@ -225,7 +228,7 @@ def _unzstd(data: bytes | bytearray | memoryview, max_size: int) -> bytes:
                 raise _too_big(max_size)
             # Fast path: one frame that states its size. Extra data means more frames: stream.
             try:
-                return dctx.decompress(data, allow_extra_data=False)
+                return cast(bytes, dctx.decompress(data, allow_extra_data=False))
             except zstd.ZstdError as e:
                 if "unused data" not in str(e):
                     raise

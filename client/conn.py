@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -28,9 +29,11 @@ from strata.client.errors import (
     BrokerConnectionError,
     ClosedError,
     NoBrokersAvailableError,
+    NotStrataBrokerError,
     ProtocolError,
     RequestTimedOutError,
     StrataError,
+    UnresolvableHostError,
     error_for,
 )
 from strata.client.protocol import (
@@ -50,6 +53,8 @@ DEFAULT_CONNECT_TIMEOUT_S = 10.0
 #: How long ``close()`` lets buffered writes drain before dropping the connection.
 CLOSE_DRAIN_TIMEOUT_S = 5.0
 SOFTWARE = "strata-python 0.1.0"
+#: Bytes kept from before the handshake's answer, to quote when they are not Strata's.
+_PREVIEW_BYTES = 64
 
 
 @dataclass(slots=True)
@@ -115,6 +120,8 @@ class BrokerConnection:
         # Set once the connection is unusable; every later call raises a copy of it.
         self._dead: StrataError | None = None
         self._lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        #: The first bytes received, until the handshake is answered (see open_connection).
+        self._preview = bytearray()
 
     # -- what the handshake told us ------------------------------------------------------
 
@@ -124,11 +131,11 @@ class BrokerConnection:
 
     @property
     def broker_id(self) -> int:
-        return self._codec.peer_info.get("broker_id", -1)
+        return int(self._codec.peer_info.get("broker_id", -1))
 
     @property
     def cluster_id(self) -> str:
-        return self._codec.peer_info.get("cluster_id", "")
+        return str(self._codec.peer_info.get("cluster_id", ""))
 
     @property
     def max_request_bytes(self) -> int | None:
@@ -278,6 +285,8 @@ class BrokerConnection:
     def _data_received(self, data: bytes) -> None:
         if self._dead is not None:
             return
+        if not self._codec.handshake_done and len(self._preview) < _PREVIEW_BYTES:
+            self._preview += data[: _PREVIEW_BYTES - len(self._preview)]
         try:
             self._codec.receive_data(data)
             while True:
@@ -336,8 +345,11 @@ async def open_connection(
 ) -> BrokerConnection:
     """Connect and handshake within ``timeout``; raises :class:`BrokerConnectionError`.
 
-    A broker that refuses the handshake (no common version) raises the broker's error,
-    e.g. :class:`~strata.client.errors.UnsupportedVersionError`.
+    A host name that does not resolve raises :class:`UnresolvableHostError` at once;
+    a port where something other than a Strata broker answers raises
+    :class:`NotStrataBrokerError` quoting what it sent. A broker that refuses the
+    handshake (no common version) raises the broker's error, e.g.
+    :class:`~strata.client.errors.UnsupportedVersionError`.
     """
     loop = asyncio.get_running_loop()
     conn = BrokerConnection(
@@ -353,13 +365,21 @@ async def open_connection(
         async with asyncio.timeout(timeout):
             try:
                 transport, _ = await loop.create_connection(lambda: _Protocol(conn), host, port)
+            except socket.gaierror as exc:
+                raise UnresolvableHostError(
+                    f"cannot resolve host {host!r} (of {addr}): {exc.strerror or exc}",
+                    address=addr,
+                ) from exc
             except OSError as exc:
                 raise BrokerConnectionError(
                     f"cannot connect to {addr}: {exc.strerror or exc}", address=addr
                 ) from exc
             # uvloop may hand back the transport before calling connection_made.
             conn._transport = transport
-            await conn._handshake(timeout)
+            try:
+                await conn._handshake(timeout)
+            except (ProtocolError, BrokerConnectionError) as exc:
+                raise _not_strata(conn, exc) from None
     except TimeoutError:
         await _discard(conn)
         raise BrokerConnectionError(
@@ -367,6 +387,8 @@ async def open_connection(
         ) from None
     except RequestTimedOutError as exc:
         await _discard(conn)
+        if conn._preview:
+            raise _not_strata(conn, exc) from None
         raise BrokerConnectionError(
             f"handshake with {addr} timed out: {exc.message}", address=addr
         ) from None
@@ -374,6 +396,34 @@ async def open_connection(
         await _discard(conn)
         raise
     return conn
+
+
+def _not_strata(conn: BrokerConnection, exc: StrataError) -> BrokerConnectionError:
+    """What to say when the handshake got no valid answer.
+
+    Bytes that are not a Strata frame (an HTTP server answers ``HTTP/1.1 400``) prove that
+    something else listens there. A connection closed without a byte is ambiguous: a
+    Kafka listener does that with a request it cannot parse, but so does a Strata broker
+    at its connection limit, so that one stays retriable.
+    """
+    addr = conn.address
+    if conn._preview:
+        got = bytes(conn._preview)
+        return NotStrataBrokerError(
+            f"{addr} does not look like a Strata broker: it answered the handshake with "
+            f"{got!r}{'...' if len(got) >= _PREVIEW_BYTES else ''}",
+            address=addr,
+        )
+    if isinstance(exc, ProtocolError):
+        return NotStrataBrokerError(
+            f"{addr} does not look like a Strata broker: {exc.message}", address=addr
+        )
+    return BrokerConnectionError(
+        f"{addr} closed the connection without answering the handshake: this does not look "
+        "like a Strata broker (a Kafka listener does this), or the broker refused the "
+        "connection (e.g. at its connection limit)",
+        address=addr,
+    )
 
 
 async def _discard(conn: BrokerConnection) -> None:
@@ -408,16 +458,22 @@ async def connect_any(bootstrap: str | Iterable[str], **options: Any) -> BrokerC
     Raises :class:`NoBrokersAvailableError` naming every address and why it failed.
     ``options`` are :func:`open_connection`'s.
     """
-    failures: list[str] = []
+    failures: list[tuple[str, StrataError]] = []
     for host, port in parse_bootstrap(bootstrap):
         try:
             return await open_connection(host, port, **options)
         except StrataError as exc:
-            failures.append(f"{host}:{port} ({exc.message})")
-    raise NoBrokersAvailableError(
+            failures.append((f"{host}:{port}", exc))
+    raise no_brokers(failures)
+
+
+def no_brokers(failures: Sequence[tuple[str, StrataError]]) -> NoBrokersAvailableError:
+    """The error for "none of these addresses answered", naming each and why."""
+    return NoBrokersAvailableError(
         "no broker reachable: "
-        + "; ".join(failures)
-        + ". Check --bootstrap / STRATA_BOOTSTRAP and that the brokers are running."
+        + "; ".join(f"{addr} ({exc.message})" for addr, exc in failures)
+        + ". Check the bootstrap addresses and that the brokers are running.",
+        causes=[exc for _, exc in failures],
     )
 
 
@@ -459,17 +515,13 @@ class ConnectionPool:
         for conn in self._conns.values():
             if not conn.closed:
                 return conn
-        failures: list[str] = []
+        failures: list[tuple[str, StrataError]] = []
         for host, port in self.bootstrap:
             try:
                 return await self.get(host, port)
             except BrokerConnectionError as exc:
-                failures.append(f"{host}:{port} ({exc.message})")
-        raise NoBrokersAvailableError(
-            "no broker reachable: "
-            + "; ".join(failures)
-            + ". Check --bootstrap / STRATA_BOOTSTRAP and that the brokers are running."
-        )
+                failures.append((f"{host}:{port}", exc))
+        raise no_brokers(failures)
 
     async def close(self) -> None:
         self._closed = True
@@ -485,6 +537,7 @@ __all__ = [
     "BrokerConnection",
     "ConnectionPool",
     "connect_any",
+    "no_brokers",
     "open_connection",
     "parse_bootstrap",
 ]

@@ -458,7 +458,45 @@ class BrokerConnectionError(StrataError):
 
 
 class NoBrokersAvailableError(BrokerConnectionError):
-    """None of the bootstrap addresses answered."""
+    """None of the bootstrap addresses answered.
+
+    ``causes`` holds each address's own error, so a caller can tell "nothing listens"
+    from "something else listens there" (:class:`NotStrataBrokerError`).
+    """
+
+    def __init__(self, message: str = "", *, causes: list[StrataError] | None = None, **details: Any):
+        super().__init__(message, **details)
+        self.causes: list[StrataError] = list(causes or ())
+
+
+class NotStrataBrokerError(BrokerConnectionError):
+    """Something answered at the address, but not Strata's protocol.
+
+    An HTTP server, a Kafka listener or another service on the port: retrying there
+    cannot help, so this is not retriable. The message quotes what came back.
+    """
+
+    def __init__(self, message: str = "", **details: Any):
+        super().__init__(message, retriable=False, **details)
+
+    @property
+    def hint(self) -> str:
+        return "use the address of a Strata broker's client port"
+
+
+class UnresolvableHostError(BrokerConnectionError):
+    """A broker's host name does not resolve from this client (bootstrap or advertised).
+
+    Not retriable: a name that does not resolve now will not resolve on the next attempt
+    a few milliseconds later, and waiting out a delivery timeout only hides the cause.
+    """
+
+    def __init__(self, message: str = "", **details: Any):
+        super().__init__(message, retriable=False, **details)
+
+    @property
+    def hint(self) -> str:
+        return "check the host name; brokers must advertise addresses their clients can resolve"
 
 
 class RequestTimedOutError(TimedOutError):
@@ -555,6 +593,7 @@ __all__ = [
     "NoBrokersAvailableError",
     "NoOffsetForPartitionError",
     "NonEmptyGroupError",
+    "NotStrataBrokerError",
     "NotControllerError",
     "NotCoordinatorError",
     "NotEnoughReplicasAfterAppendError",
@@ -574,6 +613,7 @@ __all__ = [
     "UnknownPartitionError",
     "UnknownProducerIdError",
     "UnknownTopicError",
+    "UnresolvableHostError",
     "UnsupportedAssignorError",
     "UnsupportedVersionError",
     "code_for_exception",

@@ -497,7 +497,7 @@ class RecordBatchBuilder:
         self, *, base_offset: int = 0, leader_epoch: int = NO_PARTITION_LEADER_EPOCH
     ) -> bytes:
         """The batch's bytes, CRC included. The builder can go on being appended to."""
-        if self._count == 0:
+        if self._count == 0 or self._base_timestamp is None:
             raise ValueError("cannot build a record batch with no records")
         body = b"".join(self._parts)
         attributes = int(self._compression)
@@ -827,6 +827,7 @@ def _decode_records(
                 )
             # headers
             b = data[pos]
+            headers: list[tuple[str, bytes | None]]
             if b == 0:
                 headers = []
                 pos += 1

@@ -188,7 +188,7 @@ class GroupCoordinator:
         self._default_retention_ms = default_retention_ms
         self._authz = authorizer
         self.shards: dict[int, Shard] = {}
-        self._tasks = TaskOwner("group coordinator", log)
+        self._tasks = TaskOwner(log, "group coordinator")
 
     # -- lifecycle -----------------------------------------------------------------------
 

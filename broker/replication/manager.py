@@ -160,6 +160,8 @@ class ReplicaManager:
 
     def _failed(self, r: Replica, reason: str) -> None:
         """Reopen a replica whose storage failed (see ``Replica.fail``), with backoff."""
+        if self.stopping:
+            return
         self._tasks.spawn(self._restart(r), name=f"restart-{r.name}")
 
     async def _restart(self, r: Replica) -> None:

@@ -49,11 +49,11 @@ from pathlib import Path
 from typing import Any
 
 from strata.client import TopicPartition
-from strata.client._accumulator import RecordFuture
 from strata.client.aio import AIOAdminClient, AIOConsumer, AIOProducer
 from strata.client.batch import CorruptBatchError
 from strata.client.conn import BrokerConnection, open_connection
 from strata.client.errors import ErrorCode, OffsetOutOfRangeError, StrataError, TimedOutError
+from strata.client.producer.accumulator import RecordFuture
 from strata.client.protocol import Api
 from strata.client.records import decode_batches
 from strata.storage.log import Log

@@ -10,9 +10,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from kafka.partitioner.default import murmur2 as kafka_python_murmur2
 
-from strata.client._accumulator import RecordAccumulator, choose_partition, record_size
 from strata.client._types import RecordMetadata, TopicPartition
 from strata.client.errors import BatchTooLargeError, ClosedError, NotLeaderError
+from strata.client.producer.accumulator import RecordAccumulator, choose_partition, record_size
 from strata.client.records import decode_batches
 
 

@@ -6,10 +6,11 @@ import asyncio
 
 import pytest
 
-from strata.client._fetcher import CompletedFetch, Fetcher, FetcherConfig, decode_fetched
-from strata.client._metadata import Cluster
 from strata.client._types import LOG_APPEND_TIME, TopicPartition
 from strata.client.batch import CorruptBatchError
+from strata.client.cluster import Cluster
+from strata.client.consumer.config import ConsumerConfig
+from strata.client.consumer.fetcher import CompletedFetch, Fetcher, decode_fetched
 from strata.client.records import LOG_APPEND_TIME as BATCH_LOG_APPEND_TIME
 from strata.client.records import ControlType, RecordBatchBuilder, build_control_batch
 
@@ -86,7 +87,7 @@ def test_trailing_partial_batch_is_left_for_the_next_fetch():
 
 
 def make_fetcher(**kw) -> Fetcher:
-    return Fetcher(Cluster("127.0.0.1:1"), FetcherConfig(**kw))
+    return Fetcher(Cluster("127.0.0.1:1"), ConsumerConfig(**kw))
 
 
 def completed(f: Fetcher, tp: TopicPartition, offset: int, data: bytes, nxt: int) -> None:

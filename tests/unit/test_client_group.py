@@ -1,4 +1,4 @@
-"""The consumer's group membership (strata.client._group) against a scripted coordinator.
+"""The consumer's group membership (strata.client.consumer.group) against a scripted coordinator.
 
 What docs/groups.md asks of a client, checked step by step without a broker: a revocation
 stops fetching, commits the positions, tells the listener and only then drops the
@@ -16,14 +16,14 @@ from typing import Any
 
 import pytest
 
-from strata.client._group import (
-    GroupConfig,
+from strata.client._types import TopicPartition
+from strata.client.aio import GroupDescription
+from strata.client.consumer.config import ConsumerConfig
+from strata.client.consumer.group import (
     GroupMember,
     tps_to_wire,
     wire_to_tps,
 )
-from strata.client._types import TopicPartition
-from strata.client.aio import GroupDescription
 from strata.client.errors import ErrorCode, FencedMemberEpochError, error_for
 from strata.client.protocol import Api
 
@@ -133,7 +133,7 @@ def member(auto_commit: bool = True) -> tuple[GroupMember, FakeCoordinator, Fake
     log: list[tuple[str, Any]] = []
     coord = FakeCoordinator(log)
     fetcher = FakeFetcher(log)
-    m = GroupMember(coord, fetcher, GroupConfig("g", session_timeout_ms=300,  # type: ignore[arg-type]
+    m = GroupMember(coord, fetcher, ConsumerConfig(group_id="g", session_timeout_ms=300,  # type: ignore[arg-type]
                                                 enable_auto_commit=auto_commit,
                                                 auto_commit_interval_ms=60_000),
                     [T], Listener(log))

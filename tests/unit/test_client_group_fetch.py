@@ -7,8 +7,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from strata.client._fetcher import Fetcher, FetcherConfig
 from strata.client._types import TopicPartition
+from strata.client.consumer.config import ConsumerConfig
+from strata.client.consumer.fetcher import Fetcher
 
 
 class _Cache:
@@ -21,7 +22,7 @@ class _Cluster:
 
 
 def _fetcher() -> tuple[Fetcher, list[tuple[int, list[TopicPartition], int]]]:
-    f = Fetcher(_Cluster(), FetcherConfig(fetch_buffer_bytes=64 << 20))  # type: ignore[arg-type]
+    f = Fetcher(_Cluster(), ConsumerConfig(fetch_buffer_bytes=64 << 20))  # type: ignore[arg-type]
     spawned: list[tuple[int, list[TopicPartition], int]] = []
 
     def spawn(coro: Any) -> None:
@@ -30,7 +31,11 @@ def _fetcher() -> tuple[Fetcher, list[tuple[int, list[TopicPartition], int]]]:
             spawned.append((args["leader"], list(args["tps"]), args["max_bytes"]))
         coro.close()
 
-    f._spawn = spawn  # type: ignore[method-assign]
+    class Owner:  # stands in for the fetcher's TaskOwner: records, never runs
+        def spawn(self, coro: Any) -> None:
+            spawn(coro)
+
+    f._tasks = Owner()  # type: ignore[assignment]
     return f, spawned
 
 

@@ -14,8 +14,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from strata.client._accumulator import ProducerBatch
-from strata.client._sender import OUT_OF_ORDER_ATTEMPTS, Outcome, PartitionPipeline
 from strata.client._types import TopicPartition
 from strata.client.errors import (
     BatchTooLargeError,
@@ -25,6 +23,8 @@ from strata.client.errors import (
     OutOfOrderSequenceError,
     error_for,
 )
+from strata.client.producer.accumulator import ProducerBatch
+from strata.client.producer.sender import OUT_OF_ORDER_ATTEMPTS, Outcome, PartitionPipeline
 from strata.client.records import RecordBatchBuilder
 
 TP = TopicPartition("t", 0)

@@ -23,9 +23,11 @@ from strata.client.errors import (
     ErrorCode,
     NoBrokersAvailableError,
     NotLeaderError,
+    NotStrataBrokerError,
     ProtocolError,
     RequestTimedOutError,
     TimedOutError,
+    UnresolvableHostError,
     UnsupportedVersionError,
 )
 from strata.client.protocol import (
@@ -124,10 +126,11 @@ class TestServer:
     def _answer(self, conn: Connection, frame: Frame) -> list:
         h = frame.header
         if h.get("topic") == "moved":
-            return encode_frame(
-                error_response(
-                    h, ErrorCode.NOT_LEADER, "moved", leader=2, leader_addr="10.0.0.2:9092"
-                )
+            return conn.send_response(
+                h,
+                {"leader": 2, "leader_addr": "10.0.0.2:9092"},
+                err=ErrorCode.NOT_LEADER,
+                msg="moved",
             )
         return conn.send_response(h, {"base_offset": h.get("partition", 0)}, bytes(frame.payload))
 
@@ -153,7 +156,9 @@ class TestServer:
             reply = (
                 self.handshake(frame.header)
                 if self.handshake
-                else encode_frame(handshake_response(frame.header, broker_id=7))
+                else conn.send_response(
+                    frame.header, handshake_response(frame.header, broker_id=7)
+                )
             )
             writer.writelines(reply)
             return
@@ -385,6 +390,74 @@ def test_all_unreachable_is_a_clear_error() -> None:
         assert "bootstrap" in str(info.value)
         with pytest.raises(NoBrokersAvailableError):
             await ConnectionPool(f"127.0.0.1:{dead[0]}", timeout=5).any()
+
+    run(main())
+
+
+class ForeignServer:
+    """Something that is not a Strata broker: answers any bytes with ``reply``, then closes."""
+
+    def __init__(self, reply: bytes) -> None:
+        self.reply = reply
+
+    async def __aenter__(self) -> ForeignServer:
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.read(1)
+            writer.write(self.reply)
+            await writer.drain()
+            writer.close()
+
+        self.server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.server.close()
+        await self.server.wait_closed()
+
+
+def test_an_http_server_is_named_as_not_a_strata_broker() -> None:
+    reply = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n"
+
+    async def main() -> None:
+        async with ForeignServer(reply) as srv:
+            with pytest.raises(NotStrataBrokerError) as info:
+                await open_connection("127.0.0.1", srv.port, timeout=5)
+            assert "does not look like a Strata broker" in info.value.message
+            assert "HTTP/1.1 400" in info.value.message  # what came back, quoted
+            assert not info.value.retriable
+            assert "frame" not in info.value.hint
+            with pytest.raises(NoBrokersAvailableError) as many:
+                await connect_any(f"127.0.0.1:{srv.port}", timeout=5)
+            assert isinstance(many.value.causes[0], NotStrataBrokerError)
+
+    run(main())
+
+
+def test_a_port_that_hangs_up_without_a_word_is_named_too() -> None:
+    async def main() -> None:
+        async with ForeignServer(b"") as srv:  # a Kafka listener closes on our bytes
+            with pytest.raises(BrokerConnectionError, match="does not look like a Strata broker"):
+                await open_connection("127.0.0.1", srv.port, timeout=5)
+
+    run(main())
+
+
+def test_an_unresolvable_host_fails_at_once_and_is_not_retriable() -> None:
+    async def main() -> None:
+        with pytest.raises(UnresolvableHostError) as info:
+            await open_connection("no-such-host.invalid", 9092, timeout=5)
+        assert "cannot resolve host 'no-such-host.invalid'" in info.value.message
+        assert not info.value.retriable
+
+    run(main())
+
+
+def test_library_messages_name_no_cli_flags() -> None:
+    async def main() -> None:
+        with pytest.raises(NoBrokersAvailableError) as info:
+            await connect_any(f"127.0.0.1:{free_port()}", timeout=5)
+        assert "--" not in str(info.value) and "STRATA_BOOTSTRAP" not in str(info.value)
 
     run(main())
 

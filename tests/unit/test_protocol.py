@@ -458,7 +458,9 @@ def server_error(header: dict, *, handshake: bool = True) -> tuple[ProtocolError
     server = Connection(Role.SERVER)
     if handshake:
         server.receive_data(joined(handshake_request("t")))
-        assert isinstance(server.next_frame(), Frame)
+        hs = server.next_frame()
+        assert isinstance(hs, Frame)
+        server.send_response(hs.header, handshake_response(hs.header, broker_id=1))
     server.receive_data(joined(encode_frame(header)))
     with pytest.raises(ProtocolError) as info:
         server.next_frame()
@@ -572,7 +574,8 @@ def test_client_pipelines_and_checks_response_order() -> None:
     assert [r.cid for r in reqs] == cids and client.in_flight == 3
     ok = {"brokers": [], "topics": []}
     # Answer the second one first: the client must refuse it.
-    client.receive_data(joined(server.send_response(reqs[1].header, ok)))
+    # (A misbehaving server: the codec's server role would refuse to encode this.)
+    client.receive_data(joined(encode_frame(response_header(reqs[1].header, ok))))
     with pytest.raises(ProtocolError) as info:
         client.next_frame()
     assert info.value.code is ErrorCode.INVALID_RESPONSE and "oldest request" in info.value.message
@@ -683,6 +686,9 @@ def test_registry_numbers_are_stable() -> None:
         "LIST_GROUPS": 13,
         "DESCRIBE_GROUPS": 14,
         "DELETE_GROUPS": 15,
+        "DESCRIBE_CONFIGS": 16,
+        "ALTER_CONFIGS": 17,
+        "CREATE_PARTITIONS": 18,
         "RAFT": 64,
         "BROKER_HEARTBEAT": 65,
     }
@@ -745,3 +751,81 @@ def test_client_side_errors() -> None:
     assert (
         ProtocolError(ErrorCode.INVALID_REQUEST, "x", header={"cid": "nope"}).correlation_id is None
     )
+
+
+# -- server role: what a broker's connection runs ---------------------------------------------
+
+
+def served_pair(versions: dict | None = None) -> tuple[Connection, Connection]:
+    """A client and a server that has decoded and answered the handshake."""
+    client = Connection(Role.CLIENT)
+    server = Connection(Role.SERVER) if versions is None else Connection(
+        Role.SERVER, versions=versions
+    )
+    _, data = client.send_request(Api.HANDSHAKE, {"client_id": "c"})
+    server.receive_data(joined(data))
+    hs = server.next_frame()
+    client.receive_data(
+        joined(server.send_response(hs.header, handshake_response(hs.header, broker_id=1)))
+    )
+    client.next_frame()
+    return client, server
+
+
+def test_server_answers_strictly_in_request_order() -> None:
+    client, server = served_pair()
+    for i in range(3):
+        _, data = client.send_request(Api.METADATA, {"topics": [f"t{i}"]})
+        server.receive_data(joined(data))
+    reqs = [server.next_frame() for _ in range(3)]
+    assert server.in_flight == 3 and server.next_to_answer == reqs[0].cid
+    ok = {"brokers": [], "topics": []}
+    with pytest.raises(RuntimeError, match="request order"):
+        server.send_response(reqs[1].header, ok)  # handled first, but must wait its turn
+    for r in reqs:
+        client.receive_data(joined(server.send_response(r.header, ok)))
+        assert client.next_frame().cid == r.cid
+    assert server.in_flight == 0 and server.next_to_answer is None
+
+
+def test_server_oneway_requests_take_no_turn_and_payloads_can_follow_the_frame() -> None:
+    client, server = served_pair()
+    _, data = client.send_request(Api.PRODUCE, {"topic": "t", "partition": 0}, b"x", oneway=True)
+    server.receive_data(joined(data))
+    assert isinstance(server.next_frame(), Frame) and server.in_flight == 0
+    _, data = client.send_request(Api.FETCH, {"partitions": []})
+    server.receive_data(joined(data))
+    req = server.next_frame()
+    # A fetch answer whose batches go out with sendfile: the frame is written without them.
+    prefix = server.send_response(req.header, {"partitions": []}, payload_len=5)
+    client.receive_data(joined(prefix) + b"BATCH")
+    frame = client.next_frame()
+    assert bytes(frame.payload) == b"BATCH"
+
+
+def test_server_answers_a_bad_request_in_its_turn_then_decodes_nothing_more() -> None:
+    client, server = served_pair()
+    _, good = client.send_request(Api.METADATA, {"topics": None})
+    bad = encode_frame(request_header(Api.PRODUCE, 0, 99, {"topic": 5, "partition": 0}))
+    server.receive_data(joined(good) + joined(bad) + joined(good))
+    first = server.next_frame()
+    with pytest.raises(ProtocolError) as info:
+        server.next_frame()
+    assert info.value.code is ErrorCode.INVALID_REQUEST and server.in_flight == 2
+    with pytest.raises(RuntimeError, match="request order"):
+        server.send_error(info.value)  # the good request before it is answered first
+    server.send_response(first.header, {"brokers": [], "topics": []})
+    (resp,) = decode_all(joined(server.send_error(info.value)))
+    assert (resp.header["cid"], resp.header["err"]) == (99, ErrorCode.INVALID_REQUEST)
+    with pytest.raises(ProtocolError):
+        server.next_frame()  # nothing after a bad frame is trusted
+
+
+def test_server_serves_only_its_versions() -> None:
+    served = {Api.HANDSHAKE: (0, 0), Api.METADATA: (0, 0)}
+    _, server = served_pair(served)
+    server.receive_data(joined(encode_frame(request_header(Api.FETCH, 0, 5, {"partitions": []}))))
+    with pytest.raises(ProtocolError) as info:
+        server.next_frame()
+    assert info.value.code is ErrorCode.UNKNOWN_API and "not served here" in info.value.message
+    assert decode_all(joined(server.send_error(info.value)))[0].header["cid"] == 5

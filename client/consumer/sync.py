@@ -8,16 +8,16 @@ between ``poll()`` calls. A consumer is meant for one thread at a time (as in Ka
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
-from ._group import LEAVE_TIMEOUT_S
-from ._runtime import LoopThread
-from ._types import ConsumerRecord, TopicPartition
-from .aio import AIOConsumer
+from strata.client._runtime import SLACK_S as _SLACK_S
+from strata.client._runtime import start_on_own_loop
+from strata.client._types import ConsumerRecord, OffsetAndTimestamp, TopicPartition
+from strata.client.consumer.aio import AIOConsumer
+from strata.client.consumer.group import LEAVE_TIMEOUT_S
 
 T = TypeVar("T")
-_SLACK_S = 5.0
 
 
 class Consumer:
@@ -49,18 +49,15 @@ class Consumer:
             self._core.subscribe(list(topics))
         c = self._core.config
         self._timeout_s = c.request_timeout_ms / 1000 + _SLACK_S
-        self._rt = LoopThread("strata-consumer")
-        try:
-            self._rt.run(self._core.start(), c.connect_timeout_ms / 1000 * 3 + _SLACK_S)
-        except BaseException:
-            self._rt.stop()
-            raise
+        self._rt = start_on_own_loop(
+            self._core, "strata-consumer", c.connect_timeout_ms / 1000 * 3 + _SLACK_S
+        )
 
     @property
     def config(self) -> Any:
         return self._core.config
 
-    def _run(self, coro: Any, extra_s: float = 0.0) -> Any:
+    def _run(self, coro: Coroutine[Any, Any, T], extra_s: float = 0.0) -> T:
         return self._rt.run(coro, self._timeout_s + extra_s)
 
     def subscribe(
@@ -123,6 +120,12 @@ class Consumer:
     def end_offsets(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
         return self._run(self._core.end_offsets(list(partitions)))
 
+    def offsets_for_times(
+        self, timestamps: Mapping[TopicPartition, int]
+    ) -> dict[TopicPartition, OffsetAndTimestamp | None]:
+        """First offset at or after each timestamp (ms); see :meth:`AIOConsumer.offsets_for_times`."""
+        return self._run(self._core.offsets_for_times(dict(timestamps)))
+
     def committed(self, partition: TopicPartition) -> int | None:
         """The group's committed offset of ``partition``, None if nothing is committed."""
         return self._run(self._core.committed(partition))
@@ -168,6 +171,6 @@ class Consumer:
         self.close()
 
 
-async def _call(fn: Any, *args: Any) -> Any:
+async def _call(fn: Callable[..., T], *args: Any) -> T:
     """Run a plain method on the loop thread (the core's state belongs to that thread)."""
     return fn(*args)

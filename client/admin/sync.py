@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Coroutine, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
 
-from ._runtime import LoopThread
-from ._types import TopicPartition
-from .aio import (
-    AIOAdminClient,
+from strata.client._runtime import SLACK_S as _SLACK_S
+from strata.client._runtime import start_on_own_loop
+from strata.client._types import TopicPartition
+from strata.client.admin.aio import AIOAdminClient
+from strata.client.admin.configs import ConfigEntry, ConfigResource, NewPartitions
+from strata.client.admin.types import (
     ClusterDescription,
+    CreatedTopic,
     GroupDescription,
     GroupListing,
     NewTopic,
+    OffsetChange,
     TopicDescription,
 )
 
-_SLACK_S = 5.0
+T = TypeVar("T")
+
 
 
 class AdminClient:
@@ -34,15 +39,9 @@ class AdminClient:
     def __init__(self, bootstrap: str | Sequence[str] | None = None, **options: Any) -> None:
         self._core = AIOAdminClient(bootstrap, **options)
         self._timeout_s = self._core.request_timeout_s + _SLACK_S
-        self._rt = LoopThread("strata-admin")
-        try:
-            self._rt.run(self._core.start(), self._timeout_s)
-        except BaseException:
-            self._rt.run(self._core.close(), _SLACK_S)
-            self._rt.stop()
-            raise
+        self._rt = start_on_own_loop(self._core, "strata-admin", self._timeout_s)
 
-    def _run(self, coro: Any, timeout_ms: int | None = None) -> Any:
+    def _run(self, coro: Coroutine[Any, Any, T], timeout_ms: int | None = None) -> T:
         limit = self._timeout_s if timeout_ms is None else timeout_ms / 1000 + _SLACK_S
         return self._rt.run(coro, limit)
 
@@ -50,13 +49,15 @@ class AdminClient:
         self,
         name: str,
         partitions: int = 1,
-        replication_factor: int = 1,
+        replication_factor: int = -1,
         configs: Mapping[str, str] | None = None,
         *,
         wait: bool = True,
         timeout_ms: int | None = None,
-    ) -> None:
-        self._run(
+    ) -> CreatedTopic:
+        """Create a topic (``replication_factor=-1``: the cluster's default); returns what
+        was used."""
+        return self._run(
             self._core.create_topic(
                 name, partitions, replication_factor, configs, wait=wait, timeout_ms=timeout_ms
             ),
@@ -70,8 +71,8 @@ class AdminClient:
         wait: bool = True,
         timeout_ms: int | None = None,
         validate_only: bool = False,
-    ) -> None:
-        self._run(
+    ) -> list[CreatedTopic]:
+        return self._run(
             self._core.create_topics(
                 list(topics), wait=wait, timeout_ms=timeout_ms, validate_only=validate_only
             ),
@@ -93,6 +94,36 @@ class AdminClient:
     def describe_topics(self, names: Iterable[str] | None = None) -> list[TopicDescription]:
         return self._run(self._core.describe_topics(None if names is None else list(names)))
 
+    def describe_configs(
+        self, config_resources: Iterable[ConfigResource], include_synonyms: bool = False
+    ) -> dict[ConfigResource, dict[str, ConfigEntry]]:
+        """Configs with their values and sources (see :meth:`AIOAdminClient.describe_configs`)."""
+        return self._run(self._core.describe_configs(list(config_resources), include_synonyms))
+
+    def alter_configs(
+        self, config_resources: Iterable[ConfigResource], *, validate_only: bool = False
+    ) -> None:
+        """Set (``key: value``) or delete (``key: None``) configs, incrementally."""
+        self._run(
+            self._core.alter_configs(list(config_resources), validate_only=validate_only)
+        )
+
+    def create_partitions(
+        self,
+        topic_partitions: Mapping[str, NewPartitions | int],
+        timeout_ms: int | None = None,
+        validate_only: bool = False,
+        *,
+        wait: bool = True,
+    ) -> None:
+        """Grow topics to a new total partition count (``{"events": NewPartitions(12)}``)."""
+        self._run(
+            self._core.create_partitions(
+                dict(topic_partitions), timeout_ms, validate_only, wait=wait
+            ),
+            timeout_ms,
+        )
+
     def describe_cluster(self) -> ClusterDescription:
         return self._run(self._core.describe_cluster())
 
@@ -113,6 +144,28 @@ class AdminClient:
 
     def list_group_offsets(self, group: str) -> dict[TopicPartition, int]:
         return self._run(self._core.list_group_offsets(group))
+
+    def seek_group_offsets(
+        self,
+        group: str,
+        topic: str,
+        to: str | int | datetime.datetime | None = None,
+        *,
+        shift_by: int | None = None,
+        partitions: Iterable[int] | None = None,
+        dry_run: bool = False,
+    ) -> list[OffsetChange]:
+        """Move the group's offsets of ``topic`` (see :meth:`AIOAdminClient.seek_group_offsets`)."""
+        return self._run(
+            self._core.seek_group_offsets(
+                group,
+                topic,
+                to,
+                shift_by=shift_by,
+                partitions=None if partitions is None else list(partitions),
+                dry_run=dry_run,
+            )
+        )
 
     def reset_offsets(
         self,

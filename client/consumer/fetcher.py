@@ -32,6 +32,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from strata.client import batch as _batch
+from strata.client._types import ConsumerRecord, TopicPartition
+from strata.client.cluster import Cluster
+from strata.client.consumer.config import ConsumerConfig
+from strata.client.consumer.offsets import (
+    EARLIEST,
+    LATEST,
+    ListedOffset,
+    list_offsets,
+    list_offsets_once,
+    retriable,
+)
 from strata.client.errors import (
     BrokerConnectionError,
     ErrorCode,
@@ -43,14 +54,10 @@ from strata.client.errors import (
 )
 from strata.client.protocol import Api, payload_slice
 from strata.client.records import decode_batch
-
-from ._metadata import Cluster
-from ._types import ConsumerRecord, TopicPartition
+from strata.client.tasks import TaskOwner
 
 log = logging.getLogger("strata.client.consumer")
 
-EARLIEST = -2
-LATEST = -1
 _RESETS = {"earliest": EARLIEST, "latest": LATEST, "none": None}
 
 
@@ -140,19 +147,6 @@ class CompletedFetch:
 
 
 @dataclass(slots=True)
-class FetcherConfig:
-    auto_offset_reset: str = "latest"
-    fetch_max_wait_ms: int = 500
-    fetch_min_bytes: int = 1
-    fetch_max_bytes: int = 50 << 20
-    max_partition_fetch_bytes: int = 1 << 20
-    fetch_buffer_bytes: int = 64 << 20
-    check_crcs: bool = True
-    request_timeout_s: float = 30.0
-    retry_backoff_s: float = 0.1
-
-
-@dataclass(slots=True)
 class _Broker:
     busy: bool = False
     backoff_until: float = 0.0
@@ -162,7 +156,7 @@ class _Broker:
 class Fetcher:
     """Positions and prefetching for the assigned partitions (asyncio, client's loop)."""
 
-    def __init__(self, cluster: Cluster, config: FetcherConfig) -> None:
+    def __init__(self, cluster: Cluster, config: ConsumerConfig) -> None:
         if config.auto_offset_reset not in _RESETS:
             raise ValueError(
                 f"auto_offset_reset must be 'earliest', 'latest' or 'none', "
@@ -176,7 +170,8 @@ class Fetcher:
         self._brokers: dict[int, _Broker] = {}
         self._wake = asyncio.Event()
         self._data = asyncio.Event()
-        self._tasks: set[asyncio.Task[Any]] = set()
+        #: FETCH and LIST_OFFSETS tasks; each one's end wakes the fetch loop.
+        self._tasks = TaskOwner(log, "consumer fetch task", on_done=self._wake.set)
         self._main: asyncio.Task[None] | None = None
         self._resetting = False
         self._closed = False
@@ -185,6 +180,7 @@ class Fetcher:
 
     def start(self) -> None:
         if self._main is None:
+            self.cluster.add_listener(self._wake.set)
             self._main = asyncio.ensure_future(self._run())
 
     def assign(self, tps: Iterable[TopicPartition]) -> None:
@@ -387,33 +383,29 @@ class Fetcher:
                 async with asyncio.timeout(timeout):
                     await self._wake.wait()
 
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-
-        def done(t: asyncio.Task[Any]) -> None:
-            self._tasks.discard(t)
-            if not t.cancelled() and t.exception() is not None:
-                log.error("consumer fetch task failed", exc_info=t.exception())
-            self._wake.set()
-
-        task.add_done_callback(done)
-
     def _dispatch(self, now: float) -> float | None:
         next_at: float | None = None
-        need_reset = any(
-            st.position is None and st.reset_to is not None and st.error is None and not st.revoked
-            for st in self.states.values()
-        )
-        if need_reset and not self._resetting:
-            self._resetting = True
-            self._spawn(self._reset_positions())
-        by_leader: dict[int, list[TopicPartition]] = {}
         need_metadata = False
+        resets: list[TopicPartition] = []
+        for tp, st in self.states.items():
+            if st.position is not None or st.reset_to is None or st.error is not None:
+                continue
+            if st.revoked:
+                continue
+            if now < st.backoff_until:
+                next_at = st.backoff_until if next_at is None else min(next_at, st.backoff_until)
+            elif self.cluster.cache.leader_for(tp.topic, tp.partition) is None:
+                need_metadata = True  # the cluster wakes this loop after its refresh
+            else:
+                resets.append(tp)
+        if resets and not self._resetting:
+            self._resetting = True
+            self._tasks.spawn(self._reset_positions(resets))
+        by_leader: dict[int, list[TopicPartition]] = {}
         reserved = sum(b.reserved for b in self._brokers.values())
         room = self.config.fetch_buffer_bytes - self.buffered - reserved
         if room <= 0:
-            return None
+            return next_at
         for tp, st in self.states.items():
             if (
                 st.paused
@@ -451,21 +443,13 @@ class Fetcher:
             b.reserved = max_bytes
             for tp in tps:
                 self.states[tp].fetching = True
-            self._spawn(self._fetch(leader, tps, max_bytes))
+            self._tasks.spawn(self._fetch(leader, tps, max_bytes))
             if room <= 0:
                 break
         if need_metadata:
-            self._spawn(self._refresh())
-            t = now + self.config.retry_backoff_s
-            next_at = t if next_at is None else min(next_at, t)
+            # No timer: the cluster's refresh is backed off, and wakes this loop when done.
+            self.cluster.request_refresh()
         return next_at
-
-    async def _refresh(self) -> None:
-        try:
-            await self.cluster.refresh(force=True)
-        except StrataError as exc:
-            log.warning("metadata refresh failed: %s", exc)
-        await asyncio.sleep(self.config.retry_backoff_s)
 
     async def _fetch(self, leader: int, tps: list[TopicPartition], max_bytes: int) -> None:
         sent: list[tuple[TopicPartition, int, int]] = []  # (tp, generation, offset)
@@ -503,24 +487,24 @@ class Fetcher:
                 timeout=self.config.request_timeout_s + self.config.fetch_max_wait_ms / 1000,
             )
         except (BrokerConnectionError, TimedOutError) as exc:
-            log.info("fetch from broker %d failed (%s); refreshing metadata", leader, exc)
-            if conn is not None and isinstance(exc, TimedOutError):
-                await self.cluster.discard_conn(conn)
-            broker.backoff_until = time.monotonic() + self.config.retry_backoff_s
-            self._done_fetching(sent)
+            if exc.retriable:
+                log.info("fetch from broker %d failed (%s); refreshing metadata", leader, exc)
+                if conn is not None and isinstance(exc, TimedOutError):
+                    await self.cluster.discard_conn(conn)
+                broker.backoff_until = time.monotonic() + self.config.retry_backoff_s
+                self._done_fetching(sent)
+                broker.busy = False
+                broker.reserved = 0
+                self.cluster.request_refresh()
+                return
+            self._fail_sent(sent, exc)  # e.g. the leader's address does not resolve
             broker.busy = False
             broker.reserved = 0
-            self._spawn(self._refresh())
             return
         except StrataError as exc:
-            for tp, gen, _ in sent:
-                st = self.states.get(tp)
-                if st is not None and st.generation == gen:
-                    st.error = exc
-            self._done_fetching(sent)
+            self._fail_sent(sent, exc)
             broker.busy = False
             broker.reserved = 0
-            self._data.set()
             return
         broker.busy = False
         broker.reserved = 0
@@ -553,7 +537,16 @@ class Fetcher:
             self.buffered += len(data)
             self._data.set()
         if refresh:
-            self._spawn(self._refresh())
+            self.cluster.request_refresh()
+
+    def _fail_sent(self, sent: list[tuple[TopicPartition, int, int]], exc: StrataError) -> None:
+        """A fetch failed for good: ``poll()`` raises ``exc`` for its partitions."""
+        for tp, gen, _ in sent:
+            st = self.states.get(tp)
+            if st is not None and st.generation == gen:
+                st.error = exc
+        self._done_fetching(sent)
+        self._data.set()
 
     def _done_fetching(self, sent: list[tuple[TopicPartition, int, int]]) -> None:
         for tp, gen, _ in sent:
@@ -595,164 +588,66 @@ class Fetcher:
         self._data.set()
         return False
 
-    async def _reset_positions(self) -> None:
-        """Resolve pending resets with LIST_OFFSETS, grouped by leader."""
+    async def _reset_positions(self, tps: list[TopicPartition]) -> None:
+        """Resolve pending resets (``auto_offset_reset``, seek_to_*) with one LIST_OFFSETS round.
+
+        A partition that failed retriably waits ``retry_backoff_ms`` before its next try,
+        so a partition whose leader is away costs a request per backoff, not a spin.
+        """
         try:
-            by_leader: dict[int, list[tuple[TopicPartition, int, int]]] = {}
-            need_metadata = False
-            for tp, st in self.states.items():
-                if st.position is not None or st.reset_to is None or st.error is not None:
-                    continue
-                leader = self.cluster.cache.leader_for(tp.topic, tp.partition)
-                if leader is None:
-                    need_metadata = True
-                    continue
-                by_leader.setdefault(leader, []).append((tp, st.generation, st.reset_to))
-            if need_metadata:
-                with contextlib.suppress(StrataError):
-                    await self.cluster.refresh(force=True)
-            await asyncio.gather(
-                *(self._list_offsets(leader, items) for leader, items in by_leader.items())
-            )
-            if need_metadata and not by_leader:
-                await asyncio.sleep(self.config.retry_backoff_s)
+            wanted: dict[TopicPartition, int] = {}
+            gens: dict[TopicPartition, int] = {}
+            for tp in tps:
+                st = self.states.get(tp)
+                if st is not None and st.position is None and st.reset_to is not None:
+                    wanted[tp] = st.reset_to
+                    gens[tp] = st.generation
+            got = await list_offsets_once(self.cluster, wanted, self.config.request_timeout_s)
+            refresh = False
+            for tp, answer in got.items():
+                st = self.states.get(tp)
+                if st is None or gens[tp] != st.generation or st.position is not None:
+                    continue  # unassigned or sought meanwhile
+                if isinstance(answer, ListedOffset):
+                    st.position = st.fetch_offset = answer.or_end()
+                    st.reset_to = None
+                    if answer.high_watermark >= 0:
+                        st.high_watermark = answer.high_watermark
+                    self._data.set()
+                elif retriable(answer):
+                    log.info("finding the position of %s failed (%s); retrying", tp, answer)
+                    st.backoff_until = time.monotonic() + self.config.retry_backoff_s
+                    refresh = True
+                else:
+                    st.error = answer
+                    self._data.set()
+            if refresh:
+                self.cluster.request_refresh()
         finally:
             self._resetting = False
             self._wake.set()
-
-    async def _list_offsets(
-        self, leader: int, items: list[tuple[TopicPartition, int, int]]
-    ) -> None:
-        fields = {
-            "partitions": [
-                {"topic": tp.topic, "partition": tp.partition, "timestamp": ts}
-                for tp, _, ts in items
-            ]
-        }
-        try:
-            conn = await self.cluster.connection(leader)
-            header, _ = await conn.request(
-                Api.LIST_OFFSETS, fields, timeout=self.config.request_timeout_s
-            )
-        except (BrokerConnectionError, TimedOutError) as exc:
-            log.info("list offsets on broker %d failed: %s", leader, exc)
-            with contextlib.suppress(StrataError):
-                await self.cluster.refresh(force=True)
-            await asyncio.sleep(self.config.retry_backoff_s)
-            return
-        gens = {tp: gen for tp, gen, _ in items}
-        refresh = False
-        for p in header.get("partitions", ()):
-            tp = TopicPartition(p["topic"], p["partition"])
-            st = self.states.get(tp)
-            if st is None or gens.get(tp) != st.generation or st.position is not None:
-                continue
-            if p.get("err", 0):
-                details = {k: v for k, v in p.items() if k not in ("topic", "partition")}
-                exc = error_for(p["err"], p.get("msg", ""), **details)
-                if exc.code == ErrorCode.NOT_LEADER:
-                    self.cluster.note_not_leader(tp.topic, tp.partition, exc)
-                    refresh = True
-                elif exc.retriable and exc.code not in (
-                    ErrorCode.UNKNOWN_TOPIC,
-                    ErrorCode.UNKNOWN_PARTITION,
-                ):
-                    refresh = True
-                else:
-                    st.error = exc
-                    self._data.set()
-                continue
-            offset = p.get("offset", -1)
-            if offset < 0:
-                offset = p.get("high_watermark", 0)
-            st.position = st.fetch_offset = offset
-            st.reset_to = None
-            if p.get("high_watermark", -1) >= 0:
-                st.high_watermark = p["high_watermark"]
-            self._data.set()
-        if refresh:
-            with contextlib.suppress(StrataError):
-                await self.cluster.refresh(force=True)
-            await asyncio.sleep(self.config.retry_backoff_s)
 
     async def end_offsets(
         self, tps: Iterable[TopicPartition], timestamp: int = LATEST
     ) -> dict[TopicPartition, int]:
         """LIST_OFFSETS for ``tps`` (used by seek_to_* helpers and lag)."""
-        return await list_offsets(
-            self.cluster, tps, timestamp, self.config.request_timeout_s, self.config.retry_backoff_s
-        )
+        got = await self.offsets_at(dict.fromkeys(tps, timestamp))
+        return {tp: answer.or_end() for tp, answer in got.items()}
+
+    async def offsets_at(self, wanted: Mapping[TopicPartition, int]) -> dict[TopicPartition, ListedOffset]:
+        """LIST_OFFSETS at a timestamp per partition, retried within the request timeout."""
+        return await list_offsets(self.cluster, wanted, self.config.request_timeout_s)
 
     async def close(self) -> None:
         self._closed = True
+        self.cluster.remove_listener(self._wake.set)
         self._wake.set()
-        tasks = list(self._tasks)
         if self._main is not None:
-            tasks.append(self._main)
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+            self._main.cancel()
+            await asyncio.gather(self._main, return_exceptions=True)
+        await self._tasks.close()
         self.buffer.clear()
         self.buffered = 0
-
-
-async def list_offsets(
-    cluster: Cluster,
-    tps: Iterable[TopicPartition],
-    timestamp: int,
-    request_timeout_s: float,
-    retry_backoff_s: float,
-) -> dict[TopicPartition, int]:
-    """LIST_OFFSETS for ``tps`` at ``timestamp`` (EARLIEST, LATEST or ms), by leader.
-
-    For a timestamp after the last record the answer is the high watermark (where a
-    consumer reset to that time starts). Shared by the consumer and the admin client
-    (``reset_offsets``); retries leader moves a bounded number of times.
-    """
-    out: dict[TopicPartition, int] = {}
-    pending = list(tps)
-    for _ in range(10):
-        by_leader: dict[int, list[TopicPartition]] = {}
-        for tp in pending:
-            leader = cluster.cache.leader_for(tp.topic, tp.partition)
-            if leader is None:
-                await cluster.refresh([tp.topic], force=True)
-                leader = cluster.cache.leader_for(tp.topic, tp.partition)
-            if leader is not None:
-                by_leader.setdefault(leader, []).append(tp)
-        missing = [tp for tp in pending if not any(tp in g for g in by_leader.values())]
-        pending = list(missing)
-        for leader, group in by_leader.items():
-            try:
-                conn = await cluster.connection(leader)
-                header, _ = await conn.request(
-                    Api.LIST_OFFSETS,
-                    {
-                        "partitions": [
-                            {"topic": tp.topic, "partition": tp.partition, "timestamp": timestamp}
-                            for tp in group
-                        ]
-                    },
-                    timeout=request_timeout_s,
-                )
-            except (BrokerConnectionError, TimedOutError):
-                pending.extend(group)
-                continue
-            for p in header.get("partitions", ()):
-                tp = TopicPartition(p["topic"], p["partition"])
-                if p.get("err", 0):
-                    exc = error_for(p["err"], p.get("msg", ""))
-                    if not exc.retriable:
-                        raise exc
-                    pending.append(tp)
-                else:
-                    offset = p.get("offset", -1)
-                    out[tp] = offset if offset >= 0 else p.get("high_watermark", -1)
-        if not pending:
-            return out
-        await cluster.refresh(force=True)
-        await asyncio.sleep(retry_backoff_s)
-    raise TimedOutError(f"could not list offsets of {sorted(map(str, pending))}")
 
 
 def _as_strata(exc: BaseException, tp: TopicPartition) -> StrataError:
@@ -769,7 +664,6 @@ def _as_strata(exc: BaseException, tp: TopicPartition) -> StrataError:
 __all__ = [
     "CompletedFetch",
     "Fetcher",
-    "FetcherConfig",
     "PartitionState",
     "decode_fetched",
     "list_offsets",

@@ -29,9 +29,11 @@ import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any, Protocol
 
+from strata.client._types import TopicPartition
+from strata.client.cluster import Cluster
+from strata.client.consumer.config import ConsumerConfig
 from strata.client.errors import (
     BrokerConnectionError,
     ClosedError,
@@ -45,9 +47,6 @@ from strata.client.errors import (
     error_for,
 )
 from strata.client.protocol import Api
-
-from ._metadata import Cluster
-from ._types import TopicPartition
 
 log = logging.getLogger("strata.client.group")
 
@@ -311,18 +310,6 @@ class PartitionHolder(Protocol):
     def positions(self) -> dict[TopicPartition, int]: ...
 
 
-@dataclass(slots=True)
-class GroupConfig:
-    group_id: str
-    session_timeout_ms: int = 10_000
-    rebalance_timeout_ms: int = 60_000
-    group_assignor: str = "uniform"
-    enable_auto_commit: bool = True
-    auto_commit_interval_ms: int = 5_000
-    request_timeout_s: float = 30.0
-    retry_backoff_s: float = 0.1
-
-
 class GroupMember:
     """One consumer's membership in its group (asyncio, the consumer's loop)."""
 
@@ -330,14 +317,17 @@ class GroupMember:
         self,
         coord: CoordinatorClient,
         fetcher: PartitionHolder,
-        config: GroupConfig,
+        config: ConsumerConfig,
         topics: Iterable[str],
         listener: Any = None,
         runner: ListenerRunner = run_on_loop,
     ) -> None:
+        if config.group_id is None:
+            raise ValueError("a group member needs a group_id")
         self.coord = coord
         self.fetcher = fetcher
         self.config = config
+        self.group_id: str = config.group_id
         self.subscription: tuple[str, ...] = tuple(sorted(set(topics)))
         self.listener = listener
         self.runner = runner
@@ -424,12 +414,12 @@ class GroupMember:
                     {"member_id": self.member_id, "member_epoch": -1},
                     timeout_s=min(LEAVE_TIMEOUT_S, self.config.request_timeout_s),
                 )
-                log.info("group %r: member %s left", self.config.group_id, self.member_id)
+                log.info("group %r: member %s left", self.group_id, self.member_id)
             except StrataError as exc:
                 log.warning(
                     "group %r: member %s could not leave (%s); its partitions move once its "
                     "session of %d ms expires",
-                    self.config.group_id,
+                    self.group_id,
                     self.member_id,
                     exc,
                     self.config.session_timeout_ms,
@@ -474,10 +464,10 @@ class GroupMember:
                 return
             except StrataError as exc:
                 if not exc.retriable:
-                    log.error("group %r: heartbeat refused: %s", self.config.group_id, exc)
+                    log.error("group %r: heartbeat refused: %s", self.group_id, exc)
                     self.error = exc
                     return
-                log.info("group %r: heartbeat failed (%s); retrying", self.config.group_id, exc)
+                log.info("group %r: heartbeat failed (%s); retrying", self.group_id, exc)
                 await self._sleep(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX_S)
                 continue
@@ -494,7 +484,7 @@ class GroupMember:
             if joined:
                 log.info(
                     "group %r: joined as %s (epoch %d)",
-                    self.config.group_id,
+                    self.group_id,
                     self.member_id,
                     self.member_epoch,
                 )
@@ -524,7 +514,7 @@ class GroupMember:
         log.warning(
             "group %r: member %s was fenced (%s); dropping %d partitions without committing "
             "and rejoining",
-            self.config.group_id,
+            self.group_id,
             self.member_id,
             reason,
             len(self.owned),
@@ -549,7 +539,7 @@ class GroupMember:
             except StrataError as exc:
                 log.warning(
                     "group %r: applying the assignment failed (%s); retrying",
-                    self.config.group_id,
+                    self.group_id,
                     exc,
                 )
                 await asyncio.sleep(self.config.retry_backoff_s)
@@ -597,7 +587,7 @@ class GroupMember:
                     self._committed[tp] = off
             log.info(
                 "group %r: assigned %s (epoch %d)",
-                self.config.group_id,
+                self.group_id,
                 _tp_list(add),
                 self.member_epoch,
             )
@@ -614,7 +604,7 @@ class GroupMember:
             self._committed.pop(tp, None)
         log.info(
             "group %r: gave up %s (epoch %d)",
-            self.config.group_id,
+            self.group_id,
             _tp_list(revoke),
             self.member_epoch,
         )
@@ -631,7 +621,7 @@ class GroupMember:
         except BaseException as exc:
             log.error(
                 "group %r: the rebalance listener's %s raised",
-                self.config.group_id,
+                self.group_id,
                 name,
                 exc_info=exc,
             )
@@ -655,7 +645,7 @@ class GroupMember:
         parts = _commit_fields(todo)
         if not parts:
             return
-        g = self.config.group_id
+        g = self.group_id
         for attempt in range(2):
             if self.member_epoch <= 0 or not self.member_id:
                 raise UnknownMemberIdError(
@@ -701,7 +691,7 @@ class GroupMember:
         except StrataError as exc:
             log.warning(
                 "group %r: could not commit %s before %s: %s",
-                self.config.group_id,
+                self.group_id,
                 _tp_list(todo),
                 why,
                 exc,
@@ -717,7 +707,6 @@ class GroupMember:
 
 __all__ = [
     "CoordinatorClient",
-    "GroupConfig",
     "GroupMember",
     "RebalanceListener",
     "admin_commit",

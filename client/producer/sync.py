@@ -15,15 +15,13 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from strata.client._runtime import SLACK_S as _SLACK_S
+from strata.client._runtime import start_on_own_loop
+from strata.client._types import RecordMetadata
 from strata.client.errors import TimedOutError
-
-from ._accumulator import RecordFuture
-from ._runtime import LoopThread
-from ._types import RecordMetadata
-from .aio import AIOProducer, Headers, _attach
-
-#: Slack on top of the configured timeouts when the sync facade waits on the loop.
-_SLACK_S = 5.0
+from strata.client.producer.accumulator import RecordFuture
+from strata.client.producer.aio import AIOProducer, Headers
+from strata.client.producer.aio import attach_callback as _attach
 
 
 class Producer:
@@ -38,12 +36,9 @@ class Producer:
         self._core = AIOProducer(bootstrap, **options)  # validates options first
         c = self._core.config
         self._max_block_s = c.max_block_ms / 1000
-        self._rt = LoopThread("strata-producer")
-        try:
-            self._rt.run(self._core.start(), c.connect_timeout_ms / 1000 * 3 + _SLACK_S)
-        except BaseException:
-            self._rt.stop()
-            raise
+        self._rt = start_on_own_loop(
+            self._core, "strata-producer", c.connect_timeout_ms / 1000 * 3 + _SLACK_S
+        )
 
     @property
     def config(self) -> Any:
@@ -75,8 +70,9 @@ class Producer:
             fut = acc.try_append(topic, p, meta.partition_count, ts, k, v, hs, size)
             if fut is not None:
                 break
-            if not acc.wait_for_space(size, deadline):
-                raise acc.buffer_full_error(core.config.max_block_ms)
+            with self._rt.interruptible():
+                if not acc.wait_for_space(size, deadline):
+                    raise acc.buffer_full_error(core.config.max_block_ms)
         if callback is not None:
             _attach(fut, callback)
         return fut
@@ -87,10 +83,15 @@ class Producer:
         acc.begin_flush()
         try:
             deadline = None if timeout is None else time.monotonic() + timeout
-            for r in acc.incomplete():
-                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-                if not r.wait(remaining):
-                    raise TimedOutError(f"flush: records still unacknowledged after {timeout:g}s")
+            with self._rt.interruptible():
+                for r in acc.incomplete():
+                    remaining = (
+                        None if deadline is None else max(0.0, deadline - time.monotonic())
+                    )
+                    if not r.wait(remaining):
+                        raise TimedOutError(
+                            f"flush: records still unacknowledged after {timeout:g}s"
+                        )
         finally:
             acc.end_flush()
 
@@ -98,9 +99,15 @@ class Producer:
         return self._rt.run(self._core.partitions_for(topic), self._max_block_s + _SLACK_S)
 
     def close(self, timeout: float | None = None) -> None:
-        """Deliver what is buffered (within ``timeout`` s), fail the rest, stop the I/O thread."""
+        """Deliver what is buffered (within ``timeout`` s), fail the rest, stop the I/O thread.
+
+        After a blocking call of this producer was interrupted (Ctrl-C), ``close()`` does
+        not wait for delivery: what is still pending fails at once, as with ``timeout=0``.
+        """
         if self._core.closed and self._rt._closed:
             return
+        if self._rt.interrupted:
+            timeout = 0.0
         limit = None if timeout is None else timeout + _SLACK_S
         try:
             self._rt.run(self._core.close(timeout), limit)
@@ -114,5 +121,5 @@ class Producer:
     def __enter__(self) -> Producer:
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
+        self.close(0.0 if exc_type is not None and issubclass(exc_type, KeyboardInterrupt) else None)

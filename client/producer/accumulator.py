@@ -28,13 +28,12 @@ from collections import deque
 from collections.abc import Callable, Generator, Sequence
 from typing import Any
 
+from strata.client._types import RecordMetadata, TopicPartition
 from strata.client.batch import NO_PRODUCER_EPOCH, NO_PRODUCER_ID, NO_SEQUENCE
 from strata.client.compression import Codec
 from strata.client.errors import BatchTooLargeError, BufferFullError, ClosedError, StrataError
 from strata.client.partitioner import partition_for_key
 from strata.client.records import RecordBatchBuilder
-
-from ._types import RecordMetadata, TopicPartition
 
 log = logging.getLogger("strata.client.producer")
 
@@ -67,7 +66,7 @@ class BatchResult:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._event = threading.Event()
-        self._callbacks: list[Callable[[], None]] | None = []
+        self._callbacks: list[Callable[[], object]] | None = []
         self.base_offset = -1
         self.log_append_time = -1
         self.error: BaseException | None = None
@@ -95,7 +94,7 @@ class BatchResult:
                 log.exception("a producer callback raised; continuing")
         return True
 
-    def on_done(self, cb: Callable[[], None]) -> None:
+    def on_done(self, cb: Callable[[], object]) -> None:
         """Call ``cb()`` once resolved (now, if it already is)."""
         with self._lock:
             if self._callbacks is not None:
@@ -414,6 +413,7 @@ class RecordAccumulator:
                 batch.reserved += BATCH_OVERHEAD
                 self.buffered += BATCH_OVERHEAD
                 wake = True
+            assert batch is not None
             index -= 1
             batch.reserved += size
             self.buffered += size

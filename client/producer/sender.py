@@ -33,9 +33,10 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
 
+from strata.client._types import TopicPartition
 from strata.client.batch import NO_PRODUCER_EPOCH, NO_PRODUCER_ID
+from strata.client.cluster import Cluster
 from strata.client.errors import (
     BrokerConnectionError,
     ClosedError,
@@ -45,11 +46,9 @@ from strata.client.errors import (
     TimedOutError,
     error_for,
 )
+from strata.client.producer.accumulator import ProducerBatch, RecordAccumulator
 from strata.client.protocol import Api
-
-from ._accumulator import ProducerBatch, RecordAccumulator
-from ._metadata import Cluster
-from ._types import TopicPartition
+from strata.client.tasks import TaskOwner
 
 log = logging.getLogger("strata.client.producer")
 
@@ -255,9 +254,15 @@ class Sender:
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         self._wake_pending = False
-        self._tasks: set[asyncio.Task[Any]] = set()
+        #: One task per PRODUCE in flight; each one's end wakes the send loop.
+        self._tasks = TaskOwner(log, "producer send task", on_done=self.wakeup)
         self._pid_task: asyncio.Task[None] | None = None
-        self._metadata_task: asyncio.Task[None] | None = None
+        self._pid_backoff = cluster.new_backoff()
+        #: Why the producer id cannot be had, as last logged (None: it could).
+        self._pid_problem: str | None = None
+        #: Partitions in trouble, as last logged ("no leader", or the error kind that keeps
+        #: their batches from being delivered): one log line per change, not per retry.
+        self._trouble: dict[TopicPartition, str] = {}
         self._stopping = False
         self._main: asyncio.Task[None] | None = None
         self.fatal: StrataError | None = None
@@ -279,6 +284,7 @@ class Sender:
         self._wake.set()
 
     def start(self) -> None:
+        self.cluster.add_listener(self.wakeup)
         self._main = asyncio.ensure_future(self._run())
 
     # -- the loop ----------------------------------------------------------------------
@@ -346,10 +352,13 @@ class Sender:
             leader = self.cluster.cache.leader_for(tp.topic, tp.partition)
             if leader is None:
                 need_metadata = True
+                self._note_trouble(tp, "no leader", "has no leader; holding its records until one is elected")
                 continue
             while pipe.can_send(now):
                 batch = pipe.next_resend()
-                if batch is None and pipe.may_send_new():
+                if batch is None:
+                    if not pipe.may_send_new():
+                        break  # an in-flight batch's answer wakes this loop
                     batch = self.acc.pop_ready(tp, now)
                 if batch is None:
                     at = self.acc.ready_at(tp)
@@ -360,38 +369,13 @@ class Sender:
                     self._finish(batch, error=TimedOutError(f"batch for {tp} expired unsent"))
                     continue
                 pipe.start(batch)
-                self._spawn(self._send(pipe, batch, leader))
+                self._tasks.spawn(self._send(pipe, batch, leader))
         if need_pid:
             self._ensure_producer_id()
         if need_metadata:
-            self._refresh_metadata()
-            later(now + self.config.retry_backoff_s)
+            # No timer here: the cluster wakes this loop after each (backed-off) refresh.
+            self.cluster.request_refresh()
         return next_at
-
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("producer send task failed", exc_info=task.exception())
-        self._wake.set()
-
-    def _refresh_metadata(self) -> None:
-        if self._metadata_task is not None and not self._metadata_task.done():
-            return
-
-        async def refresh() -> None:
-            try:
-                await self.cluster.refresh(force=True)
-            except StrataError as exc:
-                log.warning("metadata refresh failed: %s", exc)
-                await asyncio.sleep(self.config.retry_backoff_s)
-
-        self._metadata_task = asyncio.ensure_future(refresh())
-        self._metadata_task.add_done_callback(lambda _t: self._wake.set())
 
     def _ensure_producer_id(self) -> None:
         if self._pid_task is not None and not self._pid_task.done():
@@ -408,11 +392,17 @@ class Sender:
                 timeout_s=self.config.request_timeout_s,
             )
         except StrataError as exc:
-            log.warning("could not get a producer id (will retry): %s", exc)
+            if exc.message != self._pid_problem:
+                log.warning("could not get a producer id (will keep trying): %s", exc.message)
+                self._pid_problem = exc.message
             if not exc.retriable and not isinstance(exc, TimedOutError | BrokerConnectionError):
                 self.fatal = exc
-            await asyncio.sleep(self.config.retry_backoff_s)
+            await asyncio.sleep(self._pid_backoff.next())
             return
+        if self._pid_problem is not None:
+            log.warning("got a producer id again")
+            self._pid_problem = None
+        self._pid_backoff.reset()
         pid, epoch = header["producer_id"], header["producer_epoch"]
         if self.producer_id < 0:
             self.producer_id, self.producer_epoch = pid, epoch
@@ -482,6 +472,7 @@ class Sender:
         )
         outcome = pipe.on_response(batch, error, now, backoff, may_retry=may_retry)
         if outcome is Outcome.DONE:
+            self._note_trouble(tp, None)
             self._finish(batch, base_offset=base_offset, append_time=append_time)
         elif outcome is Outcome.FAIL:
             assert error is not None
@@ -492,7 +483,23 @@ class Sender:
                 )
             self._finish(batch, error=error)
         else:
-            log.info("retrying batch for %s (attempt %d): %s", tp, batch.attempts + 1, error)
+            assert error is not None
+            self._note_trouble(
+                tp, type(error).__name__, f"cannot deliver ({error.message}); retrying"
+            )
+            log.debug("retrying batch for %s (attempt %d): %s", tp, batch.attempts + 1, error)
+
+    def _note_trouble(self, tp: TopicPartition, kind: str | None, what: str = "") -> None:
+        """Log a partition's delivery state when it changes (``kind`` None: delivering)."""
+        old = self._trouble.get(tp)
+        if kind == old:
+            return
+        if kind is None:
+            del self._trouble[tp]
+            log.warning("%s: delivering again", tp)
+            return
+        self._trouble[tp] = kind
+        log.warning("%s %s", tp, what)
 
     def _note_error(self, tp: TopicPartition, error: StrataError) -> None:
         """React to an error: take the leader hint, or refresh metadata."""
@@ -501,7 +508,7 @@ class Sender:
         ):
             return
         if error.retriable or isinstance(error, LeaderNotAvailableError):
-            self._refresh_metadata()
+            self.cluster.request_refresh()
 
     def _finish(
         self,
@@ -540,12 +547,11 @@ class Sender:
             "call flush() before close() or give close() a longer timeout"
         )
         self.fail_everything(closed)
-        for t in list(self._tasks):
-            t.cancel()
-        for t in (self._pid_task, self._metadata_task, main):
+        self.cluster.remove_listener(self.wakeup)
+        for t in (self._pid_task, main):
             if t is not None and not t.done():
                 t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.close()
         if main is not None:
             with contextlib.suppress(BaseException):
                 await main

@@ -17,29 +17,39 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from strata.client.conn import BrokerConnection, ConnectionPool, parse_bootstrap
+from strata.client.backoff import Backoff
+from strata.client.config import ClientConfig
+from strata.client.conn import BrokerConnection, ConnectionPool, no_brokers, parse_bootstrap
 from strata.client.errors import (
     BrokerConnectionError,
+    ClosedError,
     ErrorCode,
     NoBrokersAvailableError,
     StrataError,
     TimedOutError,
     UnknownPartitionError,
     UnknownTopicError,
+    UnresolvableHostError,
     error_for,
 )
 from strata.client.protocol import Api
+
+log = logging.getLogger("strata.client.metadata")
 
 #: A refresh forced by an error is not repeated more often than this (seconds), so a
 #: partition bouncing between errors cannot turn the client into a METADATA flood.
 MIN_REFRESH_INTERVAL_S = 0.05
 #: Bound on one METADATA attempt against one broker before trying the next.
 METADATA_ATTEMPT_TIMEOUT_S = 5.0
+#: Where background refreshes (:meth:`Cluster.request_refresh`) back off to while
+#: nothing changes (seconds), unless the client is configured otherwise.
+DEFAULT_REFRESH_BACKOFF_MAX_S = 1.0
 
 
 @dataclass(slots=True, frozen=True)
@@ -130,6 +140,22 @@ class MetadataCache:
                 name, parts, bool(t.get("internal", False)), dict(t.get("configs") or {})
             )
 
+    def fingerprint(self) -> Hashable:
+        """What a refresh may change that clients act on: brokers, leaders, partition counts.
+
+        Two equal fingerprints mean a refresh taught nothing new, so the background
+        refresh backs off further instead of polling at full rate.
+        """
+        return (
+            self.controller,
+            tuple(sorted(self.brokers.items())),
+            tuple(
+                (name, tuple((p.leader, p.leader_epoch) for p in t.partitions))
+                for name, t in sorted(self.topics.items())
+            ),
+            tuple(sorted(self.missing)),
+        )
+
     def leader_for(self, topic: str, partition: int) -> int | None:
         t = self.topics.get(topic)
         if t is None or not 0 <= partition < len(t.partitions):
@@ -181,6 +207,14 @@ def _partition_meta(p: Mapping[str, Any]) -> PartitionMeta:
     )
 
 
+def _loading_topic(header: Mapping[str, Any]) -> StrataError | None:
+    """A topic the broker cannot vouch for yet (it is still loading the metadata log)."""
+    for t in header.get("topics", ()):
+        if t.get("err") == ErrorCode.LEADER_NOT_AVAILABLE:
+            return error_for(t["err"], t.get("msg", "") or f"topic {t.get('name')!r} is loading")
+    return None
+
+
 class Cluster:
     """Connections, metadata and controller requests, for one client object (asyncio)."""
 
@@ -192,12 +226,14 @@ class Cluster:
         request_timeout_s: float = 30.0,
         connect_timeout_s: float = 10.0,
         retry_backoff_s: float = 0.1,
+        retry_backoff_max_s: float = DEFAULT_REFRESH_BACKOFF_MAX_S,
         metadata_max_age_s: float = 300.0,
     ) -> None:
         self.bootstrap = parse_bootstrap(bootstrap)  # ValueError for a malformed address
         self.request_timeout_s = request_timeout_s
         self.connect_timeout_s = connect_timeout_s
         self.retry_backoff_s = retry_backoff_s
+        self.retry_backoff_max_s = max(retry_backoff_max_s, retry_backoff_s)
         self.metadata_max_age_s = metadata_max_age_s
         self.pool = ConnectionPool(
             [f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in self.bootstrap],
@@ -212,6 +248,42 @@ class Cluster:
         self._last_refresh = float("-inf")
         self._last_good: tuple[str, int] | None = None
         self._closed = False
+        # Background refreshes (request_refresh): one at a time, paced by a backoff that
+        # grows while refreshes teach nothing new, and the loops to wake after each.
+        self._background: asyncio.Task[None] | None = None
+        self._refresh_backoff = self.new_backoff()
+        self._next_background_at = 0.0
+        self._listeners: list[Callable[[], None]] = []
+        #: The last refresh failure logged (one line per change of state, not per attempt).
+        self._logged_failure: str | None = None
+
+    @classmethod
+    def from_config(cls, c: ClientConfig) -> Cluster:
+        """The cluster a client with these settings talks to (every client builds it here)."""
+        return cls(
+            c.bootstrap,
+            client_id=c.client_id,
+            request_timeout_s=c.request_timeout_ms / 1000,
+            connect_timeout_s=c.connect_timeout_ms / 1000,
+            retry_backoff_s=c.retry_backoff_ms / 1000,
+            retry_backoff_max_s=c.retry_backoff_max_ms / 1000,
+        )
+
+    @classmethod
+    async def connect(cls, c: ClientConfig) -> Cluster:
+        """:meth:`from_config`, then a first metadata refresh (``NoBrokersAvailableError``
+        when no broker answers); nothing is left open when it fails."""
+        cluster = cls.from_config(c)
+        try:
+            await cluster.refresh(force=True)
+        except BaseException:
+            await cluster.close()
+            raise
+        return cluster
+
+    def new_backoff(self) -> Backoff:
+        """A backoff with this client's retry settings, for a loop of its own."""
+        return Backoff(self.retry_backoff_s, self.retry_backoff_max_s)
 
     # -- connections -------------------------------------------------------------------
 
@@ -223,7 +295,14 @@ class Cluster:
             b = self.cache.brokers.get(broker_id)
             if b is None:
                 raise BrokerConnectionError(f"broker {broker_id} is not in the cluster metadata")
-        return await self.pool.get(b.host, b.port)
+        try:
+            return await self.pool.get(b.host, b.port)
+        except UnresolvableHostError as exc:
+            raise UnresolvableHostError(
+                f"broker {broker_id} advertises {b.address}, which does not resolve from this "
+                f"client: {exc.message}",
+                address=b.address,
+            ) from None
 
     def _candidates(self) -> list[tuple[str, int]]:
         """Addresses to ask for metadata: the last one that worked, known brokers, bootstrap."""
@@ -244,28 +323,37 @@ class Cluster:
         """Send a request any broker can answer, failing over between brokers.
 
         Each broker gets at most ``timeout`` (default: a few seconds) before the next is
-        tried; when none answers, :class:`NoBrokersAvailableError` names them all.
+        tried, and so does a broker answering with a retriable error (e.g. one still
+        loading the cluster metadata). When no broker could be reached,
+        :class:`NoBrokersAvailableError` names them all; when one answered with a
+        retriable error, that error is raised (the caller decides whether to retry).
         """
         attempt_timeout = timeout or min(self.request_timeout_s, METADATA_ATTEMPT_TIMEOUT_S)
-        failures: list[str] = []
+        failures: list[tuple[str, StrataError]] = []
+        answered: StrataError | None = None
         for host, port in self._candidates():
             try:
                 conn = await self.pool.get(host, port)
                 header, _ = await conn.request(api, fields, timeout=attempt_timeout)
             except (BrokerConnectionError, TimedOutError) as exc:
-                failures.append(f"{host}:{port} ({exc.message})")
+                failures.append((f"{host}:{port}", exc))
                 if isinstance(exc, TimedOutError):
                     await self.discard(host, port)
+                continue
+            except ClosedError:
+                raise
+            except StrataError as exc:
+                if not exc.retriable:
+                    raise
+                answered = exc
                 continue
             self._last_good = (host, port)
             return header
         if self._closed:
-            raise BrokerConnectionError("the client is closed")
-        raise NoBrokersAvailableError(
-            "no broker reachable: "
-            + "; ".join(failures)
-            + ". Check --bootstrap / STRATA_BOOTSTRAP and that the brokers are running."
-        )
+            raise ClosedError("the client is closed")
+        if answered is not None:
+            raise answered
+        raise no_brokers(failures)
 
     async def discard(self, host: str, port: int) -> None:
         """Drop the connection to ``host:port`` (it timed out: the broker may be stopped)."""
@@ -277,6 +365,60 @@ class Cluster:
         await self.discard(conn.host, conn.port)
 
     # -- metadata ----------------------------------------------------------------------
+
+    async def request_until_answered(
+        self,
+        api: Api,
+        fields: Mapping[str, Any] | None,
+        *,
+        timeout_s: float | None = None,
+        transient: Callable[[dict[str, Any]], StrataError | None] | None = None,
+    ) -> dict[str, Any]:
+        """:meth:`any_request`, retried with backoff while brokers answer retriable errors.
+
+        A broker that has not caught up with the cluster's metadata log answers
+        ``LEADER_NOT_AVAILABLE`` instead of something it cannot vouch for: that is waited
+        out here, within ``timeout_s`` (default: the request timeout), asking the other
+        brokers first. ``transient(header)`` may name a retriable error inside an answer
+        (e.g. one topic's); past the deadline such an answer is returned as it is.
+        Unreachable brokers are not waited for (:class:`NoBrokersAvailableError`).
+        """
+        limit = self.request_timeout_s if timeout_s is None else timeout_s
+        deadline = time.monotonic() + limit
+        backoff = self.new_backoff()
+        while True:
+            header: dict[str, Any] | None = None
+            try:
+                header = await self.any_request(api, fields)
+            except StrataError as exc:
+                if not exc.retriable or isinstance(exc, BrokerConnectionError | ClosedError):
+                    raise
+                last = exc
+            else:
+                inner = transient(header) if transient is not None else None
+                if inner is None:
+                    return header
+                last = inner
+            delay = backoff.next()
+            if time.monotonic() + delay > deadline:
+                if header is not None:
+                    return header
+                raise TimedOutError(
+                    f"{api.name}: no broker could answer within {limit:g}s: "
+                    f"{last.message or last}"
+                )
+            await asyncio.sleep(delay)
+
+    async def metadata(
+        self, topics: Iterable[str] | None, *, timeout_s: float | None = None
+    ) -> dict[str, Any]:
+        """A METADATA answer for ``topics`` (None: every topic) that a broker vouches for:
+        brokers still loading the cluster metadata are waited out (see
+        :meth:`request_until_answered`)."""
+        names = None if topics is None else sorted(set(topics))
+        return await self.request_until_answered(
+            Api.METADATA, {"topics": names}, timeout_s=timeout_s, transient=_loading_topic
+        )
 
     async def refresh(self, topics: Iterable[str] = (), *, force: bool = False) -> MetadataCache:
         """Fetch fresh metadata for ``topics`` plus every topic of interest.
@@ -300,14 +442,69 @@ class Cluster:
         return self.cache
 
     async def _refresh(self) -> None:
-        names = sorted(self.interest)
-        header = await self.any_request(Api.METADATA, {"topics": names})
+        header = await self.metadata(self.interest)
         self.cache.update(header)
         self._last_refresh = time.monotonic()
 
+    def request_refresh(self) -> None:
+        """Ask for fresh metadata soon, without waiting for it (the I/O loops' way).
+
+        Coalesced (one background refresh at a time) and paced: the next one starts no
+        sooner than a backoff after the last, and that backoff doubles (up to
+        ``retry_backoff_max_s``) for as long as refreshes bring nothing new, so a client
+        waiting for a leader that does not come polls gently instead of spinning. After
+        each refresh the listeners (:meth:`add_listener`) are called, so a loop looks again.
+        """
+        if self._closed or (self._background is not None and not self._background.done()):
+            return
+        self._background = asyncio.ensure_future(self._background_refresh())
+
+    def add_listener(self, fn: Callable[[], None]) -> None:
+        """Call ``fn()`` after every background refresh (e.g. to wake a send loop)."""
+        self._listeners.append(fn)
+
+    def remove_listener(self, fn: Callable[[], None]) -> None:
+        with contextlib.suppress(ValueError):
+            self._listeners.remove(fn)
+
+    async def _background_refresh(self) -> None:
+        delay = self._next_background_at - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        before = self.cache.fingerprint()
+        try:
+            await self.refresh(force=True)
+        except ClosedError:
+            return
+        except StrataError as exc:
+            self._note_refresh(exc)
+        else:
+            self._note_refresh(None)
+            if self.cache.fingerprint() != before:
+                self._refresh_backoff.reset()
+        self._next_background_at = time.monotonic() + self._refresh_backoff.next()
+        for fn in list(self._listeners):
+            fn()
+
+    def _note_refresh(self, exc: StrataError | None) -> None:
+        """Log refresh failures once per change of state, not once per attempt."""
+        if exc is None:
+            if self._logged_failure is not None:
+                log.warning("cluster metadata reachable again")
+                self._logged_failure = None
+            return
+        what = f"{type(exc).__name__}: {exc.message}"
+        if what != self._logged_failure:
+            log.warning(
+                "cannot refresh cluster metadata (%s); retrying every %.1fs at most",
+                exc.message,
+                self.retry_backoff_max_s,
+            )
+            self._logged_failure = what
+
     async def list_all(self) -> dict[str, Any]:
         """Metadata for every topic (admin: list/describe); also updates the cache."""
-        header = await self.any_request(Api.METADATA, {"topics": None})
+        header = await self.metadata(None)
         self.cache.update(header, all_topics=False)
         return header
 
@@ -320,7 +517,7 @@ class Cluster:
         t = self.cache.topics.get(name)
         if t is None:
             msg = self.cache.missing.get(name) or f"topic {name!r} does not exist"
-            raise UnknownTopicError(f"{msg}; create it first (strata topic create {name} ...)")
+            raise UnknownTopicError(msg)
         return t
 
     async def partition_count(self, topic: str) -> int:
@@ -356,7 +553,7 @@ class Cluster:
         until ``timeout_s`` has passed.
         """
         deadline = time.monotonic() + timeout_s
-        backoff = self.retry_backoff_s
+        backoff = self.new_backoff()
         hint: int | None = None
         last: StrataError | None = None
         while True:
@@ -392,24 +589,26 @@ class Cluster:
                         "no controller is elected yet", code=ErrorCode.NOT_CONTROLLER
                     )
             except (BrokerConnectionError, TimedOutError) as exc:
-                if isinstance(exc, NoBrokersAvailableError):
+                if isinstance(exc, NoBrokersAvailableError) or not exc.retriable:
                     raise
                 last = exc
                 self.cache.controller = None
-            if time.monotonic() + backoff > deadline:
+            delay = backoff.next()
+            if time.monotonic() + delay > deadline:
                 assert last is not None
                 raise TimedOutError(
                     f"{api.name} could not reach the controller within {timeout_s:g}s: "
                     f"{last.message or last}"
                 )
             if hint is None:
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 1.0)
+                await asyncio.sleep(delay)
 
     async def close(self) -> None:
         self._closed = True
-        if self._refreshing is not None and not self._refreshing.done():
-            self._refreshing.cancel()
-            with contextlib.suppress(BaseException):
-                await self._refreshing
+        self._listeners.clear()
+        for task in (self._refreshing, self._background):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
         await self.pool.close()

@@ -26,7 +26,9 @@ from strata.broker.core.types import (
     ProduceResult,
 )
 from strata.broker.replication.replica import Replica
+from strata.client.batch import CorruptBatchError
 from strata.client.errors import ErrorCode, StrataError, error_for
+from strata.client.records import decode_batch
 from strata.storage.segment import FileSlice
 
 #: A fetch budget of at least this many bytes per partition is served zero-copy: the batches
@@ -170,6 +172,25 @@ class PartitionService:
         return out
 
 
+def _first_record_at_or_after(r: Replica, batch_offset: int, ts: int) -> tuple[int, int]:
+    """The offset and timestamp of the first record at or after ``ts`` in the batch at
+    ``batch_offset`` (the index finds batches; Kafka answers with the record).
+
+    Decoding one batch is the only per-record work of a ListOffsets, off the produce and
+    fetch paths. A batch that does not decode is answered at its base offset.
+    """
+    try:
+        sl = r.read(batch_offset, 1)
+        if sl is None:
+            return batch_offset, -1
+        for rec in decode_batch(sl.read_bytes()[: sl.size], check_crc=False).records:
+            if rec.timestamp >= ts:
+                return rec.offset, rec.timestamp
+    except (StrataError, CorruptBatchError):
+        pass
+    return batch_offset, -1
+
+
 def _list_offset(r: Replica, q: OffsetQuery) -> ListedOffset:
     lg = r.log
     hw = r.high_watermark
@@ -182,7 +203,7 @@ def _list_offset(r: Replica, q: OffsetQuery) -> ListedOffset:
     elif ts >= 0:
         found_offset = lg.offset_for_timestamp(ts)
         if found_offset is not None and found_offset < hw:
-            offset = found_offset
+            offset, timestamp = _first_record_at_or_after(r, found_offset, ts)
     else:
         return ListedOffset(q.topic, q.partition, error_for(
             ErrorCode.INVALID_REQUEST, f"timestamp {ts} is neither a time (ms) nor -1 (latest) or -2 (earliest)"))

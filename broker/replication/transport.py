@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from strata.client.protocol import Api, FrameDecoder, encode_frame, handshake_request
+from strata.client.protocol import Api, Connection, Frame, ProtocolError, Role
 
 log = logging.getLogger("strata.broker.replication.transport")
 
@@ -35,28 +35,37 @@ class _PeerQueue:
 
 
 class _PeerProtocol(asyncio.Protocol):
-    """Outbound connection; the peer never answers Raft frames, but it does answer the handshake."""
+    """Outbound connection, driven by the codec's ``Connection(Role.CLIENT)``: the handshake
+    (answered), then one-way RAFT frames (never answered)."""
 
     def __init__(self, on_lost: Callable[[], None]) -> None:
         self.transport: asyncio.Transport | None = None
         self.on_lost = on_lost
         self.writable = asyncio.Event()
         self.writable.set()
-        self.handshake_done: asyncio.Future = asyncio.get_running_loop().create_future()
-        self._decoder = FrameDecoder(max_frame_bytes=1 << 20, max_header_bytes=1 << 20)
+        self.handshake_done: asyncio.Future[dict] = asyncio.get_running_loop().create_future()
+        self.codec = Connection(Role.CLIENT, max_frame_bytes=1 << 20)
 
     def connection_made(self, transport) -> None:
         self.transport = transport
 
+    def handshake(self, node_id: int) -> None:
+        _, data = self.codec.send_request(Api.HANDSHAKE, {"client_id": f"broker-{node_id}", "peer_id": node_id})
+        self.transport.writelines(data)
+
+    def send_raft(self, fields: dict, payloads: list) -> None:
+        _, data = self.codec.send_request(Api.RAFT, fields, payloads, oneway=True, validate=False)
+        self.transport.writelines(data)
+
     def data_received(self, data: bytes) -> None:
         try:
-            self._decoder.receive_data(data)
-            frame = self._decoder.next_frame()
-        except Exception as exc:
+            self.codec.receive_data(data)
+            frame = self.codec.next_frame()
+        except ProtocolError as exc:
             if not self.handshake_done.done():
-                self.handshake_done.set_exception(ConnectionError(f"bad handshake reply: {exc}"))
+                self.handshake_done.set_exception(ConnectionError(f"bad handshake reply: {exc.message}"))
             return
-        if not isinstance(frame, tuple) and hasattr(frame, "header") and not self.handshake_done.done():
+        if isinstance(frame, Frame) and not self.handshake_done.done():
             if frame.header.get("err", 0):
                 self.handshake_done.set_exception(ConnectionError(frame.header.get("msg", "handshake refused")))
             else:
@@ -83,7 +92,7 @@ class PeerTransport:
         node_id: int,
         peers: dict[int, tuple[str, int]],
         *,
-        max_queue_bytes: int = 64 << 20,
+        max_queue_bytes: int = 32 << 20,  # well below a peer's frame limit (64 MiB)
         max_queue_msgs: int = 100_000,
     ) -> None:
         self.node_id = node_id
@@ -134,7 +143,7 @@ class PeerTransport:
                 _, proto = await asyncio.wait_for(
                     loop.create_connection(lambda lost=lost: _PeerProtocol(lost.set), host, port), timeout=2.0
                 )
-                proto.transport.writelines(handshake_request(client_id=f"broker-{self.node_id}", peer_id=self.node_id))
+                proto.handshake(self.node_id)
                 await asyncio.wait_for(proto.handshake_done, timeout=2.0)
             except (TimeoutError, OSError, ConnectionError) as exc:
                 log.debug("peer %d at %s:%d unreachable: %s", peer_id, host, port, exc)
@@ -193,13 +202,7 @@ class PeerTransport:
                 q.dropped += len(q.msgs)
                 q.msgs, q.payloads, q.payload_bytes = [], [], 0
                 continue
-            header = {
-                "api": int(Api.RAFT), "v": 0, "cid": 0, "oneway": True, "from": self.node_id,
-                "msgs": [list(m) for m in q.msgs],
-            }
-            conn.transport.writelines(encode_frame(header, payload_len=q.payload_bytes))
-            if q.payloads:
-                conn.transport.writelines(q.payloads)
+            conn.send_raft({"from": self.node_id, "msgs": [list(m) for m in q.msgs]}, q.payloads)
             self.frames_sent += 1
             self.messages_sent += len(q.msgs)
             q.msgs, q.payloads, q.payload_bytes = [], [], 0

@@ -61,29 +61,25 @@ class BatchResult:
     thread that completes the batch (the client's I/O thread) and must not block.
     """
 
-    __slots__ = ("_callbacks", "_event", "_lock", "base_offset", "error", "log_append_time")
+    __slots__ = ("_callbacks", "_event", "_lock", "base_offset", "error")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._event = threading.Event()
         self._callbacks: list[Callable[[], object]] | None = []
         self.base_offset = -1
-        self.log_append_time = -1
         self.error: BaseException | None = None
 
     @property
     def done(self) -> bool:
         return self._event.is_set()
 
-    def complete(
-        self, base_offset: int = -1, log_append_time: int = -1, error: BaseException | None = None
-    ) -> bool:
+    def complete(self, base_offset: int = -1, error: BaseException | None = None) -> bool:
         """Resolve the batch; False if it was already resolved (the first outcome wins)."""
         with self._lock:
             if self._event.is_set():
                 return False
             self.base_offset = base_offset
-            self.log_append_time = log_append_time
             self.error = error
             self._event.set()
             callbacks, self._callbacks = self._callbacks, None
@@ -145,8 +141,8 @@ class RecordFuture:
     def _metadata(self) -> RecordMetadata:
         b = self._batch
         offset = b.base_offset + self._index if b.base_offset >= 0 else -1
-        ts = b.log_append_time if b.log_append_time >= 0 else self._timestamp
-        return RecordMetadata(self._topic, self._partition, offset, ts)
+        # Strata keeps the producer's CreateTime (batches with LogAppendTime are refused).
+        return RecordMetadata(self._topic, self._partition, offset, self._timestamp)
 
     def result(self, timeout: float | None = None) -> RecordMetadata:
         """Wait for the acknowledgement; raise the delivery error, or ``TimeoutError``

@@ -414,7 +414,6 @@ class Sender:
         tp = batch.tp
         error: StrataError | None = None
         base_offset = -1
-        append_time = -1
         acks = self.config.acks
         conn = None
         try:
@@ -442,7 +441,6 @@ class Sender:
                     error = error_for(err, header.get("msg", ""), **details)
                 else:
                     base_offset = header.get("base_offset", -1)
-                    append_time = header.get("log_append_time", -1)
         except ClosedError as exc:
             if self._stopping:
                 error = exc
@@ -473,7 +471,7 @@ class Sender:
         outcome = pipe.on_response(batch, error, now, backoff, may_retry=may_retry)
         if outcome is Outcome.DONE:
             self._note_trouble(tp, None)
-            self._finish(batch, base_offset=base_offset, append_time=append_time)
+            self._finish(batch, base_offset=base_offset)
         elif outcome is Outcome.FAIL:
             assert error is not None
             if error.retriable and not isinstance(error, ClosedError):
@@ -515,10 +513,9 @@ class Sender:
         batch: ProducerBatch,
         *,
         base_offset: int = -1,
-        append_time: int = -1,
         error: BaseException | None = None,
     ) -> None:
-        batch.result.complete(base_offset, append_time, error)
+        batch.result.complete(base_offset, error)
         self.acc.release(batch)
 
     # -- stopping ----------------------------------------------------------------------

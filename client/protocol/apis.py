@@ -221,7 +221,6 @@ _PRODUCE_V0 = Schema(
         _ERR,
         opt("base_offset", INT, -1, "offset of the first record written"),
         opt("last_offset", INT, -1, "offset of the last record written"),
-        opt("log_append_time", INT, -1, "ms, if the topic uses LogAppendTime; else -1"),
         opt("log_start_offset", INT, -1),
         _LEADER,
     ),

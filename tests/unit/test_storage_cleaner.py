@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from crc32c import crc32c
 
-from strata.broker.producer_state import ProducerStateTable, Verdict
+from strata.broker.replication.producer_state import ProducerStateTable, Verdict
 from strata.client.batch import (
     CONTROL_MASK,
     HEADER_SIZE,

@@ -27,14 +27,10 @@ from strata.broker.core.auth import ANONYMOUS, Principal
 from strata.broker.core.partitions import SENDFILE_MIN_BYTES
 from strata.client.errors import ErrorCode
 from strata.client.protocol import (
-    NEED_DATA,
     Connection,
     Frame,
     ProtocolError,
     Role,
-    encode_frame,
-    error_response,
-    response_header,
 )
 from strata.storage.segment import FileSlice
 
@@ -98,12 +94,15 @@ class ClientConnection(asyncio.Protocol):
         self.owner = owner
         self.transport: asyncio.Transport | None = None
         limits = owner.limits
-        self.codec: Connection | _DeadCodec = Connection(
+        self.codec = Connection(
             Role.SERVER, max_frame_bytes=limits.max_frame_bytes, max_header_bytes=limits.max_header_bytes)
         #: Who is on the other end (authentication will set it; everyone is anonymous today).
         self.principal: Principal = ANONYMOUS
         self.closed = False
-        self._pending: deque[asyncio.Future] = deque()
+        #: False after a protocol error: nothing read after a bad frame can be trusted.
+        self._reading = True
+        #: (request header or a marker, future of its Response), in request order.
+        self._pending: deque[tuple[dict[str, Any], asyncio.Future[Any]]] = deque()
         self._wakeup = asyncio.Event()
         self._writer: asyncio.Task | None = None
         self._paused = False
@@ -141,7 +140,7 @@ class ClientConnection(asyncio.Protocol):
         self._can_write.set()
 
     def data_received(self, data: bytes) -> None:
-        if self.closed:
+        if self.closed or not self._reading:
             return
         try:
             self.codec.receive_data(data)
@@ -162,13 +161,11 @@ class ClientConnection(asyncio.Protocol):
 
     @property
     def client_id(self) -> str:
-        info = self.codec.peer_info if isinstance(self.codec, Connection) else {}
-        return str(info.get("client_id", ""))
+        return str(self.codec.peer_info.get("client_id", ""))
 
     @property
     def peer_id(self) -> int | None:
-        info = self.codec.peer_info if isinstance(self.codec, Connection) else {}
-        pid = info.get("peer_id", -1)
+        pid = self.codec.peer_info.get("peer_id", -1)
         return pid if isinstance(pid, int) and pid >= 0 else None
 
     def _dispatch(self, header: dict[str, Any], payload: memoryview) -> None:
@@ -201,7 +198,7 @@ class ClientConnection(asyncio.Protocol):
         if exc.correlation_id is not None:
             fut = asyncio.get_running_loop().create_future()
             fut.set_result(Response({}, [], close_after=True))
-            self._pending.append(({"error": error_response(exc.header or {}, exc.code, exc.message)}, fut))
+            self._pending.append(({"error": exc}, fut))
             self._wakeup.set()
         else:
             self._enqueue_close()
@@ -214,7 +211,7 @@ class ClientConnection(asyncio.Protocol):
                 self.transport.pause_reading()
             except RuntimeError:
                 pass
-        self.codec = _DeadCodec()
+        self._reading = False
 
     def _enqueue_close(self) -> None:
         fut = asyncio.get_running_loop().create_future()
@@ -249,7 +246,9 @@ class ClientConnection(asyncio.Protocol):
                     self.transport.close()
                     return
                 if "error" in header_in:
-                    self.transport.writelines(encode_frame(header_in["error"]))
+                    answer = self.codec.send_error(header_in["error"])
+                    if answer is not None:
+                        self.transport.writelines(answer)
                     self.transport.close()
                     return
                 try:
@@ -260,9 +259,9 @@ class ClientConnection(asyncio.Protocol):
                     log.exception("handler for api %s failed", header_in.get("api"))
                     resp = Response({"err": int(ErrorCode.UNKNOWN), "msg": f"internal error: {exc!r}"}, [])
                 if resp is None:
-                    continue
-                resp.header = response_header(header_in, resp.header)
-                await self._write_response(resp)
+                    # A request that wanted an answer gets one (an empty one).
+                    resp = Response({})
+                await self._write_response(header_in, resp)
                 if self.transport.is_closing():  # a slice could not be sent: nothing more goes out
                     return
                 if resp.close_after:
@@ -273,7 +272,7 @@ class ClientConnection(asyncio.Protocol):
             if self.transport:
                 self.transport.close()
 
-    async def _write_response(self, resp: Response) -> None:
+    async def _write_response(self, request: dict[str, Any], resp: Response) -> None:
         """Write one response: the frame header, then its parts in order.
 
         A file slice that cannot be sent whole (the peer went away, the file was cut)
@@ -285,7 +284,7 @@ class ClientConnection(asyncio.Protocol):
             for part in resp.parts:
                 size += part.size if isinstance(part, FileSlice) else memoryview(part).nbytes
             t = self.transport
-            t.writelines(encode_frame(resp.header, payload_len=size))
+            t.writelines(self.codec.send_response(request, resp.header, payload_len=size))
             for part in resp.parts:
                 if isinstance(part, FileSlice):
                     if not await self._write_file_slice(part):
@@ -396,11 +395,4 @@ def _log_oneway_failure(fut: asyncio.Future) -> None:
         log.error("one-way request failed: %r", exc, exc_info=exc)
 
 
-class _DeadCodec:
-    """Swallows everything after a protocol error."""
 
-    def receive_data(self, data: bytes) -> None:
-        pass
-
-    def next_frame(self) -> object:
-        return NEED_DATA

@@ -113,6 +113,9 @@ class NativeHandlers:
             Api.FETCH: self.fetch,
             Api.LIST_OFFSETS: self.list_offsets,
             Api.INIT_PRODUCER_ID: self.init_producer_id,
+            Api.DESCRIBE_CONFIGS: self.describe_configs,
+            Api.ALTER_CONFIGS: self.alter_configs,
+            Api.CREATE_PARTITIONS: self.create_partitions,
             Api.FIND_COORDINATOR: self.find_coordinator,
             Api.GROUP_HEARTBEAT: self.group_heartbeat,
             Api.OFFSET_COMMIT: self.offset_commit,
@@ -123,10 +126,6 @@ class NativeHandlers:
             Api.RAFT: self.raft,
             Api.BROKER_HEARTBEAT: self.broker_heartbeat,
         }
-        for api, name in ((_api("DESCRIBE_CONFIGS"), "describe_configs"), (_api("ALTER_CONFIGS"), "alter_configs"),
-                          (_api("CREATE_PARTITIONS"), "create_partitions")):
-            if api is not None:
-                self.table[api] = getattr(self, name)
 
     def _error(self, exc: StrataError, **fields: Any) -> Response:
         return Response({**error_fields(exc, self.ctx), **fields})
@@ -286,7 +285,7 @@ class NativeHandlers:
                 out.append({"topic": o.topic, "partition": o.partition, **error_fields(o.error, self.ctx)})
             else:
                 out.append({"topic": o.topic, "partition": o.partition, "offset": o.offset,
-                            "log_start_offset": o.log_start_offset, "high_watermark": o.high_watermark,
+                            "timestamp": o.timestamp, "log_start_offset": o.log_start_offset, "high_watermark": o.high_watermark,
                             "log_end_offset": o.log_end_offset})
         return Response({"partitions": out})
 
@@ -383,7 +382,3 @@ class NativeHandlers:
         except StrataError as exc:
             return self._error(exc)
 
-
-def _api(name: str) -> Api | None:
-    """An API this build's codec may not declare yet (added with the schemas)."""
-    return getattr(Api, name, None)

@@ -61,14 +61,19 @@ def broker() -> None:
 @click.option("--peers", required=True, help="Every broker of the cluster: ID@HOST:PORT,... (including this one).")
 @click.option("--metrics-listen", default=None, help="HOST:PORT serving /metrics, /healthz and /readyz.")
 @click.option("--advertised", default=None, help="HOST:PORT clients should use to reach this broker.")
+@click.option("--external-listen", default=None,
+              help="HOST:PORT of a second listener for clients outside the peers' network "
+                   "(e.g. a container's published port); they are told --external-advertised.")
+@click.option("--external-advertised", default=None,
+              help="HOST:PORT clients of the external listener are told (default: --external-listen).")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="A TOML file with broker settings ([limits], [raft], flush_policy, ...).")
 @click.option("--flush-policy", type=click.Choice(["always", "interval", "never"]), default=None,
               help="When appends are fsynced (default: always, group-committed).")
 @click.option("--tick-ms", type=click.IntRange(1, 10_000), default=None, help="Raft tick interval.")
 def broker_start(node_id: int, data_dir: Path, listen: str, peers: str, metrics_listen: str | None,
-                 advertised: str | None, config_file: Path | None, flush_policy: str | None,
-                 tick_ms: int | None) -> None:
+                 advertised: str | None, external_listen: str | None, external_advertised: str | None,
+                 config_file: Path | None, flush_policy: str | None, tick_ms: int | None) -> None:
     """Start one broker and serve until SIGTERM (which hands leadership over cleanly).
 
     \b
@@ -91,18 +96,23 @@ def broker_start(node_id: int, data_dir: Path, listen: str, peers: str, metrics_
             peers=parse_peers(peers),
             metrics_listen=parse_host_port(metrics_listen, what="--metrics-listen") if metrics_listen else None,
             advertised=parse_host_port(advertised, what="--advertised") if advertised else None,
+            external_listen=parse_host_port(external_listen, what="--external-listen") if external_listen else None,
+            external_advertised=(parse_host_port(external_advertised, what="--external-advertised")
+                                 if external_advertised else None),
             limits=extra.pop("limits", Limits()),
             raft=raft,
             **extra,
         )
     except ConfigError as exc:
         fail(str(exc), "see 'strata broker start --help'", code=2)
-    from strata.broker.server import run_broker
+    from strata.broker.server import StartupError, run_broker
 
     try:
         run_broker(config)
+    except StartupError as exc:
+        fail(f"broker {node_id} could not start: {exc}", exc.hint)
     except OSError as exc:
-        fail(f"broker {node_id} could not start: {exc}", "is the port in use, or the data dir not writable?")
+        fail(f"broker {node_id} could not start: {exc}", "is the data dir writable?")
 
 
 @main.command()

@@ -11,6 +11,11 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+#: Listener names: ``internal`` (``--listen``: peers and clients in the peers' network) and
+#: ``external`` (``--external-listen``).
+INTERNAL = "internal"
+EXTERNAL = "external"
+
 
 class ConfigError(ValueError):
     """A flag or config file value the broker cannot start with."""
@@ -86,6 +91,10 @@ class BrokerConfig:
     peers: dict[int, tuple[str, int]]
     metrics_listen: tuple[str, int] | None = None
     advertised: tuple[str, int] | None = None
+    #: A second native listener for clients outside the peers' network (Docker's published
+    #: ports, ...): a client is told the addresses of the listener it connected to.
+    external_listen: tuple[str, int] | None = None
+    external_advertised: tuple[str, int] | None = None
     flush_policy: str = "always"
     flush_interval_ms: int = 1000
     segment_bytes: int = 128 << 20
@@ -114,12 +123,24 @@ class BrokerConfig:
         for name in ("segment_bytes", "flush_interval_ms", "offsets_partitions", "default_partitions"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.external_advertised is not None and self.external_listen is None:
+            raise ConfigError("--external-advertised needs --external-listen (the listener it advertises)")
+        if self.external_listen is not None and self.external_listen[1] == self.listen[1] and \
+                self.external_listen[0] == self.listen[0]:
+            raise ConfigError("--external-listen must differ from --listen")
         if self.raft.election_ticks <= self.raft.heartbeat_ticks:
             raise ConfigError("raft election_ticks must be larger than heartbeat_ticks")
 
     @property
     def advertised_address(self) -> tuple[str, int]:
         return self.advertised or self.listen
+
+    def endpoints(self) -> dict[str, tuple[str, int]]:
+        """The addresses clients are told, per listener other than the internal one."""
+        out: dict[str, tuple[str, int]] = {}
+        if self.external_listen is not None:
+            out[EXTERNAL] = self.external_advertised or self.external_listen
+        return out
 
 
 _FILE_KEYS = {

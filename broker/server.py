@@ -14,6 +14,8 @@ cluster metadata (``cluster/``); replication drives storage.
 from __future__ import annotations
 
 import asyncio
+import errno
+import fcntl
 import logging
 import os
 import signal
@@ -24,7 +26,7 @@ from strata.broker.cluster.controller import HEARTBEAT_S, Controller, Controller
 from strata.broker.cluster.heartbeat import BrokerHeartbeater
 from strata.broker.cluster.metadata import METADATA_TOPIC, OFFSETS_TOPIC
 from strata.broker.cluster.view import ClusterView
-from strata.broker.config import BrokerConfig
+from strata.broker.config import INTERNAL, BrokerConfig
 from strata.broker.core.admin import AdminService
 from strata.broker.core.auth import AllowAll
 from strata.broker.core.partitions import PartitionHooks, PartitionService
@@ -39,6 +41,37 @@ from strata.client.tasks import TaskOwner
 from strata.storage import GroupCommit
 
 log = logging.getLogger("strata.broker")
+
+LOCK_FILE = ".lock"
+
+
+class StartupError(Exception):
+    """The broker cannot start (a port is taken, the data directory is in use): fatal, with
+    what to do about it."""
+
+    def __init__(self, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+def lock_data_dir(data_dir: Path) -> int:
+    """Take the data directory for this process (Kafka's ``.lock``): an exclusive ``flock``
+    held until the process exits. Two brokers on one directory would both write its logs."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            raise StartupError(f"data directory {data_dir} is in use by pid {holder}",
+                               "stop the broker that runs on it, or give this one its own --data-dir") from None
+        raise
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
 
 
 class Broker:
@@ -78,26 +111,33 @@ class Broker:
             hooks=PartitionHooks(self.metrics.bytes_in, self.metrics.bytes_out))
         self.admin = AdminService(config=config, controller=self.controller, view=self.view, authorizer=authorizer,
                                   cluster_id=self.cluster_id, broker_address=self.broker_address)
+        self._lock_fd: int | None = None
         handlers = NativeHandlers(NativeContext(
             node_id=self.node_id, cluster_id=self.cluster_id, limits=config.limits, partitions=self.partitions,
             admin=self.admin, groups=self.coordinator, controller=self.controller, replicas=self.replicas,
             broker_address=self.broker_address))
-        self.native = NativeListener(
-            config.limits, handlers.table, instrument=self.metrics.instrument,
-            on_protocol_error=lambda code: self.metrics.protocol_errors.labels(code=code.name).inc(),
-            on_connections=self.metrics.connections.set)
+        self.listeners = [
+            NativeListener(name, config.limits, handlers.table, instrument=self.metrics.instrument,
+                           on_protocol_error=lambda code: self.metrics.protocol_errors.labels(code=code.name).inc(),
+                           on_connections=self._count_connections)
+            for name in (INTERNAL, *config.endpoints())
+        ]
 
     # -- lifecycle -------------------------------------------------------------------------
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
-        host, port = self.config.listen
-        # Listeners first: a port that is taken must stop this broker before it opens a log
-        # or talks to a peer (an earlier cluster may still be running on these ports).
-        await self.native.start(host, port)
+        # The data directory, then the listeners, before anything else: a directory another
+        # broker holds, or a port that is taken (an earlier cluster may still be running),
+        # must stop this broker before it opens a log or talks to a peer.
+        self._lock_fd = lock_data_dir(self.data_dir)
+        binds: list[tuple[str, tuple[str, int]]] = [("--listen", self.config.listen)]
+        if self.config.external_listen is not None:
+            binds.append(("--external-listen", self.config.external_listen))
+        for listener, (flag, (host, port)) in zip(self.listeners, binds, strict=True):
+            await self._bind(flag, host, port, listener.start)
         if self.config.metrics_listen:
-            await self.metrics.start(*self.config.metrics_listen)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+            await self._bind("--metrics-listen", *self.config.metrics_listen, self.metrics.start)
         # The controller's metadata replica first: everything else follows from its log.
         self.controller.replica = self.replicas.open(
             (METADATA_TOPIC, 0), sorted(self.config.peers), on_commit=self.controller.on_commit,
@@ -111,22 +151,27 @@ class Broker:
         self.tasks.spawn(self.replicas.retention(), name="retention")
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
-        log.info("broker %d listening on %s:%d (data %s)", self.node_id, host, port, self.data_dir)
+        log.info("broker %d listening on %s (data %s)", self.node_id,
+                 ", ".join(f"{h}:{p}" for _, (h, p) in binds), self.data_dir)
         await self._stop.wait()
         await self.shutdown()
 
     async def shutdown(self) -> None:
         log.info("broker %d shutting down: handing over leadership", self.node_id)
-        self.native.stop_accepting()
+        for listener in self.listeners:
+            listener.stop_accepting()
         await self.replicas.transfer_all_leadership(timeout_s=5.0, poll_s=HEARTBEAT_S / 5)
         await self.tasks.close()
         await self.coordinator.stop()
         await self.replicas.stop()
         await self.transport.stop()
         await self.heartbeater.close()
-        self.native.close_all()
+        for listener in self.listeners:
+            listener.close_all()
         self.replicas.close()
         await self.metrics.stop()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
         log.info("broker %d stopped", self.node_id)
 
     # -- wiring ----------------------------------------------------------------------------
@@ -155,9 +200,29 @@ class Broker:
             self.coordinator.leadership_changed(replica)
         self.metrics.leadership_changed(replica)
 
-    def broker_address(self, bid: int) -> tuple[str, int] | None:
-        """Where clients reach broker ``bid``: its registered (advertised) address, else --peers."""
+    async def _bind(self, flag: str, host: str, port: int, start) -> None:
+        try:
+            await start(host, port)
+        except OSError as exc:
+            raise StartupError(f"cannot listen on {host}:{port} ({flag}): {exc.strerror or exc}",
+                               "is another broker (or an earlier `make run`) still running on that port? "
+                               "stop it, or choose another port") from None
+
+    def _count_connections(self, _n: int) -> None:
+        self.metrics.connections.set(sum(len(x.connections) for x in self.listeners))
+
+    def broker_address(self, bid: int, listener: str = INTERNAL) -> tuple[str, int] | None:
+        """Where a client of ``listener`` reaches broker ``bid``.
+
+        Internal: its registered (advertised) address, else its ``--peers`` address. Other
+        listeners: the address the broker registered for that listener, or None while it has
+        not (a peer's address would not be reachable from outside).
+        """
         info = self.controller.image.brokers.get(bid)
+        if listener != INTERNAL:
+            if bid == self.node_id:
+                return self.config.endpoints().get(listener)
+            return info.endpoints.get(listener) if info is not None else None
         if info is not None:
             return info.host, info.port
         return self.config.peers.get(bid)

@@ -370,10 +370,10 @@ class Controller:
         if changed:
             self.view_version += 1
         registered = self.image.brokers.get(bid)
-        if registered is None or (registered.host, registered.port, registered.metrics_port) != (
-            req["host"], req["port"], req.get("mport")
-        ):
-            self._tasks.spawn(self._register(bid, req["host"], req["port"], req.get("mport")),
+        endpoints = {name: (h, p) for name, (h, p) in (req.get("endpoints") or {}).items()}
+        if registered is None or (registered.host, registered.port, registered.metrics_port,
+                                  registered.endpoints) != (req["host"], req["port"], req.get("mport"), endpoints):
+            self._tasks.spawn(self._register(bid, req["host"], req["port"], req.get("mport"), endpoints),
                               name=f"register-broker-{bid}")
         resp: dict[str, Any] = {"version": self.view_version, "controller": self.node_id}
         if req.get("known_version") != self.view_version:
@@ -383,9 +383,11 @@ class Controller:
         resp["transfers"] = self._pending_transfers.pop(bid, [])
         return resp
 
-    async def _register(self, bid: int, host: str, port: int, mport: int | None) -> None:
+    async def _register(self, bid: int, host: str, port: int, mport: int | None,
+                        endpoints: dict[str, tuple[str, int]]) -> None:
         try:
-            await self.propose([{"t": "broker", "id": bid, "host": host, "port": port, "mport": mport}])
+            await self.propose([{"t": "broker", "id": bid, "host": host, "port": port, "mport": mport,
+                                 "endpoints": {k: list(v) for k, v in endpoints.items()}}])
         except StrataError as exc:
             log.info("registering broker %d: %s (retried on its next heartbeat)", bid, exc.message)
 

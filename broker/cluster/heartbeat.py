@@ -55,8 +55,9 @@ class BrokerHeartbeater:
             if r is not None and r.topic_id is not None:
                 lost.append([key[0], key[1], r.topic_id])
         self._replicas.lost_leadership.clear()
-        return {"id": self.node_id, "host": host, "port": port, "mport": mport, "parts": parts, "lost": lost,
-                "known_version": self._view.version}
+        return {"id": self.node_id, "host": host, "port": port, "mport": mport,
+                "endpoints": {k: list(v) for k, v in self.config.endpoints().items()},
+                "parts": parts, "lost": lost, "known_version": self._view.version}
 
     async def run(self) -> None:
         last_ok = time.monotonic()

@@ -32,6 +32,8 @@ class BrokerInfo:
     host: str
     port: int
     metrics_port: int | None = None
+    #: Addresses clients of the broker's other listeners are told (``external``, ``kafka``).
+    endpoints: dict[str, tuple[str, int]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -74,7 +76,8 @@ class MetadataImage:
         kind = record.get("t")
         if kind == "broker":
             self.brokers[record["id"]] = BrokerInfo(
-                record["id"], record["host"], record["port"], record.get("mport")
+                record["id"], record["host"], record["port"], record.get("mport"),
+                {name: (h, p) for name, (h, p) in (record.get("endpoints") or {}).items()},
             )
         elif kind == "topic":
             name = record["name"]
@@ -168,7 +171,7 @@ class MetadataImage:
 
     def to_dict(self) -> dict:
         return {
-            "brokers": {i: [b.host, b.port, b.metrics_port] for i, b in self.brokers.items()},
+            "brokers": {i: [b.host, b.port, b.metrics_port, b.endpoints] for i, b in self.brokers.items()},
             "topics": {n: {"id": t.topic_id, "replicas": t.replicas, "configs": t.configs} for n, t in self.topics.items()},
             "next_topic_id": self.next_topic_id,
             "next_producer_id": self.next_producer_id,

@@ -20,7 +20,7 @@ from strata.broker.cluster.configs import (
 from strata.broker.cluster.controller import Controller
 from strata.broker.cluster.metadata import METADATA_TOPIC, TopicInfo
 from strata.broker.cluster.view import ClusterView
-from strata.broker.config import BrokerConfig
+from strata.broker.config import INTERNAL, BrokerConfig
 from strata.broker.core.auth import (
     CLUSTER,
     Authorizer,
@@ -57,7 +57,7 @@ class AdminService:
         view: ClusterView,
         authorizer: Authorizer,
         cluster_id: str,
-        broker_address: Callable[[int], tuple[str, int] | None],
+        broker_address: Callable[[int, str], tuple[str, int] | None],
     ) -> None:
         self.config = config
         self.node_id = config.node_id
@@ -69,13 +69,14 @@ class AdminService:
 
     # -- metadata --------------------------------------------------------------------------
 
-    def brokers(self) -> list[BrokerEndpoint]:
-        """Every broker of the cluster with the address clients should use."""
+    def brokers(self, listener: str = INTERNAL) -> list[BrokerEndpoint]:
+        """Every broker of the cluster with the address a client of ``listener`` should use
+        (a broker whose address on that listener is not known yet is left out)."""
         image = self._controller.image
         live = self._view.live or {self.node_id}
         out = []
         for bid in sorted(self.config.peers):
-            addr = self._address(bid)
+            addr = self._address(bid, listener)
             if addr is None:
                 continue
             info = image.brokers.get(bid)
@@ -83,7 +84,7 @@ class AdminService:
             out.append(BrokerEndpoint(bid, addr[0], addr[1], None, bid in live, mport))
         return out
 
-    def metadata(self, principal: Principal, topics: list[str] | None) -> ClusterMetadata:
+    def metadata(self, principal: Principal, topics: list[str] | None, listener: str = INTERNAL) -> ClusterMetadata:
         """Brokers, the controller, and topics with their partitions (``topics`` None: all).
 
         Until this broker has applied the metadata log as far as it is committed, this raises
@@ -105,14 +106,14 @@ class AdminService:
                 out.append(TopicMetadata(name, exc))
                 continue
             out.append(self._topic(t))
-        return ClusterMetadata(self.cluster_id, ctl.leader_id, self.brokers(), out)
+        return ClusterMetadata(self.cluster_id, ctl.leader_id, self.brokers(listener), out)
 
     def _topic(self, t: TopicInfo) -> TopicMetadata:
         view = self._view
         parts = [view.partition_state(t, p) for p in range(t.partitions)]
         return TopicMetadata(t.name, None, t.topic_id, t.internal, parts, dict(t.configs))
 
-    def describe_cluster(self, principal: Principal) -> ClusterSummary:
+    def describe_cluster(self, principal: Principal, listener: str = INTERNAL) -> ClusterSummary:
         self._authz.authorize(principal, Operation.DESCRIBE, CLUSTER)
         ctl = self._controller
         image = ctl.image
@@ -127,7 +128,7 @@ class AdminService:
                     offline += 1
                 elif len(st.isr) < len(st.replicas):
                     under += 1
-        return ClusterSummary(self.cluster_id, ctl.leader_id, self.brokers(), sorted(self.config.peers),
+        return ClusterSummary(self.cluster_id, ctl.leader_id, self.brokers(listener), sorted(self.config.peers),
                               sum(1 for n in image.topics if n != METADATA_TOPIC), n_parts, under, offline)
 
     # -- topics ----------------------------------------------------------------------------

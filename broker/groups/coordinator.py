@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from strata.broker.cluster.metadata import OFFSETS_TOPIC
+from strata.broker.config import INTERNAL
 from strata.broker.core.auth import (
     CLUSTER,
     Authorizer,
@@ -177,7 +178,7 @@ class GroupCoordinator:
         node_id: int,
         controller: Controller,
         view: ClusterView,
-        broker_address: Callable[[int], tuple[str, int] | None],
+        broker_address: Callable[[int, str], tuple[str, int] | None],
         default_retention_ms: int,
         authorizer: Authorizer,
     ) -> None:
@@ -359,7 +360,7 @@ class GroupCoordinator:
 
     # -- the operations (typed; every front-end calls these) --------------------------------
 
-    def find_coordinator(self, principal: Principal, group: str) -> CoordinatorAddress:
+    def find_coordinator(self, principal: Principal, group: str, listener: str = INTERNAL) -> CoordinatorAddress:
         """Where ``group``'s coordinator is: the leader of its ``__consumer_offsets`` partition."""
         self._authz.authorize(principal, Operation.DESCRIBE, _group(group))
         validate_group_id(group)
@@ -367,7 +368,7 @@ class GroupCoordinator:
         if leader < 0:
             raise GroupError(ErrorCode.COORDINATOR_NOT_AVAILABLE,
                              f"{OFFSETS_TOPIC}-{p} (group {group!r}) has no leader right now; retry shortly")
-        addr = self._address(leader)
+        addr = self._address(leader, listener)
         if addr is None:
             raise GroupError(ErrorCode.COORDINATOR_NOT_AVAILABLE, f"the address of broker {leader} is not known yet")
         return CoordinatorAddress(leader, addr[0], addr[1], p)

@@ -90,8 +90,10 @@ class ClientConnection(asyncio.Protocol):
     filled in, which errors can be answered); this class does the I/O around it.
     """
 
-    def __init__(self, owner: ConnectionOwner) -> None:
+    def __init__(self, owner: ConnectionOwner, listener: str) -> None:
         self.owner = owner
+        #: The listener this connection came in on: it is told addresses on that listener.
+        self.listener = listener
         self.transport: asyncio.Transport | None = None
         limits = owner.limits
         self.codec = Connection(

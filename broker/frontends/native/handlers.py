@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from strata.broker.config import INTERNAL
 from strata.broker.core.types import (
     ACKS_NONE,
     ConfigChange,
@@ -59,7 +60,7 @@ class NativeContext:
     groups: GroupCoordinator
     controller: Controller
     replicas: ReplicaManager
-    broker_address: Callable[[int], tuple[str, int] | None]
+    broker_address: Callable[[int, str], tuple[str, int] | None]
 
 
 def _partition(st: PartitionState) -> Header:
@@ -78,15 +79,16 @@ def _topic_result(r: TopicResult, fields: Header, ctx: NativeContext) -> Header:
     return out
 
 
-def error_fields(exc: StrataError, ctx: NativeContext) -> Header:
-    """``err``/``msg`` and the details a client acts on, for any core error."""
+def error_fields(exc: StrataError, ctx: NativeContext, listener: str = INTERNAL) -> Header:
+    """``err``/``msg`` and the details a client acts on, for any core error (addresses as a
+    client of ``listener`` reaches them)."""
     h: Header = {"err": int(exc.code), "msg": exc.message}
     d = exc.details
     if exc.code == ErrorCode.NOT_LEADER:
         leader = d.get("leader")
         if isinstance(leader, int) and leader >= 0:
             h["leader"] = leader
-            addr = ctx.broker_address(leader)
+            addr = ctx.broker_address(leader, listener)
             if addr:
                 h["leader_addr"] = f"{addr[0]}:{addr[1]}"
     elif exc.code == ErrorCode.NOT_CONTROLLER:
@@ -127,8 +129,8 @@ class NativeHandlers:
             Api.BROKER_HEARTBEAT: self.broker_heartbeat,
         }
 
-    def _error(self, exc: StrataError, **fields: Any) -> Response:
-        return Response({**error_fields(exc, self.ctx), **fields})
+    def _error(self, exc: StrataError, conn: ClientConnection, **fields: Any) -> Response:
+        return Response({**error_fields(exc, self.ctx, conn.listener), **fields})
 
     # -- connection ------------------------------------------------------------------------
 
@@ -141,9 +143,9 @@ class NativeHandlers:
 
     async def metadata(self, conn: ClientConnection, hdr: Header, payload: memoryview) -> Response:
         try:
-            md = self.ctx.admin.metadata(conn.principal, hdr.get("topics"))
+            md = self.ctx.admin.metadata(conn.principal, hdr.get("topics"), conn.listener)
         except StrataError as exc:
-            return self._error(exc, brokers=[], topics=[])
+            return self._error(exc, conn, brokers=[], topics=[])
         topics = []
         for t in md.topics:
             if t.error is not None:
@@ -157,9 +159,9 @@ class NativeHandlers:
 
     async def describe_cluster(self, conn: ClientConnection, hdr: Header, payload: memoryview) -> Response:
         try:
-            c = self.ctx.admin.describe_cluster(conn.principal)
+            c = self.ctx.admin.describe_cluster(conn.principal, conn.listener)
         except StrataError as exc:
-            return self._error(exc, brokers=[])
+            return self._error(exc, conn, brokers=[])
         return Response({
             "cluster_id": c.cluster_id, "controller": -1 if c.controller_id is None else c.controller_id,
             "brokers": [{"id": b.node_id, "host": b.host, "port": b.port, "alive": b.alive,
@@ -175,7 +177,7 @@ class NativeHandlers:
             results = await self.ctx.admin.create_topics(conn.principal, new,
                                                          validate_only=bool(hdr.get("validate_only")))
         except StrataError as exc:
-            return self._error(exc)
+            return self._error(exc, conn, conn)
         return Response({"topics": [_topic_result(r, {"partitions": r.partitions,
                                                       "replication_factor": r.replication_factor}, self.ctx)
                                     for r in results]})
@@ -184,7 +186,7 @@ class NativeHandlers:
         try:
             results = await self.ctx.admin.delete_topics(conn.principal, list(hdr["topics"]))
         except StrataError as exc:
-            return self._error(exc)
+            return self._error(exc, conn, conn)
         return Response({"topics": [_topic_result(r, {}, self.ctx) for r in results]})
 
     async def create_partitions(self, conn: ClientConnection, hdr: Header, payload: memoryview) -> Response:
@@ -193,7 +195,7 @@ class NativeHandlers:
             results = await self.ctx.admin.create_partitions(conn.principal, incs,
                                                              validate_only=bool(hdr.get("validate_only")))
         except StrataError as exc:
-            return self._error(exc)
+            return self._error(exc, conn, conn)
         return Response({"topics": [_topic_result(r, {}, self.ctx) for r in results]})
 
     async def describe_configs(self, conn: ClientConnection, hdr: Header, payload: memoryview) -> Response:
@@ -201,7 +203,7 @@ class NativeHandlers:
         try:
             described = self.ctx.admin.describe_configs(conn.principal, wanted)
         except StrataError as exc:
-            return self._error(exc, resources=[])
+            return self._error(exc, conn, resources=[])
         out = []
         for d in described:
             entry: Header = {"type": d.resource.type, "name": d.resource.name}
@@ -222,7 +224,7 @@ class NativeHandlers:
             results = await self.ctx.admin.alter_configs(conn.principal, changes,
                                                          validate_only=bool(hdr.get("validate_only")))
         except StrataError as exc:
-            return self._error(exc, resources=[])
+            return self._error(exc, conn, resources=[])
         out = []
         for r in results:
             entry: Header = {"type": r.resource.type, "name": r.resource.name}
@@ -235,7 +237,7 @@ class NativeHandlers:
         try:
             pid, epoch = await self.ctx.admin.init_producer_id(conn.principal)
         except StrataError as exc:
-            return self._error(exc)
+            return self._error(exc, conn, conn)
         return Response({"producer_id": pid, "producer_epoch": epoch})
 
     # -- data ------------------------------------------------------------------------------
@@ -246,7 +248,7 @@ class NativeHandlers:
             res = await self.ctx.partitions.produce(conn.principal, hdr["topic"], hdr["partition"], payload, acks,
                                                     hdr["timeout_ms"])
         except StrataError as exc:
-            return None if acks == ACKS_NONE else self._error(exc)
+            return None if acks == ACKS_NONE else self._error(exc, conn)
         if acks == ACKS_NONE:
             return None
         return Response({"base_offset": res.base_offset, "last_offset": res.last_offset,
@@ -263,7 +265,7 @@ class NativeHandlers:
         for f in fetched:
             if f.error is not None:
                 entries.append({"topic": f.topic, "partition": f.partition, "pos": pos, "size": 0,
-                                **error_fields(f.error, self.ctx)})
+                                **error_fields(f.error, self.ctx, conn.listener)})
                 continue
             size = f.size
             sl = f.records
@@ -282,7 +284,7 @@ class NativeHandlers:
         out = []
         for o in self.ctx.partitions.list_offsets(conn.principal, queries):
             if o.error is not None:
-                out.append({"topic": o.topic, "partition": o.partition, **error_fields(o.error, self.ctx)})
+                out.append({"topic": o.topic, "partition": o.partition, **error_fields(o.error, self.ctx, conn.listener)})
             else:
                 out.append({"topic": o.topic, "partition": o.partition, "offset": o.offset,
                             "timestamp": o.timestamp, "log_start_offset": o.log_start_offset, "high_watermark": o.high_watermark,
@@ -293,9 +295,9 @@ class NativeHandlers:
 
     async def find_coordinator(self, conn: ClientConnection, hdr: Header, payload: memoryview) -> Response:
         try:
-            c = self.ctx.groups.find_coordinator(conn.principal, hdr["group"])
+            c = self.ctx.groups.find_coordinator(conn.principal, hdr["group"], conn.listener)
         except StrataError as exc:
-            return self._error(exc)
+            return self._error(exc, conn, conn)
         return Response({"coordinator": c.node_id, "host": c.host, "port": c.port, "partition": c.partition})
 
     async def group_heartbeat(self, conn: ClientConnection, hdr: Header, payload: memoryview) -> Response:
@@ -309,7 +311,7 @@ class NativeHandlers:
         try:
             res = await self.ctx.groups.heartbeat(conn.principal, hdr["group"], req)
         except StrataError as exc:
-            return self._error(exc)
+            return self._error(exc, conn, conn)
         fields: Header = {"member_id": res.member_id, "member_epoch": res.member_epoch,
                           "heartbeat_ms": res.heartbeat_ms}
         if res.member_epoch >= 0:
@@ -324,7 +326,7 @@ class NativeHandlers:
             errs = await self.ctx.groups.commit_offsets(conn.principal, hdr["group"], hdr["member_id"],
                                                         hdr["member_epoch"], offsets)
         except StrataError as exc:
-            return self._error(exc, partitions=[])
+            return self._error(exc, conn, partitions=[])
         out = []
         for w in wants:
             tp = (w["topic"], w["partition"])
@@ -338,7 +340,7 @@ class NativeHandlers:
         try:
             offsets = self.ctx.groups.fetch_offsets(conn.principal, hdr["group"], tps)
         except StrataError as exc:
-            return self._error(exc, partitions=[])
+            return self._error(exc, conn, partitions=[])
         return Response({"partitions": [{"topic": o.topic, "partition": o.partition, "offset": o.offset,
                                          "leader_epoch": o.leader_epoch, "metadata": o.metadata} for o in offsets]})
 
@@ -346,7 +348,7 @@ class NativeHandlers:
         try:
             groups = self.ctx.groups.list_groups(conn.principal, set(hdr.get("states") or ()))
         except StrataError as exc:
-            return self._error(exc, groups=[])
+            return self._error(exc, conn, groups=[])
         return Response({"groups": [{"group": g, "state": st} for g, st in groups]})
 
     async def describe_groups(self, conn: ClientConnection, hdr: Header, payload: memoryview) -> Response:
@@ -380,5 +382,5 @@ class NativeHandlers:
         try:
             return Response(self.ctx.controller.handle_heartbeat(hdr))
         except StrataError as exc:
-            return self._error(exc)
+            return self._error(exc, conn, conn)
 

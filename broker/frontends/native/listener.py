@@ -17,10 +17,13 @@ log = logging.getLogger("strata.broker.native")
 class NativeListener:
     """Accepts connections (bounded in number) and hands each request to its handler."""
 
-    def __init__(self, limits: Limits, handlers: dict[Api, Handler], *,
+    def __init__(self, name: str, limits: Limits, handlers: dict[Api, Handler], *,
                  instrument: Callable[[int, Handler], Handler],
                  on_protocol_error: Callable[[ErrorCode], None],
                  on_connections: Callable[[int], None]) -> None:
+        #: The listener's name (``config.INTERNAL`` / ``EXTERNAL``): its clients are told the
+        #: brokers' addresses on it.
+        self.name = name
         self.limits = limits
         self._handlers = handlers
         self._instrument = instrument
@@ -32,7 +35,7 @@ class NativeListener:
     async def start(self, host: str, port: int) -> None:
         """Bind and listen; an address that cannot be bound raises ``OSError`` (fatal for the broker)."""
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: ClientConnection(self), host, port, backlog=1024)
+        self._server = await loop.create_server(lambda: ClientConnection(self, self.name), host, port, backlog=1024)
 
     def stop_accepting(self) -> None:
         if self._server is not None:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from strata.broker.cluster.configs import (
     ConfigValue,
+    check_topic_configs,
     cluster_config_def,
     config_ops,
     parse_topic_configs,
@@ -287,7 +288,10 @@ class Controller:
         self.require_leader()
         if name not in self.image.topics:
             raise error_for(ErrorCode.UNKNOWN_TOPIC, f"topic {name!r} does not exist")
-        return config_ops(ops, topic_config_def)
+        to_set, to_delete = config_ops(ops, topic_config_def)
+        merged = {k: v for k, v in self.image.topics[name].configs.items() if k not in to_delete}
+        check_topic_configs({**merged, **to_set})
+        return to_set, to_delete
 
     async def alter_topic_configs(self, name: str, ops: list[tuple[str, str, str | None]]) -> None:
         to_set, to_delete = self.validate_topic_config_ops(name, ops)

@@ -50,7 +50,14 @@ from strata.broker.replication.raft_log import StorageRaftLog
 from strata.client.batch import BatchHeader, CorruptBatchError, iter_batches, validate_batches
 from strata.client.errors import ErrorCode, StrataError, error_for
 from strata.client.records import build_control_batch, decode_batch
-from strata.storage import GroupCommit, Log, LogFullError, StorageError
+from strata.storage import (
+    GroupCommit,
+    Log,
+    LogFullError,
+    StorageError,
+    UndecodableRecords,
+    first_record_without_key,
+)
 from strata.storage.segment import FileSlice
 
 if TYPE_CHECKING:
@@ -454,6 +461,8 @@ class Replica:
         h = headers[0]
         if h.is_control:
             raise error_for(ErrorCode.INVALID_REQUEST, "clients may not write control batches")
+        if self.log.config.compact:
+            self._require_keys(h, payload)
         if len(self._commit_waiters) >= limits.max_pending_appends:
             raise error_for(
                 ErrorCode.NOT_ENOUGH_REPLICAS,
@@ -473,6 +482,23 @@ class Replica:
         if acks == ACKS_ALL and (not UNSAFE_ACK_BEFORE_COMMIT or duplicate):
             await self.wait_committed(last, timeout_s)
         return ProduceResult(base, last, self.log.log_start_offset)
+
+    def _require_keys(self, h: BatchHeader, batch: memoryview) -> None:
+        """A compacted topic keeps records by key: one without a key is refused, with the
+        whole batch, before it takes a sequence number (Kafka's ``INVALID_RECORD``).
+
+        The one per-record check of the produce path, and only compacted topics pay it.
+        """
+        try:
+            delta = first_record_without_key(batch, h)
+        except UndecodableRecords as exc:
+            raise error_for(ErrorCode.INVALID_RECORD,
+                            f"{self.key[0]} is compacted, so the broker reads each record's key, and "
+                            f"cannot read this batch's records: {exc}") from None
+        if delta is not None:
+            raise error_for(ErrorCode.INVALID_RECORD,
+                            f"{self.key[0]} is compacted (cleanup.policy={self.log.config.cleanup_policy}) "
+                            f"and refuses records without a key; record {delta} of the batch has none")
 
     def _check_and_append(self, h: BatchHeader, batch: memoryview) -> tuple[bool, int, int]:
         """Sequence check, append and producer-state update as one step: ``(duplicate, base, last)``."""

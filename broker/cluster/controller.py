@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from strata.broker.cluster.cleaning import CleanedOffsets
 from strata.broker.cluster.configs import (
     ConfigValue,
     check_topic_configs,
@@ -94,6 +95,9 @@ class Controller:
         self._pid_end = 0
         self._pid_lock = asyncio.Lock()
         self._creating_offsets_topic = False
+        #: Compacted replicas' cleaned offsets, and the minimum each partition may drop
+        #: tombstones below (reported and answered with the heartbeats).
+        self.cleaning = CleanedOffsets()
 
     # -- applying the metadata log --------------------------------------------------------
 
@@ -321,21 +325,38 @@ class Controller:
             return pid
 
     def ensure_offsets_topic(self) -> None:
-        """On the controller leader: create ``__consumer_offsets`` once enough brokers are up."""
-        if not self.is_leader or OFFSETS_TOPIC in self.image.topics or self._creating_offsets_topic:
+        """On the controller leader: create ``__consumer_offsets`` once enough brokers are up,
+        or make it compacted if an earlier version created it with the delete policy."""
+        if not self.is_leader or self._creating_offsets_topic:
             return
-        self._creating_offsets_topic = True
-        self._tasks.spawn(self._create_offsets_topic(), name="create-offsets-topic")
+        topic = self.image.topics.get(OFFSETS_TOPIC)
+        if topic is None:
+            self._creating_offsets_topic = True
+            self._tasks.spawn(self._create_offsets_topic(), name="create-offsets-topic")
+        elif topic.configs.get("cleanup.policy", "delete") == "delete":
+            self._creating_offsets_topic = True
+            self._tasks.spawn(self._compact_offsets_topic(), name="compact-offsets-topic")
+
+    async def _compact_offsets_topic(self) -> None:
+        """An offsets topic from before compaction: its coordinators re-wrote live offsets to
+        outrun time retention; now the cleaner keeps them instead (``docs/groups.md``)."""
+        try:
+            await self.alter_topic_configs(OFFSETS_TOPIC, [("cleanup.policy", "set", "compact")])
+            log.info("%s is now compacted (cleanup.policy=compact)", OFFSETS_TOPIC)
+        except StrataError as exc:
+            log.warning("could not make %s compacted yet: %s", OFFSETS_TOPIC, exc.message)
+        finally:
+            self._creating_offsets_topic = False
 
     async def _create_offsets_topic(self) -> None:
         try:
             rf = min(3, len(self.settings.voters))
             if OFFSETS_TOPIC in self.image.topics or len(self.live_brokers()) < rf:
                 return
-            # Offsets must outlive any size limit: only time-based retention applies, and the
-            # coordinator re-writes live offsets before they age out (docs/groups.md).
+            # Compacted: each group's latest offsets stay as long as the group does, and what a
+            # new coordinator replays does not grow with history (docs/groups.md).
             await self.create_topic(OFFSETS_TOPIC, self.settings.offsets_partitions, rf,
-                                    {"retention.bytes": -1, "segment.bytes": 16 << 20}, allow_internal=True)
+                                    {"cleanup.policy": "compact", "segment.bytes": 16 << 20}, allow_internal=True)
         except StrataError as exc:
             if exc.code != ErrorCode.TOPIC_ALREADY_EXISTS:
                 log.warning("could not create %s yet: %s", OFFSETS_TOPIC, exc.message)
@@ -385,6 +406,7 @@ class Controller:
             resp["parts"] = [v.to_wire(t, p) for (t, p), v in self.partitions.items()]
         self._plan_preferred_transfers()
         resp["transfers"] = self._pending_transfers.pop(bid, [])
+        resp.update(self.cleaning.handle(self.require_leader().node.term, bid, req, self.image))
         return resp
 
     async def _register(self, bid: int, host: str, port: int, mport: int | None,

@@ -21,6 +21,7 @@ from strata.client.conn import BrokerConnection, open_connection
 from strata.client.protocol import Api
 
 if TYPE_CHECKING:
+    from strata.broker.cluster.cleaning import RemovableOffsets
     from strata.broker.config import BrokerConfig
     from strata.broker.replication.manager import ReplicaManager
 
@@ -29,8 +30,10 @@ log = logging.getLogger("strata.broker.heartbeat")
 
 class BrokerHeartbeater:
     def __init__(self, config: BrokerConfig, controller: Controller, view: ClusterView,
-                 replicas: ReplicaManager) -> None:
+                 replicas: ReplicaManager, cleaning: RemovableOffsets | None = None) -> None:
         self.config = config
+        #: Compacted replicas' cleaned offsets go out, the partitions' minimums come back.
+        self._cleaning = cleaning
         self.node_id = config.node_id
         self._controller = controller
         self._view = view
@@ -55,9 +58,12 @@ class BrokerHeartbeater:
             if r is not None and r.topic_id is not None:
                 lost.append([key[0], key[1], r.topic_id])
         self._replicas.lost_leadership.clear()
-        return {"id": self.node_id, "host": host, "port": port, "mport": mport,
-                "endpoints": {k: list(v) for k, v in self.config.endpoints().items()},
-                "parts": parts, "lost": lost, "known_version": self._view.version}
+        req = {"id": self.node_id, "host": host, "port": port, "mport": mport,
+               "endpoints": {k: list(v) for k, v in self.config.endpoints().items()},
+               "parts": parts, "lost": lost, "known_version": self._view.version}
+        if self._cleaning is not None:
+            req.update(self._cleaning.request_fields())
+        return req
 
     async def run(self) -> None:
         last_ok = time.monotonic()
@@ -77,10 +83,14 @@ class BrokerHeartbeater:
                 if silent > SESSION_TIMEOUT_S:
                     self.not_ready = f"cannot reach the controller (broker {leader}) for {silent:.0f}s"
                 self._replicas.lost_leadership.update((t, p) for t, p, _ in req["lost"])
+                if self._cleaning is not None:
+                    self._cleaning.failed()
                 await self._drop_conn()
                 continue
             last_ok = time.monotonic()
             self._view.apply(resp)
+            if self._cleaning is not None:
+                self._cleaning.answered(req, resp)
             for topic, p, to in resp.get("transfers", ()):
                 r = self._replicas.replicas.get((topic, p))
                 if r is not None and r.is_leader:

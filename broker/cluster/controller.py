@@ -385,8 +385,7 @@ class Controller:
         for t, p, tid in req.get("lost", ()):
             cur = self.partitions.get((t, p))
             if cur is not None and cur.leader == bid and cur.topic_id == tid:
-                self.partitions[(t, p)] = PartitionView(tid, None, cur.epoch, [], cur.log_start_offset,
-                                                        cur.log_end_offset, cur.high_watermark)
+                self.partitions[(t, p)] = replace(cur, leader=None, isr=[])
                 changed = True
         live = set(self.live_brokers())
         if live != self.live:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from strata.broker.cluster.controller import HEARTBEAT_S, SESSION_TIMEOUT_S, Controller
 from strata.broker.cluster.metadata import METADATA_TOPIC
-from strata.broker.cluster.view import ClusterView, PartitionView
+from strata.broker.cluster.view import ClusterView, PartitionView, dirty_ratio
 from strata.client.conn import BrokerConnection, open_connection
 from strata.client.protocol import Api
 
@@ -51,7 +51,8 @@ class BrokerHeartbeater:
             if r.is_leader and t != METADATA_TOPIC and r.topic_id is not None:
                 lg = r.log
                 parts.append(PartitionView(r.topic_id, self.node_id, r.node.term, r.in_sync_replicas(),
-                                           lg.log_start_offset, lg.log_end_offset, r.high_watermark).to_wire(t, p))
+                                           lg.log_start_offset, lg.log_end_offset, r.high_watermark,
+                                           dirty_ratio(r)).to_wire(t, p))
         lost = []
         for key in self._replicas.lost_leadership:
             r = self._replicas.replicas.get(key)

@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import signal
+import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -156,6 +159,53 @@ def test_a_topic_altered_to_compact_refuses_keyless_records_without_a_restart(cl
         wait_for(refused, 30, "the leader to apply cleanup.policy=compact")
     res = ConfigResource(ConfigResourceType.TOPIC, name)
     assert admin.describe_configs([res])[res]["cleanup.policy"].value == "compact"
+
+
+def test_topic_describe_shows_the_cleanup_policy_and_the_dirty_ratio(cluster, admin) -> None:
+    topic = new_topic(admin, "described")
+    leader, _ = leader_and_followers(admin, topic)
+
+    def describe(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "strata.broker.cli", "topic", "describe", topic,
+                               "--bootstrap", cluster.bootstrap, *extra],
+                              capture_output=True, text=True, timeout=120)
+
+    def ratio() -> float | None:
+        r = describe("--output", "json")
+        assert r.returncode == 0, r.stderr
+        doc = json.loads(r.stdout)
+        assert doc["cleanup_policy"] == "compact" and doc["configs"]["cleanup.policy"]["value"] == "compact"
+        return doc["partitions"][0]["dirty_ratio"]
+
+    with Producer(bootstrap=cluster.bootstrap, acks="all", batch_size=SMALL_BATCH, linger_ms=0) as p:
+        fill(p, topic, 400, "a")
+        wait_for(lambda: (metric(cluster, leader, "strata_partition_cleaned_offset", topic) or 0) > 0, 60,
+                 "the leader to clean")
+        # From now on the leader leaves dirt alone: a log is cleaned at a ratio of 1.0 only
+        # while nothing of it is clean.
+        admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, {"min.cleanable.dirty.ratio": "1.0"})])
+        rounds = itertools.count()
+
+        def dirty() -> float | None:
+            fill(p, topic, 100, f"b{next(rounds)}")
+            value = ratio()
+            return value if value is not None and value > 0.2 else None
+
+        wait_for(dirty, 60, "describe to show new dirt on the leader", interval=0.2)
+
+    def settled() -> float | None:
+        first, second = ratio(), ratio()
+        return first if first is not None and first == second else None
+
+    value = wait_for(settled, 30, "the reported ratio to settle")
+    assert 0.2 < value < 1.0  # some of the log was cleaned, what came after is dirty
+    r = describe()
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == f"Topic: {topic}  cleanup.policy: compact"
+    header, row = lines[1:3]
+    assert header.split()[-1] == "DIRTY-RATIO" and row.split()[-1] == f"{value:.3f}"
+    assert "cleanup.policy" in r.stdout.split("CONFIG", 1)[1]
 
 
 def test_replicas_agree_on_each_keys_latest_value_after_a_follower_dies_mid_clean(tmp_path: Path) -> None:

@@ -248,7 +248,7 @@ class _Deliveries:
               help="Write every record to this partition (default: by key, or sticky when keyless).")
 @click.option("--header", "-H", "headers", multiple=True, metavar="K=V",
               help="Add a header to every record (repeatable).")
-@click.option("--compression", type=click.Choice(["none", "gzip", "zstd", "lz4"]), default="none",
+@click.option("--compression", type=click.Choice(["none", "gzip", "snappy", "lz4", "zstd"]), default="none",
               show_default=True, help="Batch compression codec.")
 @click.option("--linger-ms", type=click.IntRange(0, 60_000), default=5, show_default=True,
               help="How long to wait for more records before sending a batch.")

@@ -52,7 +52,7 @@ FSYNC_BUCKETS = (
 #: the metrics module depend on the metadata module's import graph for one string).
 METADATA_TOPIC = "__cluster_metadata"
 
-Handler = Callable[[Any, dict, Any], Awaitable[Any]]
+Handler = Callable[..., Awaitable[Any]]
 
 
 @dataclass(slots=True)
@@ -86,6 +86,12 @@ def _error_name(code: int) -> str:
         return ErrorCode(code).name
     except ValueError:
         return str(code)
+
+
+def _native_error(resp: Any) -> str | None:
+    """The error a native answer carries (its header's ``err``), by name."""
+    err = resp.header.get("err")
+    return _error_name(err) if err else None
 
 
 def _version() -> str:
@@ -143,10 +149,10 @@ class BrokerMetrics:
         self.registry = CollectorRegistry()
         self.registry.register(_Union(self._base, self._state))
         self._server = MetricsServer(self.render, self.ready)
-        self._wrapped: dict[int, tuple[Handler, Handler]] = {}
+        self._wrapped: dict[int | str, tuple[Handler, Handler]] = {}
         self._bytes_in_children: dict[str, Any] = {}
         self._bytes_out_children: dict[str, Any] = {}
-        self._error_children: dict[tuple[str, int], Any] = {}
+        self._error_children: dict[tuple[str, str], Any] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -202,35 +208,39 @@ class BrokerMetrics:
 
     # -- the hot path ------------------------------------------------------------------------
 
-    def instrument(self, api: int, handler: Handler) -> Handler:
+    def instrument(self, api: int | str, handler: Handler,
+                   error_of: Callable[[Any], str | None] | None = None) -> Handler:
         """The handler wrapped to count and time it; the handler itself when metrics are off.
 
-        Called per request, so the wrapper is built once per API and reused.
+        ``api`` is a native API number or a name (``kafka_produce``); ``error_of`` names the
+        error an answer carries (default: the native header's ``err``). Called per request,
+        so the wrapper is built once per API and reused.
         """
         if not self.enabled:
             return handler
         cached = self._wrapped.get(api)
         if cached is not None and cached[0] is handler:
             return cached[1]
-        name = _api_name(api)
+        name = api if isinstance(api, str) else _api_name(api)
         count = self.requests.labels(api=name)
         hist = self.latency.labels(api=name)
         error = self._error
         perf = time.perf_counter
+        error_of = error_of or _native_error
 
-        async def wrapped(conn, hdr, payload):
+        async def wrapped(*args: Any) -> Any:
             t0 = perf()
             try:
-                resp = await handler(conn, hdr, payload)
+                resp = await handler(*args)
             except Exception:
                 count.inc()
                 hist.observe(perf() - t0)
-                error(name, -1)
+                error(name, "EXCEPTION")
                 raise
             count.inc()
             hist.observe(perf() - t0)
             if resp is not None:
-                err = resp.header.get("err")
+                err = error_of(resp)
                 if err:
                     error(name, err)
             return resp
@@ -238,11 +248,11 @@ class BrokerMetrics:
         self._wrapped[api] = (handler, wrapped)
         return wrapped
 
-    def _error(self, api_name: str, code: int) -> None:
+    def _error(self, api_name: str, code: str) -> None:
         key = (api_name, code)
         child = self._error_children.get(key)
         if child is None:
-            child = self.errors.labels(api=api_name, code="EXCEPTION" if code == -1 else _error_name(code))
+            child = self.errors.labels(api=api_name, code=code)
             self._error_children[key] = child
         child.inc()
 

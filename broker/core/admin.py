@@ -9,7 +9,10 @@ follow (as Kafka clients follow ``NOT_CONTROLLER``).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from strata.broker.cluster.configs import (
     CLUSTER_CONFIGS,
@@ -46,6 +49,7 @@ from strata.broker.core.types import (
     TopicResult,
 )
 from strata.client.errors import ErrorCode, StrataError, error_for
+from strata.client.protocol import Api
 
 
 class AdminService:
@@ -58,6 +62,7 @@ class AdminService:
         authorizer: Authorizer,
         cluster_id: str,
         broker_address: Callable[[int, str], tuple[str, int] | None],
+        forward: Callable[[Api, dict[str, Any], float], Awaitable[dict[str, Any]]],
     ) -> None:
         self.config = config
         self.node_id = config.node_id
@@ -66,6 +71,7 @@ class AdminService:
         self._authz = authorizer
         self.cluster_id = cluster_id
         self._address = broker_address
+        self._forward = forward
 
     # -- metadata --------------------------------------------------------------------------
 
@@ -274,8 +280,18 @@ class AdminService:
 
     # -- producer ids ----------------------------------------------------------------------
 
-    async def init_producer_id(self, principal: Principal) -> tuple[int, int]:
-        """A new idempotent producer id and epoch 0 (controller leader only)."""
+    async def init_producer_id(self, principal: Principal, timeout_ms: int = 30_000) -> tuple[int, int]:
+        """A new idempotent producer id and epoch 0. The controller leader hands them out; any
+        other broker forwards the request to it (Kafka clients ask whichever broker they like)."""
         self._authz.authorize(principal, Operation.IDEMPOTENT_WRITE, CLUSTER)
-        pid = await self._controller.allocate_producer_id()
-        return pid, 0
+        if self._controller.is_leader:
+            return await self._controller.allocate_producer_id(), 0
+        hdr = await self._forward(Api.INIT_PRODUCER_ID, {"timeout_ms": timeout_ms}, timeout_ms / 1000)
+        return int(hdr["producer_id"]), int(hdr["producer_epoch"])
+
+    async def wait_caught_up(self, timeout_s: float) -> None:
+        """Wait (bounded) until this broker has applied the metadata log (after a start):
+        for doors whose protocol has no retriable answer for "not yet"."""
+        deadline = time.monotonic() + timeout_s
+        while not self._controller.caught_up() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)

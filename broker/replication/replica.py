@@ -62,6 +62,10 @@ GroupKey = tuple[str, int]
 
 #: Control record type carrying a Raft configuration (KRaft's "voters" record type).
 MEMBERSHIP_CONTROL_TYPE = 6
+#: Control record type carrying a DeleteRecords: the new log start offset (Strata's own;
+#: consumers skip control batches of any type).
+LOG_START_CONTROL_TYPE = 100
+_LOG_START = struct.Struct(">q")
 #: Inputs queued while a Ready is being persisted; past this, peer messages are dropped
 #: (Raft resends) and proposals refused with a retriable error.
 MAX_QUEUED_INPUTS = 10_000
@@ -133,6 +137,18 @@ def _membership_batch(m: Membership) -> bytes:
     return build_control_batch(MEMBERSHIP_CONTROL_TYPE, value=msgpack.packb(m.to_wire()))
 
 
+def _decode_log_start(batch: memoryview) -> int | None:
+    """The new log start offset a DeleteRecords control batch carries, or None."""
+    try:
+        decoded = decode_batch(batch, check_crc=False)
+    except CorruptBatchError:
+        return None
+    for c in decoded.control_records():
+        if c.type == LOG_START_CONTROL_TYPE and c.value and len(c.value) == _LOG_START.size:
+            return int(_LOG_START.unpack(c.value)[0])
+    return None
+
+
 def _decode_membership(batch: memoryview) -> Membership | None:
     try:
         decoded = decode_batch(batch, check_crc=False)
@@ -189,6 +205,8 @@ class Replica:
         self._queued_ticks = 0
         #: The broker tick at which each peer last sent this group a message.
         self._heard: dict[int, int] = {}
+        #: Committed-pending DeleteRecords: (offset of its control batch, new log start).
+        self._log_starts: list[tuple[int, int]] = []
         self.raft_log = StorageRaftLog(self.log, self._follower_appended)
         stored = hardstate.load(directory)
         hs = HardState.from_wire(stored["hs"]) if "hs" in stored else None
@@ -727,6 +745,7 @@ class Replica:
             self.env.on_leadership(self)
         if rd.truncated_to is not None:
             self._rebuild_producers()
+            self._log_starts = [(at, to) for at, to in self._log_starts if at < rd.truncated_to]
         new_hw = rd.commit
         if new_hw > self.high_watermark:
             old = self.high_watermark
@@ -736,6 +755,8 @@ class Replica:
                 _, fut = waiters.popleft()
                 if not fut.done():
                     fut.set_result(None)
+            if self._log_starts and self._log_starts[0][0] < new_hw:
+                self._apply_log_starts(new_hw)
             ev, self._data_event = self._data_event, asyncio.Event()
             ev.set()
             if self.on_commit:
@@ -745,12 +766,52 @@ class Replica:
             assert node.commit >= self.high_watermark or self.high_watermark <= self.log.log_start_offset, (
                 self.name, new_hw, self.high_watermark)
 
-    def _follower_appended(self, headers: list[BatchHeader]) -> None:
-        """Producer state follows every append, as Kafka's does, so a new leader has it ready.
+    def _follower_appended(self, data: bytes | memoryview, headers: list[BatchHeader]) -> None:
+        """Producer state follows every append, as Kafka's does, so a new leader has it ready;
+        a DeleteRecords control batch waits for its commit.
 
         ``headers`` are those the log read while checking the batches: no second walk."""
+        pos = 0
         for h in headers:
             self.producers.update(h)
+            if h.is_control:
+                target = _decode_log_start(memoryview(data)[pos:pos + h.size])
+                if target is not None:
+                    self._log_starts.append((h.base_offset, target))
+            pos += h.size
+
+    # -- DeleteRecords ---------------------------------------------------------------------
+
+    async def delete_records(self, offset: int, timeout_s: float) -> int:
+        """Move the log start offset to ``offset`` (-1: the high watermark) on every replica;
+        returns the new log start offset (Kafka's low watermark).
+
+        The move is a control batch through Raft: each replica applies it once it is committed
+        (``_apply_log_starts``), so no replica keeps serving what was deleted, whoever leads.
+        """
+        self.require_readable()
+        hw = self.high_watermark
+        target = hw if offset == -1 else offset
+        start = self.log.log_start_offset
+        if offset != -1 and not 0 <= offset <= hw:
+            raise error_for(ErrorCode.OFFSET_OUT_OF_RANGE,
+                            f"cannot delete records of {self.name} up to {offset}: valid offsets are {start} to {hw}",
+                            log_start_offset=start, high_watermark=hw)
+        if target <= start:
+            return start
+        batch = build_control_batch(LOG_START_CONTROL_TYPE, value=_LOG_START.pack(target))
+        base, last = await self.propose(batch)
+        self._log_starts.append((base, target))
+        await self.wait_committed(last, timeout_s)
+        return max(self.log.log_start_offset, target)
+
+    def _apply_log_starts(self, hw: int) -> None:
+        while self._log_starts and self._log_starts[0][0] < hw:
+            _, target = self._log_starts.pop(0)
+            to = min(target, hw)
+            if to > self.log.log_start_offset:
+                self.log.advance_log_start_offset(to)
+                log.info("%s: records below %d deleted (DeleteRecords)", self.name, to)
 
     def _rebuild_producers(self) -> None:
         """Rebuild producer state from the tail of the log (at start and after a truncation).

@@ -235,7 +235,7 @@ class NativeHandlers:
 
     async def init_producer_id(self, conn: ClientConnection, hdr: Header, payload: memoryview) -> Response:
         try:
-            pid, epoch = await self.ctx.admin.init_producer_id(conn.principal)
+            pid, epoch = await self.ctx.admin.init_producer_id(conn.principal, hdr["timeout_ms"])
         except StrataError as exc:
             return self._error(exc, conn, conn)
         return Response({"producer_id": pid, "producer_epoch": epoch})

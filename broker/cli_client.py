@@ -45,7 +45,7 @@ from strata.client.errors import (
 if TYPE_CHECKING:
     from strata.client import AdminClient, Consumer, RecordFuture
 
-DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+DEFAULT_BOOTSTRAP = "127.0.0.1:9192"
 #: The exit status of a command stopped by Ctrl-C (128 + SIGINT), as shells report it.
 EXIT_INTERRUPTED = 128 + signal.SIGINT
 

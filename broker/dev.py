@@ -96,6 +96,8 @@ class DevNode:
     started_at: float = 0.0
     #: Resolves to the exit status once the process has exited (set per run).
     exited: asyncio.Future[int] | None = None
+    #: The broker's Kafka listener port (None: no Kafka listener).
+    kafka_port: int | None = None
 
     @property
     def log_path(self) -> Path:
@@ -106,9 +108,11 @@ class DevNode:
         return self.proc is not None and self.exited is not None and not self.exited.done()
 
 
-def plan(nodes: int, data_dir: Path, host: str, base_port: int, metrics_base_port: int) -> list[DevNode]:
+def plan(nodes: int, data_dir: Path, host: str, base_port: int, metrics_base_port: int,
+         kafka_base_port: int | None = None) -> list[DevNode]:
     return [
-        DevNode(i, base_port + i - 1, metrics_base_port + i - 1, data_dir / f"broker-{i}")
+        DevNode(i, base_port + i - 1, metrics_base_port + i - 1, data_dir / f"broker-{i}",
+                kafka_port=None if kafka_base_port is None else kafka_base_port + i - 1)
         for i in range(1, nodes + 1)
     ]
 
@@ -121,6 +125,7 @@ def broker_command(node: DevNode, peers: str, host: str, extra: list[str]) -> li
         "--listen", f"{host}:{node.port}",
         "--peers", peers,
         "--metrics-listen", f"{host}:{node.metrics_port}",
+        *(["--kafka-listen", f"{host}:{node.kafka_port}"] if node.kafka_port is not None else []),
         *extra,
     ]
 
@@ -128,7 +133,10 @@ def broker_command(node: DevNode, peers: str, host: str, extra: list[str]) -> li
 def listeners(members: list[DevNode], host: str) -> list[tuple[str, str]]:
     """``(protocol, bootstrap)`` for each protocol the brokers serve; the banner prints one
     line each, so a new listener (the Kafka one) is one more entry here."""
-    return [("strata", ",".join(f"{host}:{n.port}" for n in members))]
+    out = [("strata", ",".join(f"{host}:{n.port}" for n in members))]
+    if all(n.kafka_port is not None for n in members):
+        out.append(("kafka", ",".join(f"{host}:{n.kafka_port}" for n in members)))
+    return out
 
 
 def banner(members: list[DevNode], data_dir: Path, host: str) -> list[str]:
@@ -138,7 +146,9 @@ def banner(members: list[DevNode], data_dir: Path, host: str) -> list[str]:
     lines += [f"  bootstrap ({name}): {addresses}" for name, addresses in served]
     lines.append(f"  export STRATA_BOOTSTRAP={served[0][1]}")
     lines += [
-        f"  broker {n.node_id}: {host}:{n.port}  metrics http://{host}:{n.metrics_port}/metrics  log {n.log_path}"
+        f"  broker {n.node_id}: strata {host}:{n.port}"
+        + (f"  kafka {host}:{n.kafka_port}" if n.kafka_port is not None else "")
+        + f"  metrics http://{host}:{n.metrics_port}/metrics  log {n.log_path}"
         for n in members
     ]
     n = min(2, members[-1].node_id)
@@ -749,7 +759,8 @@ def _probe_address(host: str) -> str:
 def run_dev(nodes: int, data_dir: Path, host: str, base_port: int, metrics_base_port: int,
             extra: list[str], echo: Callable[[str], None] | None = None, *,
             command: Callable[[DevNode, str, str, list[str]], list[str]] = broker_command,
-            ready_timeout_s: float = READY_TIMEOUT_S, stop_timeout_s: float = STOP_TIMEOUT_S) -> int:
+            ready_timeout_s: float = READY_TIMEOUT_S, stop_timeout_s: float = STOP_TIMEOUT_S,
+            kafka_base_port: int | None = None) -> int:
     """Run the dev cluster until Ctrl-C, SIGTERM, SIGHUP or ``quit``; the exit status.
 
     0 after a requested stop; 1 when the cluster could not start (a broker exited or was
@@ -765,7 +776,8 @@ def run_dev(nodes: int, data_dir: Path, host: str, base_port: int, metrics_base_
     if signal.getsignal(signal.SIGHUP) != signal.SIG_IGN:
         die_with_parent(signal.SIGHUP)
     try:
-        supervisor = Supervisor(plan(nodes, data_dir, host, base_port, metrics_base_port), data_dir, host, extra,
+        supervisor = Supervisor(plan(nodes, data_dir, host, base_port, metrics_base_port, kafka_base_port),
+                                data_dir, host, extra,
                                 say, command=command, ready_timeout_s=ready_timeout_s,
                                 stop_timeout_s=stop_timeout_s, probe_host=_probe_address(host))
         return asyncio.run(supervisor.run())

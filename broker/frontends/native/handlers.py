@@ -175,7 +175,8 @@ class NativeHandlers:
                         {k: str(v) for k, v in (t.get("configs") or {}).items()}) for t in hdr["topics"]]
         try:
             results = await self.ctx.admin.create_topics(conn.principal, new,
-                                                         validate_only=bool(hdr.get("validate_only")))
+                                                         validate_only=bool(hdr.get("validate_only")),
+                                                         forwarded=bool(hdr.get("forwarded")))
         except StrataError as exc:
             return self._error(exc, conn, conn)
         return Response({"topics": [_topic_result(r, {"partitions": r.partitions,
@@ -184,7 +185,8 @@ class NativeHandlers:
 
     async def delete_topics(self, conn: ClientConnection, hdr: Header, payload: memoryview) -> Response:
         try:
-            results = await self.ctx.admin.delete_topics(conn.principal, list(hdr["topics"]))
+            results = await self.ctx.admin.delete_topics(conn.principal, list(hdr["topics"]),
+                                                         forwarded=bool(hdr.get("forwarded")))
         except StrataError as exc:
             return self._error(exc, conn, conn)
         return Response({"topics": [_topic_result(r, {}, self.ctx) for r in results]})
@@ -193,7 +195,8 @@ class NativeHandlers:
         incs = [PartitionIncrease(t["name"], t["count"]) for t in hdr["topics"]]
         try:
             results = await self.ctx.admin.create_partitions(conn.principal, incs,
-                                                             validate_only=bool(hdr.get("validate_only")))
+                                                             validate_only=bool(hdr.get("validate_only")),
+                                                             forwarded=bool(hdr.get("forwarded")))
         except StrataError as exc:
             return self._error(exc, conn, conn)
         return Response({"topics": [_topic_result(r, {}, self.ctx) for r in results]})
@@ -222,7 +225,8 @@ class NativeHandlers:
                    for r in hdr["resources"]]
         try:
             results = await self.ctx.admin.alter_configs(conn.principal, changes,
-                                                         validate_only=bool(hdr.get("validate_only")))
+                                                         validate_only=bool(hdr.get("validate_only")),
+                                                         forwarded=bool(hdr.get("forwarded")))
         except StrataError as exc:
             return self._error(exc, conn, resources=[])
         out = []
@@ -235,7 +239,8 @@ class NativeHandlers:
 
     async def init_producer_id(self, conn: ClientConnection, hdr: Header, payload: memoryview) -> Response:
         try:
-            pid, epoch = await self.ctx.admin.init_producer_id(conn.principal, hdr["timeout_ms"])
+            pid, epoch = await self.ctx.admin.init_producer_id(conn.principal, hdr["timeout_ms"],
+                                                               forwarded=bool(hdr.get("forwarded")))
         except StrataError as exc:
             return self._error(exc, conn, conn)
         return Response({"producer_id": pid, "producer_epoch": epoch})

@@ -116,7 +116,7 @@ class ClusterHandlers:
                 partitions=parts))
         for tid in unknown_ids:
             topics.append(MetadataResponse.MetadataResponseTopic(
-                error_code=KafkaErrorCode.UNKNOWN_TOPIC_ID, name=None, topic_id=tid))
+                error_code=KafkaErrorCode.UNKNOWN_TOPIC_ID, name=None if req.api_version >= 12 else "", topic_id=tid))
         return KafkaAnswer(MetadataResponse(
             brokers=[MetadataResponse.MetadataResponseBroker(node_id=b.node_id, host=b.host, port=b.port)
                      for b in md.brokers],

@@ -91,17 +91,21 @@ class GroupHandlers:
             protocol_type=body.protocol_type, protocols=[(p.name, bytes(p.metadata)) for p in body.protocols],
             client_id=conn.client_id, client_host=conn.remote.rsplit(":", 1)[0],
             require_known_member_id=req.api_version >= 4)
+        # protocol_name is nullable from v7; before that "no protocol" is the empty string.
+        no_name = None if req.api_version >= 7 else ""
         try:
             res = await self.ctx.groups.join_group(conn.principal, body.group_id, jr)
         except StrataError as exc:
-            return KafkaAnswer(JoinGroupResponse(error_code=kafka_code(exc), generation_id=-1, protocol_name=None,
+            return KafkaAnswer(JoinGroupResponse(error_code=kafka_code(exc), generation_id=-1, protocol_name=no_name,
                                                  leader="", member_id=body.member_id, members=[]))
         if res.error is not None:
             return KafkaAnswer(JoinGroupResponse(error_code=kafka_code(res.error), generation_id=-1,
-                                                 protocol_name=None, leader="", member_id=res.member_id, members=[]))
+                                                 protocol_name=no_name, leader="", member_id=res.member_id,
+                                                 members=[]))
         return KafkaAnswer(JoinGroupResponse(
             error_code=0, generation_id=res.generation, protocol_type=res.protocol_type,
-            protocol_name=res.protocol_name, leader=res.leader, member_id=res.member_id,
+            protocol_name=res.protocol_name if res.protocol_name is not None else no_name, leader=res.leader,
+            member_id=res.member_id,
             members=[JoinGroupResponse.JoinGroupResponseMember(member_id=m, group_instance_id=inst, metadata=meta)
                      for m, inst, meta in res.members]))
 

@@ -10,6 +10,7 @@ import dataclasses
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 #: Listener names: ``internal`` (``--listen``: peers and clients in the peers' network) and
 #: ``external`` (``--external-listen``).
@@ -168,7 +169,7 @@ _FILE_KEYS = {
 }
 
 
-def load_config_file(path: Path) -> dict:
+def load_config_file(path: Path) -> dict[str, Any]:
     """Read a TOML config file: top-level keys as in ``BrokerConfig``, plus [limits] and [raft]."""
     try:
         data = tomllib.loads(path.read_text())
@@ -176,7 +177,7 @@ def load_config_file(path: Path) -> dict:
         raise ConfigError(f"config file {path} does not exist") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path}: {exc}") from None
-    out: dict = {}
+    out: dict[str, Any] = {}
     for key, value in data.items():
         if key == "limits":
             out["limits"] = _sub(Limits, value, path, key)
@@ -191,7 +192,7 @@ def load_config_file(path: Path) -> dict:
     return out
 
 
-def _sub(cls, value, path: Path, section: str):
+def _sub(cls: type[Any], value: object, path: Path, section: str) -> Any:
     if not isinstance(value, dict):
         raise ConfigError(f"config file {path}: [{section}] must be a table")
     names = {f.name for f in dataclasses.fields(cls)}

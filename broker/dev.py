@@ -89,7 +89,7 @@ class DevNode:
     port: int
     metrics_port: int
     data_dir: Path
-    proc: subprocess.Popen | None = None
+    proc: subprocess.Popen[bytes] | None = None
     state: State = State.NOT_STARTED
     #: Size of the log when this run started: a failure quotes only what this run wrote.
     log_offset: int = 0
@@ -106,6 +106,16 @@ class DevNode:
     @property
     def running(self) -> bool:
         return self.proc is not None and self.exited is not None and not self.exited.done()
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None, "the broker was never started"
+        return self.proc.pid
+
+    @property
+    def exit_status(self) -> asyncio.Future[int]:
+        assert self.exited is not None, "the broker was never started"
+        return self.exited
 
 
 def plan(nodes: int, data_dir: Path, host: str, base_port: int, metrics_base_port: int,
@@ -296,7 +306,7 @@ class Supervisor:
     _stdin_tty: bool = False
     _control: asyncio.AbstractServer | None = None
     _control_conns: int = 0
-    _tasks: set[asyncio.Task] = field(default_factory=set)
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _log: TextIO | None = None
 
     @property
@@ -397,7 +407,7 @@ class Supervisor:
         node.exited = loop.create_future()
         self._watch_exit(node, node.proc, node.exited)
 
-    def _watch_exit(self, node: DevNode, proc: subprocess.Popen, exited: asyncio.Future[int]) -> None:
+    def _watch_exit(self, node: DevNode, proc: subprocess.Popen[bytes], exited: asyncio.Future[int]) -> None:
         """Resolve ``exited`` when ``proc`` ends: a pidfd on the event loop, else polling."""
         loop = asyncio.get_running_loop()
 
@@ -464,11 +474,12 @@ class Supervisor:
         running = [n for n in nodes if n.running]
         for n in running:
             n.state = State.STOPPING
+            assert n.proc is not None
             with contextlib.suppress(ProcessLookupError):
                 n.proc.send_signal(sig)
         if not running:
             return
-        all_exited = asyncio.ensure_future(asyncio.wait({n.exited for n in running}))
+        all_exited = asyncio.ensure_future(asyncio.wait({n.exit_status for n in running}))
         hurry = asyncio.ensure_future(self._hurry.wait())
         try:
             await asyncio.wait({all_exited, hurry}, timeout=self.stop_timeout_s,
@@ -480,9 +491,9 @@ class Supervisor:
         for n in late:
             self.say(f"broker {n.node_id} did not stop within {self.stop_timeout_s:g} s: SIGKILL")
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(n.proc.pid, signal.SIGKILL)
+                os.killpg(n.pid, signal.SIGKILL)
         if late:
-            await asyncio.wait({n.exited for n in late}, timeout=10)
+            await asyncio.wait({n.exit_status for n in late}, timeout=10)
 
     async def _stop_all(self) -> None:
         running = [n for n in self.members if n.running]
@@ -554,7 +565,7 @@ class Supervisor:
             return
         await self._stop_nodes([node], sig)
         if node.running:
-            reply(f"broker {node.node_id} (pid {node.proc.pid}) does not exit even after SIGKILL")
+            reply(f"broker {node.node_id} (pid {node.pid}) does not exit even after SIGKILL")
         elif sig == signal.SIGKILL:
             reply(f"broker {node.node_id} killed (SIGKILL, as a crash)")
         else:
@@ -562,14 +573,14 @@ class Supervisor:
 
     async def _cmd_start(self, node: DevNode, reply: Callable[[str], None]) -> None:
         if node.running:
-            reply(f"broker {node.node_id} is already running (pid {node.proc.pid}, {node.state.value})")
+            reply(f"broker {node.node_id} is already running (pid {node.pid}, {node.state.value})")
             return
         self._spawn(node)
-        reply(f"broker {node.node_id} starting (pid {node.proc.pid}, log {node.log_path})")
+        reply(f"broker {node.node_id} starting (pid {node.pid}, log {node.log_path})")
         failure = await self._wait_ready(node)
         if not failure:
             took = asyncio.get_running_loop().time() - node.started_at
-            reply(f"broker {node.node_id} is ready (pid {node.proc.pid}, {took:.1f} s)")
+            reply(f"broker {node.node_id} is ready (pid {node.pid}, {took:.1f} s)")
             return
         for line in failure:
             reply(line)
@@ -585,7 +596,7 @@ class Supervisor:
         where = f"{self.host}:{node.port}"
         if node.running:
             up = asyncio.get_running_loop().time() - node.started_at
-            return (f"broker {node.node_id}: {node.state.value}, pid {node.proc.pid}, up {up:.0f} s, {where}, "
+            return (f"broker {node.node_id}: {node.state.value}, pid {node.pid}, up {up:.0f} s, {where}, "
                     f"log {node.log_path}")
         return f"broker {node.node_id}: {self._state_text(node)}, {where}, log {node.log_path}"
 
@@ -751,7 +762,7 @@ def _probe_address(host: str) -> str:
     if host == "::":
         return "::1"
     try:
-        return socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)[0][4][0]
+        return str(socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)[0][4][0])
     except OSError:
         return host
 

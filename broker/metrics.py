@@ -23,7 +23,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -38,6 +38,9 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 
 from strata.client.errors import ErrorCode
 from strata.client.protocol import Api
+
+if TYPE_CHECKING:
+    from strata.broker.replication.replica import Replica
 
 #: Sub-millisecond to tens of seconds: fsync'd produce on a laptop and a long-poll fetch both fit.
 LATENCY_BUCKETS = (
@@ -116,7 +119,7 @@ class BrokerMetrics:
         self.source = source
         self.enabled = (source.metrics_listen is not None) if enabled is None else enabled
         # ``*_created`` series double every counter's cardinality and no dashboard reads them.
-        disable_created_metrics()
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         #: Per-request metrics and process metrics, exposed by prometheus_client's writer.
         self._base = CollectorRegistry()
         r = self._base
@@ -272,7 +275,7 @@ class BrokerMetrics:
             child = self._bytes_out_children[topic] = self._bytes_out.labels(topic=topic)
         child.inc(n)
 
-    def leadership_changed(self, replica) -> None:
+    def leadership_changed(self, replica: Replica) -> None:
         self.leadership_changes.inc()
         if replica.is_leader:
             self.elections.inc()

@@ -20,6 +20,7 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -218,7 +219,8 @@ class Broker:
             self.coordinator.leadership_changed(replica)
         self.metrics.leadership_changed(replica)
 
-    async def _bind(self, flag: str, host: str, port: int, start) -> None:
+    async def _bind(self, flag: str, host: str, port: int,
+                    start: Callable[[str, int], Awaitable[object]]) -> None:
         try:
             await start(host, port)
         except OSError as exc:

@@ -50,9 +50,9 @@ class BrokerHeartbeater:
                                            lg.log_start_offset, lg.log_end_offset, r.high_watermark).to_wire(t, p))
         lost = []
         for key in self._replicas.lost_leadership:
-            r = self._replicas.replicas.get(key)
-            if r is not None and r.topic_id is not None:
-                lost.append([key[0], key[1], r.topic_id])
+            gone = self._replicas.replicas.get(key)
+            if gone is not None and gone.topic_id is not None:
+                lost.append([key[0], key[1], gone.topic_id])
         self._replicas.lost_leadership.clear()
         return {"id": self.node_id, "host": host, "port": port, "mport": mport,
                 "endpoints": {k: list(v) for k, v in self.config.endpoints().items()},

@@ -25,6 +25,7 @@ import asyncio
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from strata.broker.groups.consumer_protocol import decode_assignment, decode_subscription
 from strata.broker.groups.group_state import GroupError
@@ -435,7 +436,7 @@ class ClassicGroup:
 
     # -- persistence -----------------------------------------------------------------------
 
-    def to_wire(self) -> dict:
+    def to_wire(self) -> dict[str, Any]:
         return {
             "kind": "classic", "gen": self.generation, "ptype": self.protocol_type, "pname": self.protocol_name,
             "leader": self.leader_id,
@@ -445,7 +446,7 @@ class ClassicGroup:
         }
 
     @classmethod
-    def from_wire(cls, group_id: str, d: dict, now_ms: int) -> ClassicGroup:
+    def from_wire(cls, group_id: str, d: dict[str, Any], now_ms: int) -> ClassicGroup:
         """A group as its last complete assignment left it; every member gets a fresh session."""
         g = cls(group_id, generation=d["gen"], protocol_type=d.get("ptype"), protocol_name=d.get("pname"),
                 leader_id=d.get("leader"))
@@ -459,5 +460,5 @@ class ClassicGroup:
         return g
 
 
-def is_classic(state: dict) -> bool:
+def is_classic(state: dict[str, Any]) -> bool:
     return state.get("kind") == "classic"

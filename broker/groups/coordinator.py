@@ -260,7 +260,7 @@ class GroupCoordinator(ClassicOps):
             await r.wait_for_data(r.high_watermark, 0.5)
         hw = r.high_watermark
         offsets: dict[str, dict[TP, OffsetEntry]] = {}
-        groups: dict[str, tuple[dict, int]] = {}
+        groups: dict[str, tuple[dict[str, Any], int]] = {}
         offset = r.log.log_start_offset
         n = 0
         while offset < hw:
@@ -529,7 +529,7 @@ class GroupCoordinator(ClassicOps):
     def list_group_kinds(self, principal: Principal) -> list[tuple[str, str, bool]]:
         """``(group, state, classic)`` of every group this broker coordinates."""
         self._authz.authorize(principal, Operation.DESCRIBE, CLUSTER)
-        out = []
+        out: list[tuple[str, str, bool]] = []
         for shard in self.shards.values():
             if shard.loaded and self._current(shard):
                 out.extend((gid, g.state, isinstance(g, ClassicGroup)) for gid, g in shard.groups.items())
@@ -684,7 +684,7 @@ class GroupCoordinator(ClassicOps):
         t = self._controller.image.topics.get(OFFSETS_TOPIC)
         configs: Mapping[str, object] = t.configs if t is not None else {}
         v = configs.get("retention.ms", self._default_retention_ms)
-        return int(v)
+        return int(v) if isinstance(v, int | str) else self._default_retention_ms
 
     async def _refresh(self, shard: Shard) -> None:
         """Re-write entries whose record is older than half the retention time."""

@@ -26,10 +26,10 @@ import random
 import struct
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import msgpack
 
@@ -37,11 +37,13 @@ from strata.broker.core.types import ACKS_ALL, ProduceResult
 from strata.broker.raft.membership import Membership
 from strata.broker.raft.messages import Message
 from strata.broker.raft.node import (
+    Fault,
     HardState,
     NotLeaderError,
     ProposalDroppedError,
     RaftConfig,
     RaftNode,
+    Ready,
     Role,
 )
 from strata.broker.replication import hardstate
@@ -83,7 +85,7 @@ class ReplicaEnv:
 
     config: BrokerConfig
     #: Queue a Raft message for a peer: ``send(to, group, fields, payload)``.
-    send: Callable[[int, list, list, bytes | memoryview | None], None]
+    send: Callable[[int, list[Any], list[Any], bytes | memoryview | None], None]
     group_commit: GroupCommit
     #: The broker's Raft tick count (peers' liveness is measured in ticks).
     clock: Callable[[], int]
@@ -234,7 +236,7 @@ class Replica:
                         "caught up from a leader", self.name)
         timing = self.config.raft
         limits = self.config.limits
-        faults = frozenset()
+        faults: frozenset[Fault] = frozenset()
         self.node = RaftNode(
             RaftConfig(
                 node_id=node_id,
@@ -328,7 +330,7 @@ class Replica:
         if self.node.has_ready():
             self._kick.set()
 
-    def step(self, msg) -> None:
+    def step(self, msg: Message) -> None:
         if self._stopped:
             return
         self._heard[msg.src] = self.env.clock()
@@ -362,7 +364,7 @@ class Replica:
         elif node.role is Role.LEADER and peer in node.membership.members:
             self.wake()
 
-    def _step(self, msg) -> None:
+    def _step(self, msg: Message) -> None:
         try:
             self.node.step(msg)
         except Exception as exc:  # e.g. a follower append on a full disk
@@ -665,7 +667,7 @@ class Replica:
                     return
                 self._drain_inbox()
 
-    def _note_durable(self, rd) -> None:
+    def _note_durable(self, rd: Ready) -> None:
         """Keep the on-disk "durable up to" marker (checked at the next open) current.
 
         Lowered at once on a truncation; raised at most ten times a second, with a plain
@@ -728,7 +730,7 @@ class Replica:
                 case _Wake(leader_silent):
                     node.wake(leader_silent)
 
-    def _after_ready(self, rd) -> None:
+    def _after_ready(self, rd: Ready) -> None:
         node = self.node
         if rd.role is not self.role or rd.leader != self.leader_id:
             old_role = self.role
@@ -827,17 +829,17 @@ class Replica:
         lg = self.log
         segments = getattr(lg, "segments", None)
         if not segments:
-            return lg.log_start_offset
+            return int(lg.log_start_offset)
         total = 0
-        start = segments[-1].base_offset
+        start: int = segments[-1].base_offset
         for seg in reversed(segments):
             start = seg.base_offset
             total += seg.size
             if total >= PRODUCER_STATE_SCAN_BYTES:
                 break
-        return max(start, lg.log_start_offset)
+        return max(start, int(lg.log_start_offset))
 
-    def _iter_headers(self, offset: int):
+    def _iter_headers(self, offset: int) -> Iterator[BatchHeader]:
         end = self.log.log_end_offset
         while offset < end:
             try:

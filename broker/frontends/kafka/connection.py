@@ -58,7 +58,8 @@ class KafkaConnection(OrderedStream):
     def __init__(self, owner: KafkaOwner) -> None:
         super().__init__(owner)
         self.kafka = owner
-        self.codec = KafkaServerConnection(max_frame_bytes=owner.limits.max_frame_bytes, advertised=ADVERTISED)
+        self.codec = KafkaServerConnection(max_frame_bytes=owner.limits.max_frame_bytes,
+                                           advertised={int(k): r for k, r in ADVERTISED.items()})
         #: The client id of the last request (Kafka sends it in every request header).
         self.client_id = ""
 

@@ -178,7 +178,7 @@ class NativeHandlers:
                                                          validate_only=bool(hdr.get("validate_only")),
                                                          forwarded=bool(hdr.get("forwarded")))
         except StrataError as exc:
-            return self._error(exc, conn, conn)
+            return self._error(exc, conn)
         return Response({"topics": [_topic_result(r, {"partitions": r.partitions,
                                                       "replication_factor": r.replication_factor}, self.ctx)
                                     for r in results]})
@@ -188,7 +188,7 @@ class NativeHandlers:
             results = await self.ctx.admin.delete_topics(conn.principal, list(hdr["topics"]),
                                                          forwarded=bool(hdr.get("forwarded")))
         except StrataError as exc:
-            return self._error(exc, conn, conn)
+            return self._error(exc, conn)
         return Response({"topics": [_topic_result(r, {}, self.ctx) for r in results]})
 
     async def create_partitions(self, conn: ClientConnection, hdr: Header, payload: memoryview) -> Response:
@@ -198,7 +198,7 @@ class NativeHandlers:
                                                              validate_only=bool(hdr.get("validate_only")),
                                                              forwarded=bool(hdr.get("forwarded")))
         except StrataError as exc:
-            return self._error(exc, conn, conn)
+            return self._error(exc, conn)
         return Response({"topics": [_topic_result(r, {}, self.ctx) for r in results]})
 
     async def describe_configs(self, conn: ClientConnection, hdr: Header, payload: memoryview) -> Response:
@@ -242,7 +242,7 @@ class NativeHandlers:
             pid, epoch = await self.ctx.admin.init_producer_id(conn.principal, hdr["timeout_ms"],
                                                                forwarded=bool(hdr.get("forwarded")))
         except StrataError as exc:
-            return self._error(exc, conn, conn)
+            return self._error(exc, conn)
         return Response({"producer_id": pid, "producer_epoch": epoch})
 
     # -- data ------------------------------------------------------------------------------
@@ -302,7 +302,7 @@ class NativeHandlers:
         try:
             c = self.ctx.groups.find_coordinator(conn.principal, hdr["group"], conn.listener)
         except StrataError as exc:
-            return self._error(exc, conn, conn)
+            return self._error(exc, conn)
         return Response({"coordinator": c.node_id, "host": c.host, "port": c.port, "partition": c.partition})
 
     async def group_heartbeat(self, conn: ClientConnection, hdr: Header, payload: memoryview) -> Response:
@@ -316,7 +316,7 @@ class NativeHandlers:
         try:
             res = await self.ctx.groups.heartbeat(conn.principal, hdr["group"], req)
         except StrataError as exc:
-            return self._error(exc, conn, conn)
+            return self._error(exc, conn)
         fields: Header = {"member_id": res.member_id, "member_epoch": res.member_epoch,
                           "heartbeat_ms": res.heartbeat_ms}
         if res.member_epoch >= 0:
@@ -387,5 +387,5 @@ class NativeHandlers:
         try:
             return Response(self.ctx.controller.handle_heartbeat(hdr))
         except StrataError as exc:
-            return self._error(exc, conn, conn)
+            return self._error(exc, conn)
 

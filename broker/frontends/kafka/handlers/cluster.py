@@ -97,22 +97,22 @@ class ClusterHandlers:
         except StrataError as exc:
             # Still loading after the wait: every topic asked for is "leader not available"
             # (retriable), never "unknown".
-            topics = [MetadataResponse.MetadataResponseTopic(error_code=kafka_code(exc), name=n)
-                      for n in (names or [])]
+            loading = [MetadataResponse.MetadataResponseTopic(error_code=kafka_code(exc), name=n)
+                       for n in (names or [])]
             return KafkaAnswer(MetadataResponse(brokers=self._brokers(), cluster_id=self.ctx.cluster_id,
-                                                controller_id=-1, topics=topics))
-        topics = []
-        for t in md.topics:
-            if t.error is not None:
-                topics.append(MetadataResponse.MetadataResponseTopic(error_code=kafka_code(t.error), name=t.name))
+                                                controller_id=-1, topics=loading))
+        topics: list[MetadataResponse.MetadataResponseTopic] = []
+        for tm in md.topics:
+            if tm.error is not None:
+                topics.append(MetadataResponse.MetadataResponseTopic(error_code=kafka_code(tm.error), name=tm.name))
                 continue
             parts = [MetadataResponse.MetadataResponsePartition(
                 error_code=0 if p.leader is not None else KafkaErrorCode.LEADER_NOT_AVAILABLE,
                 partition_index=p.partition, leader_id=-1 if p.leader is None else p.leader,
                 leader_epoch=p.leader_epoch, replica_nodes=list(p.replicas), isr_nodes=list(p.isr),
-                offline_replicas=p.offline_replicas) for p in t.partitions]
+                offline_replicas=p.offline_replicas) for p in tm.partitions]
             topics.append(MetadataResponse.MetadataResponseTopic(
-                error_code=0, name=t.name, topic_id=self.ctx.topic_uuid(t.topic_id), is_internal=t.internal,
+                error_code=0, name=tm.name, topic_id=self.ctx.topic_uuid(tm.topic_id), is_internal=tm.internal,
                 partitions=parts))
         for tid in unknown_ids:
             topics.append(MetadataResponse.MetadataResponseTopic(

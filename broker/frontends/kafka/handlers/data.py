@@ -31,6 +31,7 @@ from strata.broker.frontends.kafka.codec.messages.fetch import (
     FetchRequest as KFetchRequest,
 )
 from strata.broker.frontends.kafka.codec.messages.produce import ProduceRequest, ProduceResponse
+from strata.broker.frontends.kafka.codec.types import Records
 from strata.broker.frontends.kafka.connection import KafkaAnswer, KafkaConnection
 from strata.broker.frontends.kafka.errors import kafka_code
 from strata.broker.frontends.kafka.handlers.common import KafkaContext
@@ -74,8 +75,8 @@ class DataHandlers:
         ]))
 
     async def _produce_one(self, conn: KafkaConnection, body: ProduceRequest, topic: str, partition: int,
-                           records: memoryview | bytes | None) -> ProduceResponse.PartitionProduceResponse:
-        if records is None or len(records) == 0:
+                           records: Records) -> ProduceResponse.PartitionProduceResponse:
+        if not isinstance(records, memoryview | bytes) or len(records) == 0:
             return _PPR(index=partition, error_code=KafkaErrorCode.CORRUPT_MESSAGE, base_offset=-1,
                         error_message="no record batch")
         try:
@@ -95,7 +96,7 @@ class DataHandlers:
         slices: list[FileSlice] = []
         by_topic: dict[str, list[FetchResponse.PartitionData]] = {}
         for f in fetched:
-            records: object = b""
+            records: Records = b""
             if f.records is not None:
                 sl = f.records
                 if sl.data is None:

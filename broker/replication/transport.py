@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 from strata.client.protocol import Api, Connection, Frame, ProtocolError, Role
 
@@ -49,8 +49,8 @@ class _PeerProtocol(asyncio.Protocol):
         self.codec = Connection(Role.CLIENT, max_frame_bytes=1 << 20)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not subclasses of asyncio.Transport: a cast, not a check.
+        self.transport = cast(asyncio.Transport, transport)
 
     def handshake(self, node_id: int) -> None:
         _, data = self.codec.send_request(Api.HANDSHAKE, {"client_id": f"broker-{node_id}", "peer_id": node_id})

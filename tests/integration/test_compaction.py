@@ -26,6 +26,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from kafka import KafkaAdminClient, KafkaProducer
+from kafka.admin import ConfigResource as KafkaConfigResource
+from kafka.admin import ConfigResourceType as KafkaConfigResourceType
+from kafka.errors import InvalidRecordError as KafkaInvalidRecordError
 from prometheus_client.parser import text_string_to_metric_families
 
 from strata.client import AdminClient, Consumer, Producer, TopicPartition
@@ -60,7 +64,7 @@ def new_topic(admin: AdminClient, prefix: str, **configs: str) -> str:
 def cluster(request, tmp_path_factory):
     root = tmp_path_factory.mktemp("compaction")
     (root / "broker.toml").write_text(CONFIG)
-    c = LocalCluster(root=root, n=3, extra_args=["--config", str(root / "broker.toml")])
+    c = LocalCluster(root=root, n=3, kafka=True, extra_args=["--config", str(root / "broker.toml")])
     with c:
         c.wait_ready()
         yield c
@@ -140,6 +144,33 @@ def test_a_compacted_topic_refuses_a_record_without_a_key(cluster, admin) -> Non
         meta = p.send(topic, value=b"v", key=b"k", partition=0).result(timeout=30)
     latest, _ = read_latest(cluster.bootstrap, topic)
     assert latest == {b"k": b"v"} and meta.offset >= 0
+
+
+def test_kafka_clients_see_the_same_compacted_topic(cluster, admin) -> None:
+    """The Kafka door goes through the same core: a keyless record is refused with Kafka's
+    INVALID_RECORD (87), and DescribeConfigs reports the compaction configs."""
+    topic = new_topic(admin, "kafka-door", delete_retention_ms="60000")
+    kp = KafkaProducer(bootstrap_servers=cluster.kafka_bootstrap, acks="all", retries=0)
+    try:
+        with pytest.raises(KafkaInvalidRecordError):
+            kp.send(topic, value=b"no key", partition=0).get(30)
+        meta = kp.send(topic, key=b"k", value=b"v", partition=0).get(30)
+    finally:
+        kp.close()
+    latest, _ = read_latest(cluster.bootstrap, topic)
+    assert latest == {b"k": b"v"} and meta.offset >= 0
+    kadmin = KafkaAdminClient(bootstrap_servers=cluster.kafka_bootstrap, request_timeout_ms=30_000)
+    try:
+        described = kadmin.describe_configs([KafkaConfigResource(KafkaConfigResourceType.TOPIC, topic)],
+                                            config_filter="all")
+    finally:
+        kadmin.close()
+    (by_name,) = [v for per in described.values() for v in per.values()]
+    configs = {k: (c["value"] if isinstance(c, dict) else c) for k, c in by_name.items()}
+    assert configs["cleanup.policy"] == "compact"
+    assert configs["delete.retention.ms"] == "60000"
+    assert configs["min.cleanable.dirty.ratio"] == "0.05"
+    assert {"min.compaction.lag.ms", "max.compaction.lag.ms", "segment.ms"} <= set(configs)
 
 
 def test_a_topic_altered_to_compact_refuses_keyless_records_without_a_restart(cluster, admin) -> None:

@@ -142,16 +142,13 @@ def dev(nodes: int, data_dir: Path, host: str, base_port: int, kafka_base_port: 
     Example:
       strata dev --nodes 3 --data-dir ./data
     """
-    from strata.broker.dev import run_dev
+    from strata.broker.cli.dev import run_dev
 
     extra = ["--flush-policy", flush_policy] if flush_policy else []
     sys.exit(run_dev(nodes, data_dir, host, base_port, metrics_base_port, extra, echo=click.echo,
                      kafka_base_port=kafka_base_port or None))
 
 
-from strata.broker.cli_client import register  # noqa: E402 - after main exists
+from strata.broker.cli.client import register  # noqa: E402 - after main exists
 
 register(main)
-
-if __name__ == "__main__":
-    main()

@@ -217,6 +217,8 @@ class Broker:
     def _leadership_changed(self, replica: Replica) -> None:
         if replica.key[0] == OFFSETS_TOPIC:
             self.coordinator.leadership_changed(replica)
+        elif replica.key[0] == METADATA_TOPIC:
+            self.controller.leadership_changed(replica)
         self.metrics.leadership_changed(replica)
 
     async def _bind(self, flag: str, host: str, port: int,

@@ -17,8 +17,8 @@ import urllib.request
 import pytest
 
 from strata.client import AdminClient, Producer
-from strata.client.errors import ErrorCode, StrataError
 from strata.client.conn import open_connection
+from strata.client.errors import ErrorCode, StrataError
 from strata.client.protocol import Api
 from tests.integration.cluster import LocalCluster, free_ports, wait_for
 

@@ -171,8 +171,11 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="50k to 200k commits (about a minute)")
     ap.add_argument("--dir", default=None, help="where to write (default: the system temp dir)")
     ap.add_argument("--json", default=None, help="also write the figures to this file")
+    ap.add_argument("--checkpoints", default=None, help="commit counts to load at, comma-separated")
     args = ap.parse_args()
     checkpoints = [50_000, 100_000, 200_000] if args.quick else [250_000, 500_000, 1_000_000]
+    if args.checkpoints:
+        checkpoints = [int(n) for n in args.checkpoints.split(",")]
     root = tempfile.mkdtemp(prefix="strata-bench-offsets-", dir=args.dir)
     try:
         rows = asyncio.run(run(root, checkpoints))

@@ -94,20 +94,8 @@ def leader_and_followers(admin: AdminClient, topic: str) -> tuple[int, list[int]
 def read_latest(bootstrap: str, topic: str) -> tuple[dict[bytes, bytes | None], int]:
     """Every record from offset 0 to the high watermark, as a consumer reads it: the last value
     seen per key (None: a tombstone), and how many records were read."""
-    tp = TopicPartition(topic, 0)
-    latest: dict[bytes, bytes | None] = {}
-    n = 0
-    with Consumer(bootstrap=bootstrap, auto_offset_reset="earliest") as c:
-        c.assign([tp])
-        end = c.end_offsets([tp])[tp]
-        c.seek_to_beginning(tp)
-        deadline = time.monotonic() + 60
-        while c.position(tp) < end:
-            assert time.monotonic() < deadline, f"reading {topic} stopped at {c.position(tp)} of {end}"
-            for rec in c.poll(timeout_ms=500):
-                latest[rec.key] = rec.value
-                n += 1
-    return latest, n
+    records = _records_of(bootstrap, topic)
+    return {rec.key: rec.value for rec in records}, len(records)
 
 
 def replica_log(c: LocalCluster, node: int, topic: str) -> Log:
@@ -394,7 +382,7 @@ def _records_of(bootstrap: str, topic: str) -> list:
         c.seek_to_beginning(tp)
         deadline = time.monotonic() + 60
         while c.position(tp) < end:
-            assert time.monotonic() < deadline
+            assert time.monotonic() < deadline, f"reading {topic} stopped at {c.position(tp)} of {end}"
             out += c.poll(timeout_ms=500)
     return out
 

@@ -58,7 +58,13 @@ from strata.client import TopicPartition
 from strata.client.aio import AIOAdminClient, AIOConsumer, AIOProducer
 from strata.client.batch import CorruptBatchError
 from strata.client.conn import BrokerConnection, open_connection
-from strata.client.errors import ErrorCode, OffsetOutOfRangeError, StrataError, TimedOutError
+from strata.client.errors import (
+    ErrorCode,
+    OffsetOutOfRangeError,
+    StrataError,
+    TimedOutError,
+    TopicAlreadyExistsError,
+)
 from strata.client.producer.accumulator import RecordFuture
 from strata.client.protocol import Api
 from strata.client.records import decode_batches
@@ -197,6 +203,28 @@ class Brokers:
         self.conns.clear()
 
 
+async def create_topic(admin: AIOAdminClient, name: str, partitions: int, rf: int,
+                       configs: dict[str, str] | None = None, timeout: float = 60.0) -> None:
+    """Create a topic, retrying what the controller calls retriable (an election of the
+    metadata group on a loaded machine); a retry that finds the topic made by an earlier
+    attempt is success."""
+    deadline = time.monotonic() + timeout
+    attempts = 0
+    while True:
+        try:
+            await admin.create_topic(name, partitions, rf, configs, timeout_ms=30_000)
+            return
+        except TopicAlreadyExistsError:
+            if attempts == 0:
+                raise
+            return
+        except StrataError as exc:
+            if not exc.retriable or time.monotonic() > deadline:
+                raise
+        attempts += 1
+        await asyncio.sleep(0.5)
+
+
 async def until(what: str, timeout: float, check: Callable[[], Awaitable[bool]],
                 interval: float = 0.2) -> None:
     """Poll an async condition until true; TimeoutError naming ``what`` after ``timeout``."""
@@ -270,9 +298,9 @@ class StrataWorkload:
                 return d.controller is not None and all(b.alive for b in d.brokers)
 
             await until("every broker registered", 60, all_alive)
-            await admin.create_topic(TOPIC, self.partitions, rf, timeout_ms=30_000)
+            await create_topic(admin, TOPIC, self.partitions, rf)
             ctx.history.compacted_topic(TABLE)
-            await admin.create_topic(TABLE, 1, rf, configs=TABLE_CONFIGS, timeout_ms=30_000)
+            await create_topic(admin, TABLE, 1, rf, TABLE_CONFIGS)
         brokers = Brokers(self._endpoints(ctx))
         try:
             async def led() -> bool:

@@ -177,7 +177,10 @@ def test_a_topic_altered_to_compact_refuses_keyless_records_without_a_restart(cl
 
         wait_for(refused, 30, "the leader to apply cleanup.policy=compact")
     res = ConfigResource(ConfigResourceType.TOPIC, name)
-    assert admin.describe_configs([res])[res]["cleanup.policy"].value == "compact"
+    # Any broker answers DescribeConfigs from its own copy of the metadata, which may be a
+    # moment behind the leader's (as in Kafka): the answer becomes "compact" within a bound.
+    wait_for(lambda: admin.describe_configs([res])[res]["cleanup.policy"].value == "compact", 30,
+             "every broker to describe cleanup.policy=compact")
 
 
 def test_topic_describe_shows_the_cleanup_policy_and_the_dirty_ratio(cluster, admin) -> None:

@@ -206,7 +206,6 @@ def test_group_member_killed_other_takes_over(kafka_target: Target, reference: R
             assert b.wait(timeout_s=60) == 0, b.describe()
         a_seen = {Stored.of_event(e) for e in a.of("record")}
     b_seen = {Stored.of_event(e) for e in b.of("record")}
-    assert {r.partition for r in a_seen} <= a_owned | set(), "the killed member read only its partitions"
     assert set(first) <= a_seen | b_seen, "a record of the first round was lost"
     assert set(second) <= b_seen, "the survivor did not read the second round of every partition"
     assert {r.partition for r in second} == everything

@@ -101,8 +101,10 @@ def group(args: Args) -> None:
         "session.timeout.ms": args.session_timeout_ms,
         "heartbeat.interval.ms": max(100, args.session_timeout_ms // 6),
     })  # fmt: skip
+    # librdkafka's default assignors (range, roundrobin) are eager: on_assign gets the whole
+    # new assignment (consumer.assignment() is not updated until the callback returns).
     consumer.subscribe([args.topic], on_assign=lambda c, parts: cli.emit_assigned(
-        [tp.partition for tp in c.assignment()]))
+        [tp.partition for tp in parts]))
     try:
         while not args.stop.is_set():
             args.check_deadline()

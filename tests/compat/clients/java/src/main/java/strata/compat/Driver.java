@@ -9,7 +9,6 @@ import java.util.Map;
 import java.util.Properties;
 import java.util.TreeMap;
 import java.util.TreeSet;
-import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
@@ -40,6 +39,8 @@ import org.apache.kafka.common.errors.UnknownTopicOrPartitionException;
 import org.apache.kafka.common.errors.WakeupException;
 import org.apache.kafka.common.serialization.StringDeserializer;
 import org.apache.kafka.common.serialization.StringSerializer;
+
+import sun.misc.Signal;
 
 /**
  * Scenario driver for Apache Kafka's Java client, kafka-clients 4.x: the reference client.
@@ -322,17 +323,12 @@ public final class Driver {
         p.put(ConsumerConfig.HEARTBEAT_INTERVAL_MS_CONFIG, String.valueOf(Math.max(100, args.sessionTimeoutMs / 6)));
         KafkaConsumer<String, String> consumer = new KafkaConsumer<>(p);
         AtomicBoolean stopping = new AtomicBoolean();
-        CountDownLatch closed = new CountDownLatch(1);
-        Runtime.getRuntime().addShutdownHook(new Thread(() -> {
-            // SIGTERM: wake the poll, let the main thread leave the group, then exit 0.
+        // SIGTERM: wake the poll; the main thread leaves the group and exits 0. (A shutdown
+        // hook would not do: the JVM then exits 143 whatever the main thread returns.)
+        Signal.handle(new Signal("TERM"), sig -> {
             stopping.set(true);
             consumer.wakeup();
-            try {
-                closed.await(args.remainingMs(), TimeUnit.MILLISECONDS);
-            } catch (InterruptedException ignored) {
-                Thread.currentThread().interrupt();
-            }
-        }));
+        });
         try {
             consumer.subscribe(List.of(args.topic), new ConsumerRebalanceListener() {
                 @Override
@@ -367,7 +363,6 @@ public final class Driver {
             }
         } finally {
             consumer.close(); // leaves the group
-            closed.countDown();
         }
     }
 

@@ -38,9 +38,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "kafka_target" in metafunc.fixturenames:
-        metafunc.parametrize("kafka_target", selected_targets(metafunc.config), indirect=True,
-                             scope="module")  # fmt: skip
+    # The client matrix runs against each selected target; the differential tests compare
+    # each selected target (as subject) with a single-node Apache Kafka.
+    for fixture in ("kafka_target", "diff_subject"):
+        if fixture in metafunc.fixturenames:
+            metafunc.parametrize(fixture, selected_targets(metafunc.config), indirect=True,
+                                 scope="module")  # fmt: skip
 
 
 def need_target(name: str) -> None:

@@ -21,6 +21,7 @@ from tests.compat.conftest import need_client
 from tests.compat.drivers import BY_NAME, CLIENTS, Client, DriverProcess, run_driver
 from tests.compat.reference import Reference, Stored, unique_topic
 from tests.compat.targets import Target
+from tests.integration.cluster import wait_for
 
 pytestmark = [pytest.mark.compat, pytest.mark.integration]
 
@@ -215,6 +216,8 @@ def test_group_member_killed_other_takes_over(kafka_target: Target, reference: R
 
 # --- admin -----------------------------------------------------------------------------
 
+#: How long a metadata change may take to reach every broker's answers.
+CONVERGE_S = 30.0
 CREATE_CONFIGS = {"retention.ms": "3600000", "max.message.bytes": "200000"}
 ALTER_CONFIGS = {"retention.ms": "7200000"}
 
@@ -240,13 +243,15 @@ def test_admin_create_describe_alter_add_partitions_delete(kafka_target: Target,
     assert steps["describe-after-alter"]["configs"] == altered
     assert (steps["describe-after-add"]["partitions"], steps["describe-after-add"]["configs"]) == (5, altered)
 
-    assert len(reference.partitions(topic)) == 5
-    assert reference.configs(topic, list(altered)) == altered
+    # Through the reference too (any broker may answer it: each learns a change on its own).
+    wait_for(lambda: len(reference.partitions(topic)) == 5 and
+             reference.configs(topic, list(altered)) == altered, CONVERGE_S,
+             "the reference to see 5 partitions and the altered configs")  # fmt: skip
 
     deleted = run_driver(client, "delete", ["--bootstrap", kafka_target.bootstrap, "--topic", topic])
     assert_ok(deleted)
     assert [e["step"] for e in deleted.of("step")] == ["delete"]
-    assert not reference.topic_exists(topic)
+    wait_for(lambda: not reference.topic_exists(topic), CONVERGE_S, "the topic gone for the reference")
 
 
 # --- kcat -L ---------------------------------------------------------------------------

@@ -180,29 +180,46 @@ async function group (args) {
   }
 }
 
-async function describe (admin, args, step, keys) {
-  const { resources } = await admin.describeConfigs({ resources: [{ type: ConfigResourceTypes.TOPIC, name: args.topic }], includeSynonyms: false })
-  const configs = Object.fromEntries(resources[0].configEntries.map(e => [e.configName, e.configValue]))
-  emit('step', { step, partitions: await partitionCount(admin, args), configs: Object.fromEntries(keys.filter(k => k in configs).map(k => [k, configs[k]])) })
+// Prints the partition count and the configs read back once they show what the scenario did:
+// Kafka's brokers learn a change a moment after it is acknowledged, each on its own.
+async function describe (admin, args, step, partitions, want) {
+  const keys = [...new Set([...Object.keys(args.config), ...Object.keys(args.alter)])].sort()
+  while (true) {
+    let resources
+    try {
+      ({ resources } = await admin.describeConfigs({ resources: [{ type: ConfigResourceTypes.TOPIC, name: args.topic }], includeSynonyms: false }))
+    } catch (err) {
+      if (err.type !== 'UNKNOWN_TOPIC_OR_PARTITION') throw err
+      checkDeadline(args) // a broker that has not heard of the new topic yet
+      continue
+    }
+    const configs = Object.fromEntries(resources[0].configEntries.map(e => [e.configName, e.configValue]))
+    const picked = Object.fromEntries(keys.filter(k => k in configs).map(k => [k, configs[k]]))
+    const count = await partitionCount(admin, args)
+    if (count >= partitions && Object.entries(want).every(([k, v]) => picked[k] === v)) {
+      emit('step', { step, partitions: count, configs: picked })
+      return
+    }
+    checkDeadline(args)
+  }
 }
 
 async function admin (args) {
   const admin = kafka(args).admin()
   await admin.connect()
-  const keys = [...new Set([...Object.keys(args.config), ...Object.keys(args.alter)])].sort()
+  const altered = { ...args.config, ...args.alter }
   try {
     const entries = (obj) => Object.entries(obj).map(([name, value]) => ({ name, value }))
     await admin.createTopics({ waitForLeaders: true, topics: [{ topic: args.topic, numPartitions: args.partitions, replicationFactor: args.replicationFactor, configEntries: entries(args.config) }] })
     emit('step', { step: 'create' })
-    await describe(admin, args, 'describe', keys)
+    await describe(admin, args, 'describe', args.partitions, args.config)
     // AlterConfigs (kafkajs has no incremental variant) replaces the whole set: send the kept ones too.
-    await admin.alterConfigs({ validateOnly: false, resources: [{ type: ConfigResourceTypes.TOPIC, name: args.topic, configEntries: entries({ ...args.config, ...args.alter }) }] })
+    await admin.alterConfigs({ validateOnly: false, resources: [{ type: ConfigResourceTypes.TOPIC, name: args.topic, configEntries: entries(altered) }] })
     emit('step', { step: 'alter' })
-    await describe(admin, args, 'describe-after-alter', keys)
+    await describe(admin, args, 'describe-after-alter', args.partitions, altered)
     await admin.createPartitions({ topicPartitions: [{ topic: args.topic, count: args.addPartitions }] })
     emit('step', { step: 'add-partitions' })
-    while (await partitionCount(admin, args) < args.addPartitions) checkDeadline(args)
-    await describe(admin, args, 'describe-after-add', keys)
+    await describe(admin, args, 'describe-after-add', args.addPartitions, altered)
   } finally {
     await admin.disconnect()
   }

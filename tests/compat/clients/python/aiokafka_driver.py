@@ -14,7 +14,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import for_code
+from aiokafka.errors import UnknownTopicOrPartitionError, for_code
 
 from tests.compat.clients.python import cli
 from tests.compat.clients.python.cli import Args, emit
@@ -128,42 +128,48 @@ async def _partition_count(client: AIOKafkaAdminClient, args: Args) -> int:
     return 0 if topic["error_code"] else len(topic["partitions"])
 
 
-async def _describe(client: AIOKafkaAdminClient, args: Args, step: str, keys: list[str]) -> None:
-    (response,) = await client.describe_configs([ConfigResource(ConfigResourceType.TOPIC, args.topic)])
-    (resource,) = response.to_object()["resources"]
-    _check([resource])
-    configs = {e["config_names"]: e["config_value"] for e in resource["config_entries"]}
-    emit("step", step=step, partitions=await _partition_count(client, args),
-         configs={k: configs[k] for k in keys if k in configs})  # fmt: skip
+async def _describe(client: AIOKafkaAdminClient, args: Args, step: str, partitions: int,
+                    want: dict[str, str]) -> None:  # fmt: skip
+    """Emit the partition count and the configs read back once they show what the scenario
+    did: Kafka's brokers learn a change a moment after it is acknowledged, each on its own."""
+    keys = sorted({*args.config, *args.alter})
+    while True:
+        (response,) = await client.describe_configs([ConfigResource(ConfigResourceType.TOPIC, args.topic)])
+        (resource,) = response.to_object()["resources"]
+        if resource["error_code"] == UnknownTopicOrPartitionError.errno:
+            args.check_deadline()  # a broker that has not heard of the new topic yet
+            continue
+        _check([resource])
+        configs = {e["config_names"]: e["config_value"] for e in resource["config_entries"]}
+        picked = {k: configs[k] for k in keys if k in configs}
+        count = await _partition_count(client, args)
+        if count >= partitions and cli.shows(picked, want):
+            break
+        args.check_deadline()
+    emit("step", step=step, partitions=count, configs=picked)
 
 
 async def admin(args: Args) -> None:
     client = AIOKafkaAdminClient(bootstrap_servers=args.bootstrap)
     await client.start()
-    keys = sorted({*args.config, *args.alter})
     try:
         created = await client.create_topics([NewTopic(args.topic, args.partitions,
                                                        args.replication_factor,
                                                        topic_configs=args.config)])  # fmt: skip
         _check(created.to_object()["topic_errors"])
-        while await _partition_count(client, args) < args.partitions:
-            args.check_deadline()
         emit("step", step="create")
-        await _describe(client, args, "describe", keys)
+        await _describe(client, args, "describe", args.partitions, args.config)
         # AlterConfigs replaces the topic's whole config set: send the kept ones too.
-        wanted = {**args.config, **args.alter}
         for response in await client.alter_configs(
-            [ConfigResource(ConfigResourceType.TOPIC, args.topic, configs=wanted)]
+            [ConfigResource(ConfigResourceType.TOPIC, args.topic, configs=args.altered)]
         ):
             _check(response.to_object()["resources"])
         emit("step", step="alter")
-        await _describe(client, args, "describe-after-alter", keys)
+        await _describe(client, args, "describe-after-alter", args.partitions, args.altered)
         added = await client.create_partitions({args.topic: NewPartitions(args.add_partitions)})
         _check(added.to_object()["topic_errors"])
         emit("step", step="add-partitions")
-        while await _partition_count(client, args) < args.add_partitions:
-            args.check_deadline()
-        await _describe(client, args, "describe-after-add", keys)
+        await _describe(client, args, "describe-after-add", args.add_partitions, args.altered)
     finally:
         await client.close()
 

@@ -59,6 +59,11 @@ class Args:
         """The ``--start`` timestamp in ms, or None for ``earliest``."""
         return None if self.start == "earliest" else int(self.start)
 
+    @property
+    def altered(self) -> dict[str, str]:
+        """The topic's configs once the admin scenario altered them."""
+        return {**self.config, **self.alter}
+
     def remaining_s(self) -> float:
         return max(0.0, self.deadline - time.monotonic())
 
@@ -73,6 +78,11 @@ def key_of(i: int) -> str:
 
 def value_of(prefix: str, i: int) -> str:
     return f"{prefix}-{i}"
+
+
+def shows(got: Mapping[str, str | None], want: Mapping[str, str]) -> bool:
+    """Whether configs read back hold every wanted value."""
+    return all(got.get(k) == v for k, v in want.items())
 
 
 def emit(event: str, **fields: Any) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import (
     AdminClient,
     AlterConfigOpType,
@@ -124,33 +124,44 @@ def group(args: Args) -> None:
         consumer.close()  # leaves the group
 
 
-def _describe(client: AdminClient, args: Args, step: str, keys: list[str]) -> None:
+def _describe(client: AdminClient, args: Args, step: str, partitions: int, want: dict[str, str]) -> None:
+    """Emit the partition count and the configs read back once they show what the scenario
+    did: Kafka's brokers learn a change a moment after it is acknowledged, each on its own."""
+    keys = sorted({*args.config, *args.alter})
     resource = ConfigResource(ConfigResource.Type.TOPIC, args.topic)
-    configs = client.describe_configs([resource])[resource].result(timeout=args.remaining_s())
-    emit("step", step=step, partitions=len(_partition_ids(client, args)),
-         configs={k: configs[k].value for k in keys if k in configs})  # fmt: skip
+    while True:
+        try:
+            configs = client.describe_configs([resource])[resource].result(timeout=args.remaining_s())
+        except KafkaException as exc:  # a broker that has not heard of the new topic yet
+            if exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
+                raise
+            args.check_deadline()
+            continue
+        picked = {k: configs[k].value for k in keys if k in configs}
+        count = len(_partition_ids(client, args))
+        if count >= partitions and cli.shows(picked, want):
+            break
+        args.check_deadline()
+    emit("step", step=step, partitions=count, configs=picked)
 
 
 def admin(args: Args) -> None:
     client = AdminClient({"bootstrap.servers": args.bootstrap})
-    keys = sorted({*args.config, *args.alter})
     topic = NewTopic(args.topic, num_partitions=args.partitions,
                      replication_factor=args.replication_factor, config=args.config)  # fmt: skip
     client.create_topics([topic])[args.topic].result(timeout=args.remaining_s())
     emit("step", step="create")
-    _describe(client, args, "describe", keys)
+    _describe(client, args, "describe", args.partitions, args.config)
     entries = [ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET)
                for k, v in args.alter.items()]  # fmt: skip
     resource = ConfigResource(ConfigResource.Type.TOPIC, args.topic, incremental_configs=entries)
     client.incremental_alter_configs([resource])[resource].result(timeout=args.remaining_s())
     emit("step", step="alter")
-    _describe(client, args, "describe-after-alter", keys)
+    _describe(client, args, "describe-after-alter", args.partitions, args.altered)
     added = client.create_partitions([NewPartitions(args.topic, args.add_partitions)])
     added[args.topic].result(timeout=args.remaining_s())
     emit("step", step="add-partitions")
-    while len(_partition_ids(client, args)) < args.add_partitions:
-        args.check_deadline()
-    _describe(client, args, "describe-after-add", keys)
+    _describe(client, args, "describe-after-add", args.add_partitions, args.altered)
 
 
 def delete(args: Args) -> None:

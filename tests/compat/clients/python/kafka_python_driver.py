@@ -102,33 +102,38 @@ def group(args: Args) -> None:
         consumer.close()  # leaves the group
 
 
-def _describe(admin: KafkaAdminClient, args: Args, step: str, keys: list[str]) -> None:
-    topic = admin.describe_topics([args.topic])[0]
-    configs = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, args.topic)],
-                                     config_filter="all")["topic"][args.topic]  # fmt: skip
-    emit("step", step=step, partitions=len(topic["partitions"]),
-         configs={k: configs[k]["value"] for k in keys if k in configs})  # fmt: skip
+def _describe(admin: KafkaAdminClient, args: Args, step: str, partitions: int,
+              want: dict[str, str]) -> None:  # fmt: skip
+    """Emit the partition count and the configs read back once they show what the scenario
+    did: Kafka's brokers learn a change a moment after it is acknowledged, each on its own."""
+    keys = sorted({*args.config, *args.alter})
+    while True:
+        configs = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, args.topic)],
+                                         config_filter="all")["topic"][args.topic]  # fmt: skip
+        picked = {k: configs[k]["value"] for k in keys if k in configs}
+        count = len(admin.describe_topics([args.topic])[0]["partitions"])
+        if count >= partitions and cli.shows(picked, want):
+            break
+        args.check_deadline()
+    emit("step", step=step, partitions=count, configs=picked)
 
 
 def admin(args: Args) -> None:
     client = KafkaAdminClient(bootstrap_servers=args.bootstrap,
                               request_timeout_ms=min(args.timeout_ms, 30_000))  # fmt: skip
-    keys = sorted({*args.config, *args.alter})
     try:
         client.create_topics({args.topic: {"num_partitions": args.partitions,
                                            "replication_factor": args.replication_factor,
                                            "configs": args.config}},
                              wait_for_metadata=True)  # fmt: skip
         emit("step", step="create")
-        _describe(client, args, "describe", keys)
+        _describe(client, args, "describe", args.partitions, args.config)
         client.alter_configs([ConfigResource(ConfigResourceType.TOPIC, args.topic, configs=args.alter)])
         emit("step", step="alter")
-        _describe(client, args, "describe-after-alter", keys)
+        _describe(client, args, "describe-after-alter", args.partitions, args.altered)
         client.create_partitions({args.topic: args.add_partitions})
         emit("step", step="add-partitions")
-        while len(client.describe_topics([args.topic])[0]["partitions"]) < args.add_partitions:
-            args.check_deadline()
-        _describe(client, args, "describe-after-add", keys)
+        _describe(client, args, "describe-after-add", args.add_partitions, args.altered)
     finally:
         client.close()
 

@@ -15,6 +15,7 @@ import (
 	"sync"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"strata/compat/clients/internal/cli"
@@ -203,36 +204,43 @@ func group(ctx context.Context, args *cli.Args) error {
 	}
 }
 
-func describe(ctx context.Context, adm *kadm.Client, args *cli.Args, step string) error {
-	rcs, err := adm.DescribeTopicConfigs(ctx, args.Topic)
-	if err != nil {
-		return err
-	}
-	rc, err := rcs.On(args.Topic, nil)
-	if err != nil {
-		return err
-	}
-	if rc.Err != nil {
-		return rc.Err
-	}
-	values := map[string]string{}
-	for _, c := range rc.Configs {
-		if c.Value != nil {
-			values[c.Key] = *c.Value
+// describe emits the partition count and the configs read back once they show what the
+// scenario did: Kafka's brokers learn a change a moment after its ack, each on its own.
+func describe(ctx context.Context, adm *kadm.Client, args *cli.Args, step string, partitions int, want map[string]string) error {
+	for {
+		rcs, err := adm.DescribeTopicConfigs(ctx, args.Topic)
+		if err != nil {
+			return err
+		}
+		rc, err := rcs.On(args.Topic, nil)
+		if err != nil {
+			return err
+		}
+		if errors.Is(rc.Err, kerr.UnknownTopicOrPartition) && ctx.Err() == nil {
+			continue // a broker that has not heard of the new topic yet
+		}
+		if rc.Err != nil {
+			return rc.Err
+		}
+		values := map[string]string{}
+		for _, c := range rc.Configs {
+			if c.Value != nil {
+				values[c.Key] = *c.Value
+			}
+		}
+		picked := cli.Pick(values, args.Keys())
+		ids, err := partitionIDs(ctx, adm, args.Topic)
+		if err != nil {
+			return err
+		}
+		if len(ids) >= partitions && cli.Shows(picked, want) {
+			cli.Emit("step", map[string]any{"step": step, "partitions": len(ids), "configs": picked})
+			return nil
+		}
+		if err := ctx.Err(); err != nil {
+			return err
 		}
 	}
-	picked := map[string]string{}
-	for _, k := range args.Keys() {
-		if v, ok := values[k]; ok {
-			picked[k] = v
-		}
-	}
-	ids, err := partitionIDs(ctx, adm, args.Topic)
-	if err != nil {
-		return err
-	}
-	cli.Emit("step", map[string]any{"step": step, "partitions": len(ids), "configs": picked})
-	return nil
 }
 
 func admin(ctx context.Context, args *cli.Args) error {
@@ -257,7 +265,7 @@ func admin(ctx context.Context, args *cli.Args) error {
 		return err
 	}
 	cli.Emit("step", map[string]any{"step": "create"})
-	if err := describe(ctx, adm, args, "describe"); err != nil {
+	if err := describe(ctx, adm, args, "describe", args.Partitions, args.Config); err != nil {
 		return err
 	}
 	alters := []kadm.AlterConfig{}
@@ -277,7 +285,7 @@ func admin(ctx context.Context, args *cli.Args) error {
 		return fmt.Errorf("alter: %w", err)
 	}
 	cli.Emit("step", map[string]any{"step": "alter"})
-	if err := describe(ctx, adm, args, "describe-after-alter"); err != nil {
+	if err := describe(ctx, adm, args, "describe-after-alter", args.Partitions, args.Config.Merged(args.Alter)); err != nil {
 		return err
 	}
 	updated, err := adm.UpdatePartitions(ctx, args.AddPartitions, args.Topic)
@@ -292,10 +300,7 @@ func admin(ctx context.Context, args *cli.Args) error {
 		return fmt.Errorf("add partitions: %w", err)
 	}
 	cli.Emit("step", map[string]any{"step": "add-partitions"})
-	if _, err := waitPartitions(ctx, adm, args.Topic, args.AddPartitions); err != nil {
-		return err
-	}
-	return describe(ctx, adm, args, "describe-after-add")
+	return describe(ctx, adm, args, "describe-after-add", args.AddPartitions, args.Config.Merged(args.Alter))
 }
 
 func waitPartitions(ctx context.Context, adm *kadm.Client, topic string, n int) ([]int32, error) {

@@ -250,27 +250,34 @@ func group(ctx context.Context, args *cli.Args) error {
 	}
 }
 
-func describe(ctx context.Context, adm sarama.ClusterAdmin, client sarama.Client, args *cli.Args, step string) error {
-	entries, err := adm.DescribeConfig(sarama.ConfigResource{Type: sarama.TopicResource, Name: args.Topic})
-	if err != nil {
-		return err
-	}
-	values := map[string]string{}
-	for _, e := range entries {
-		values[e.Name] = e.Value
-	}
-	picked := map[string]string{}
-	for _, k := range args.Keys() {
-		if v, ok := values[k]; ok {
-			picked[k] = v
+// describe emits the partition count and the configs read back once they show what the
+// scenario did: Kafka's brokers learn a change a moment after its ack, each on its own.
+func describe(ctx context.Context, adm sarama.ClusterAdmin, client sarama.Client, args *cli.Args, step string, partitions int, want map[string]string) error {
+	for {
+		entries, err := adm.DescribeConfig(sarama.ConfigResource{Type: sarama.TopicResource, Name: args.Topic})
+		if errors.Is(err, sarama.ErrUnknownTopicOrPartition) && ctx.Err() == nil {
+			continue // a broker that has not heard of the new topic yet
+		}
+		if err != nil {
+			return err
+		}
+		values := map[string]string{}
+		for _, e := range entries {
+			values[e.Name] = e.Value
+		}
+		picked := cli.Pick(values, args.Keys())
+		ids, err := partitionIDs(ctx, client, args.Topic)
+		if err != nil {
+			return err
+		}
+		if len(ids) >= partitions && cli.Shows(picked, want) {
+			cli.Emit("step", map[string]any{"step": step, "partitions": len(ids), "configs": picked})
+			return nil
+		}
+		if err := ctx.Err(); err != nil {
+			return err
 		}
 	}
-	ids, err := partitionIDs(ctx, client, args.Topic)
-	if err != nil {
-		return err
-	}
-	cli.Emit("step", map[string]any{"step": step, "partitions": len(ids), "configs": picked})
-	return nil
 }
 
 func waitPartitions(ctx context.Context, client sarama.Client, topic string, n int) error {
@@ -305,7 +312,7 @@ func admin(ctx context.Context, args *cli.Args) error {
 		return err
 	}
 	cli.Emit("step", map[string]any{"step": "create"})
-	if err := describe(ctx, adm, client, args, "describe"); err != nil {
+	if err := describe(ctx, adm, client, args, "describe", args.Partitions, args.Config); err != nil {
 		return err
 	}
 	alters := map[string]sarama.IncrementalAlterConfigsEntry{}
@@ -316,17 +323,14 @@ func admin(ctx context.Context, args *cli.Args) error {
 		return fmt.Errorf("alter: %w", err)
 	}
 	cli.Emit("step", map[string]any{"step": "alter"})
-	if err := describe(ctx, adm, client, args, "describe-after-alter"); err != nil {
+	if err := describe(ctx, adm, client, args, "describe-after-alter", args.Partitions, args.Config.Merged(args.Alter)); err != nil {
 		return err
 	}
 	if err := adm.CreatePartitions(args.Topic, int32(args.AddPartitions), nil, false); err != nil {
 		return fmt.Errorf("add partitions: %w", err)
 	}
 	cli.Emit("step", map[string]any{"step": "add-partitions"})
-	if err := waitPartitions(ctx, client, args.Topic, args.AddPartitions); err != nil {
-		return err
-	}
-	return describe(ctx, adm, client, args, "describe-after-add")
+	return describe(ctx, adm, client, args, "describe-after-add", args.AddPartitions, args.Config.Merged(args.Alter))
 }
 
 func deleteTopic(ctx context.Context, args *cli.Args) error {

@@ -84,6 +84,27 @@ func (a *Args) Keys() []string {
 func Key(i int) string                  { return fmt.Sprintf("k-%d", i) }
 func Value(prefix string, i int) string { return fmt.Sprintf("%s-%d", prefix, i) }
 
+// Pick is values restricted to keys (those present).
+func Pick(values map[string]string, keys []string) map[string]string {
+	picked := map[string]string{}
+	for _, k := range keys {
+		if v, ok := values[k]; ok {
+			picked[k] = v
+		}
+	}
+	return picked
+}
+
+// Shows reports whether got holds every entry of want.
+func Shows(got map[string]string, want map[string]string) bool {
+	for k, v := range want {
+		if got[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
 // KeyValues collects repeated KEY=VALUE options.
 type KeyValues map[string]string
 

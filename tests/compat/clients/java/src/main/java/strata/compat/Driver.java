@@ -385,38 +385,58 @@ public final class Driver {
         }
     }
 
-    private void describe(Admin admin, String step) throws InterruptedException, ExecutionException {
+    /**
+     * Prints the partition count and the configs read back once they show what the scenario
+     * did: Kafka's brokers learn a change a moment after its ack, each on its own.
+     */
+    private void describe(Admin admin, String step, int partitions, Map<String, String> want) throws InterruptedException, ExecutionException {
         ConfigResource resource = new ConfigResource(ConfigResource.Type.TOPIC, args.topic);
-        Config config = admin.describeConfigs(List.of(resource)).all().get().get(resource);
-        Map<String, Object> picked = new TreeMap<>();
-        for (String k : args.keys()) {
-            ConfigEntry e = config.get(k);
-            if (e != null) {
-                picked.put(k, e.value());
+        while (true) {
+            Config config;
+            int count;
+            try {
+                config = admin.describeConfigs(List.of(resource)).all().get().get(resource);
+                count = partitionCount(admin);
+            } catch (ExecutionException e) {
+                if (e.getCause() instanceof UnknownTopicOrPartitionException) {
+                    continue; // a broker that has not heard of the new topic yet
+                }
+                throw e;
+            }
+            Map<String, Object> picked = new TreeMap<>();
+            for (String k : args.keys()) {
+                ConfigEntry e = config.get(k);
+                if (e != null) {
+                    picked.put(k, e.value());
+                }
+            }
+            if (count >= partitions && want.entrySet().stream().allMatch(w -> w.getValue().equals(picked.get(w.getKey())))) {
+                emit("step", fields("step", step, "partitions", count, "configs", picked));
+                return;
             }
         }
-        emit("step", fields("step", step, "partitions", partitionCount(admin), "configs", picked));
     }
 
     void admin() throws Exception {
         Properties p = new Properties();
         p.put(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, args.bootstrap);
+        Map<String, String> altered = new TreeMap<>(args.config);
+        altered.putAll(args.alter);
         try (Admin admin = Admin.create(p)) {
             NewTopic topic = new NewTopic(args.topic, args.partitions, (short) args.replicationFactor).configs(args.config);
             admin.createTopics(List.of(topic)).all().get();
             waitPartitions(admin, args.partitions);
             emit("step", fields("step", "create"));
-            describe(admin, "describe");
+            describe(admin, "describe", args.partitions, args.config);
             List<AlterConfigOp> ops = new ArrayList<>();
             args.alter.forEach((k, v) -> ops.add(new AlterConfigOp(new ConfigEntry(k, v), AlterConfigOp.OpType.SET)));
             ConfigResource resource = new ConfigResource(ConfigResource.Type.TOPIC, args.topic);
             admin.incrementalAlterConfigs(Map.of(resource, ops)).all().get();
             emit("step", fields("step", "alter"));
-            describe(admin, "describe-after-alter");
+            describe(admin, "describe-after-alter", args.partitions, altered);
             admin.createPartitions(Map.of(args.topic, NewPartitions.increaseTo(args.addPartitions))).all().get();
             emit("step", fields("step", "add-partitions"));
-            waitPartitions(admin, args.addPartitions);
-            describe(admin, "describe-after-add");
+            describe(admin, "describe-after-add", args.addPartitions, altered);
         }
     }
 

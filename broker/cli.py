@@ -66,6 +66,10 @@ def broker() -> None:
                    "(e.g. a container's published port); they are told --external-advertised.")
 @click.option("--external-advertised", default=None,
               help="HOST:PORT clients of the external listener are told (default: --external-listen).")
+@click.option("--kafka-listen", default=None,
+              help="HOST:PORT serving the Kafka API (every Kafka client and tool: kcat, librdkafka, Java...).")
+@click.option("--kafka-advertised", default=None,
+              help="HOST:PORT Kafka clients are told (default: --kafka-listen).")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="A TOML file with broker settings ([limits], [raft], flush_policy, ...).")
 @click.option("--flush-policy", type=click.Choice(["always", "interval", "never"]), default=None,
@@ -73,14 +77,15 @@ def broker() -> None:
 @click.option("--tick-ms", type=click.IntRange(1, 10_000), default=None, help="Raft tick interval.")
 def broker_start(node_id: int, data_dir: Path, listen: str, peers: str, metrics_listen: str | None,
                  advertised: str | None, external_listen: str | None, external_advertised: str | None,
-                 config_file: Path | None, flush_policy: str | None, tick_ms: int | None) -> None:
+                 kafka_listen: str | None, kafka_advertised: str | None, config_file: Path | None,
+                 flush_policy: str | None, tick_ms: int | None) -> None:
     """Start one broker and serve until SIGTERM (which hands leadership over cleanly).
 
     \b
     Example (broker 1 of 3):
       strata broker start --id 1 --data-dir /var/lib/strata \\
-        --listen 10.0.0.1:9092 --metrics-listen 10.0.0.1:9644 \\
-        --peers 1@10.0.0.1:9092,2@10.0.0.2:9092,3@10.0.0.3:9092
+        --listen 10.0.0.1:9192 --kafka-listen 10.0.0.1:9092 --metrics-listen 10.0.0.1:9644 \\
+        --peers 1@10.0.0.1:9192,2@10.0.0.2:9192,3@10.0.0.3:9192
     """
     try:
         extra = load_config_file(config_file) if config_file else {}
@@ -99,6 +104,8 @@ def broker_start(node_id: int, data_dir: Path, listen: str, peers: str, metrics_
             external_listen=parse_host_port(external_listen, what="--external-listen") if external_listen else None,
             external_advertised=(parse_host_port(external_advertised, what="--external-advertised")
                                  if external_advertised else None),
+            kafka_listen=parse_host_port(kafka_listen, what="--kafka-listen") if kafka_listen else None,
+            kafka_advertised=parse_host_port(kafka_advertised, what="--kafka-advertised") if kafka_advertised else None,
             limits=extra.pop("limits", Limits()),
             raft=raft,
             **extra,
@@ -120,11 +127,14 @@ def broker_start(node_id: int, data_dir: Path, listen: str, peers: str, metrics_
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("./data"),
               show_default=True, help="Each broker keeps its data in DATA_DIR/broker-N.")
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--base-port", type=int, default=9092, show_default=True, help="Broker N listens on BASE+N-1.")
+@click.option("--base-port", type=int, default=9192, show_default=True,
+              help="Broker N serves the native protocol (Strata's clients, the CLI) on BASE+N-1.")
+@click.option("--kafka-base-port", type=int, default=9092, show_default=True,
+              help="Broker N serves the Kafka API on BASE+N-1 (0: no Kafka listener).")
 @click.option("--metrics-base-port", type=int, default=9644, show_default=True,
               help="Broker N serves metrics on BASE+N-1.")
 @click.option("--flush-policy", type=click.Choice(["always", "interval", "never"]), default=None)
-def dev(nodes: int, data_dir: Path, host: str, base_port: int, metrics_base_port: int,
+def dev(nodes: int, data_dir: Path, host: str, base_port: int, kafka_base_port: int, metrics_base_port: int,
         flush_policy: str | None) -> None:
     """A local cluster of real broker processes, until Ctrl-C.
 
@@ -135,7 +145,8 @@ def dev(nodes: int, data_dir: Path, host: str, base_port: int, metrics_base_port
     from strata.broker.dev import run_dev
 
     extra = ["--flush-policy", flush_policy] if flush_policy else []
-    sys.exit(run_dev(nodes, data_dir, host, base_port, metrics_base_port, extra, echo=click.echo))
+    sys.exit(run_dev(nodes, data_dir, host, base_port, metrics_base_port, extra, echo=click.echo,
+                     kafka_base_port=kafka_base_port or None))
 
 
 from strata.broker.cli_client import register  # noqa: E402 - after main exists

@@ -45,7 +45,7 @@ from strata.client.errors import (
 if TYPE_CHECKING:
     from strata.client import AdminClient, Consumer, RecordFuture
 
-DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+DEFAULT_BOOTSTRAP = "127.0.0.1:9192"
 #: The exit status of a command stopped by Ctrl-C (128 + SIGINT), as shells report it.
 EXIT_INTERRUPTED = 128 + signal.SIGINT
 
@@ -248,7 +248,7 @@ class _Deliveries:
               help="Write every record to this partition (default: by key, or sticky when keyless).")
 @click.option("--header", "-H", "headers", multiple=True, metavar="K=V",
               help="Add a header to every record (repeatable).")
-@click.option("--compression", type=click.Choice(["none", "gzip", "zstd", "lz4"]), default="none",
+@click.option("--compression", type=click.Choice(["none", "gzip", "snappy", "lz4", "zstd"]), default="none",
               show_default=True, help="Batch compression codec.")
 @click.option("--linger-ms", type=click.IntRange(0, 60_000), default=5, show_default=True,
               help="How long to wait for more records before sending a batch.")

@@ -10,11 +10,14 @@ import dataclasses
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 #: Listener names: ``internal`` (``--listen``: peers and clients in the peers' network) and
 #: ``external`` (``--external-listen``).
 INTERNAL = "internal"
 EXTERNAL = "external"
+#: The Kafka API's listener (``--kafka-listen``).
+KAFKA = "kafka"
 
 
 class ConfigError(ValueError):
@@ -95,6 +98,9 @@ class BrokerConfig:
     #: ports, ...): a client is told the addresses of the listener it connected to.
     external_listen: tuple[str, int] | None = None
     external_advertised: tuple[str, int] | None = None
+    #: The Kafka API (every Kafka client and tool), and the address its clients are told.
+    kafka_listen: tuple[str, int] | None = None
+    kafka_advertised: tuple[str, int] | None = None
     flush_policy: str = "always"
     flush_interval_ms: int = 1000
     segment_bytes: int = 128 << 20
@@ -125,9 +131,12 @@ class BrokerConfig:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
         if self.external_advertised is not None and self.external_listen is None:
             raise ConfigError("--external-advertised needs --external-listen (the listener it advertises)")
-        if self.external_listen is not None and self.external_listen[1] == self.listen[1] and \
-                self.external_listen[0] == self.listen[0]:
-            raise ConfigError("--external-listen must differ from --listen")
+        if self.kafka_advertised is not None and self.kafka_listen is None:
+            raise ConfigError("--kafka-advertised needs --kafka-listen (the listener it advertises)")
+        binds = [self.listen, self.external_listen, self.kafka_listen, self.metrics_listen]
+        ports = [b for b in binds if b is not None]
+        if len(set(ports)) != len(ports):
+            raise ConfigError(f"listeners must have distinct addresses, got {', '.join(f'{h}:{p}' for h, p in ports)}")
         if self.raft.election_ticks <= self.raft.heartbeat_ticks:
             raise ConfigError("raft election_ticks must be larger than heartbeat_ticks")
 
@@ -140,6 +149,8 @@ class BrokerConfig:
         out: dict[str, tuple[str, int]] = {}
         if self.external_listen is not None:
             out[EXTERNAL] = self.external_advertised or self.external_listen
+        if self.kafka_listen is not None:
+            out[KAFKA] = self.kafka_advertised or self.kafka_listen
         return out
 
 
@@ -158,7 +169,7 @@ _FILE_KEYS = {
 }
 
 
-def load_config_file(path: Path) -> dict:
+def load_config_file(path: Path) -> dict[str, Any]:
     """Read a TOML config file: top-level keys as in ``BrokerConfig``, plus [limits] and [raft]."""
     try:
         data = tomllib.loads(path.read_text())
@@ -166,7 +177,7 @@ def load_config_file(path: Path) -> dict:
         raise ConfigError(f"config file {path} does not exist") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path}: {exc}") from None
-    out: dict = {}
+    out: dict[str, Any] = {}
     for key, value in data.items():
         if key == "limits":
             out["limits"] = _sub(Limits, value, path, key)
@@ -181,7 +192,7 @@ def load_config_file(path: Path) -> dict:
     return out
 
 
-def _sub(cls, value, path: Path, section: str):
+def _sub(cls: type[Any], value: object, path: Path, section: str) -> Any:
     if not isinstance(value, dict):
         raise ConfigError(f"config file {path}: [{section}] must be a table")
     names = {f.name for f in dataclasses.fields(cls)}

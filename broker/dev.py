@@ -89,13 +89,15 @@ class DevNode:
     port: int
     metrics_port: int
     data_dir: Path
-    proc: subprocess.Popen | None = None
+    proc: subprocess.Popen[bytes] | None = None
     state: State = State.NOT_STARTED
     #: Size of the log when this run started: a failure quotes only what this run wrote.
     log_offset: int = 0
     started_at: float = 0.0
     #: Resolves to the exit status once the process has exited (set per run).
     exited: asyncio.Future[int] | None = None
+    #: The broker's Kafka listener port (None: no Kafka listener).
+    kafka_port: int | None = None
 
     @property
     def log_path(self) -> Path:
@@ -105,10 +107,22 @@ class DevNode:
     def running(self) -> bool:
         return self.proc is not None and self.exited is not None and not self.exited.done()
 
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None, "the broker was never started"
+        return self.proc.pid
 
-def plan(nodes: int, data_dir: Path, host: str, base_port: int, metrics_base_port: int) -> list[DevNode]:
+    @property
+    def exit_status(self) -> asyncio.Future[int]:
+        assert self.exited is not None, "the broker was never started"
+        return self.exited
+
+
+def plan(nodes: int, data_dir: Path, host: str, base_port: int, metrics_base_port: int,
+         kafka_base_port: int | None = None) -> list[DevNode]:
     return [
-        DevNode(i, base_port + i - 1, metrics_base_port + i - 1, data_dir / f"broker-{i}")
+        DevNode(i, base_port + i - 1, metrics_base_port + i - 1, data_dir / f"broker-{i}",
+                kafka_port=None if kafka_base_port is None else kafka_base_port + i - 1)
         for i in range(1, nodes + 1)
     ]
 
@@ -121,6 +135,7 @@ def broker_command(node: DevNode, peers: str, host: str, extra: list[str]) -> li
         "--listen", f"{host}:{node.port}",
         "--peers", peers,
         "--metrics-listen", f"{host}:{node.metrics_port}",
+        *(["--kafka-listen", f"{host}:{node.kafka_port}"] if node.kafka_port is not None else []),
         *extra,
     ]
 
@@ -128,7 +143,10 @@ def broker_command(node: DevNode, peers: str, host: str, extra: list[str]) -> li
 def listeners(members: list[DevNode], host: str) -> list[tuple[str, str]]:
     """``(protocol, bootstrap)`` for each protocol the brokers serve; the banner prints one
     line each, so a new listener (the Kafka one) is one more entry here."""
-    return [("strata", ",".join(f"{host}:{n.port}" for n in members))]
+    out = [("strata", ",".join(f"{host}:{n.port}" for n in members))]
+    if all(n.kafka_port is not None for n in members):
+        out.append(("kafka", ",".join(f"{host}:{n.kafka_port}" for n in members)))
+    return out
 
 
 def banner(members: list[DevNode], data_dir: Path, host: str) -> list[str]:
@@ -138,7 +156,9 @@ def banner(members: list[DevNode], data_dir: Path, host: str) -> list[str]:
     lines += [f"  bootstrap ({name}): {addresses}" for name, addresses in served]
     lines.append(f"  export STRATA_BOOTSTRAP={served[0][1]}")
     lines += [
-        f"  broker {n.node_id}: {host}:{n.port}  metrics http://{host}:{n.metrics_port}/metrics  log {n.log_path}"
+        f"  broker {n.node_id}: strata {host}:{n.port}"
+        + (f"  kafka {host}:{n.kafka_port}" if n.kafka_port is not None else "")
+        + f"  metrics http://{host}:{n.metrics_port}/metrics  log {n.log_path}"
         for n in members
     ]
     n = min(2, members[-1].node_id)
@@ -286,7 +306,7 @@ class Supervisor:
     _stdin_tty: bool = False
     _control: asyncio.AbstractServer | None = None
     _control_conns: int = 0
-    _tasks: set[asyncio.Task] = field(default_factory=set)
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _log: TextIO | None = None
 
     @property
@@ -387,7 +407,7 @@ class Supervisor:
         node.exited = loop.create_future()
         self._watch_exit(node, node.proc, node.exited)
 
-    def _watch_exit(self, node: DevNode, proc: subprocess.Popen, exited: asyncio.Future[int]) -> None:
+    def _watch_exit(self, node: DevNode, proc: subprocess.Popen[bytes], exited: asyncio.Future[int]) -> None:
         """Resolve ``exited`` when ``proc`` ends: a pidfd on the event loop, else polling."""
         loop = asyncio.get_running_loop()
 
@@ -454,11 +474,12 @@ class Supervisor:
         running = [n for n in nodes if n.running]
         for n in running:
             n.state = State.STOPPING
+            assert n.proc is not None
             with contextlib.suppress(ProcessLookupError):
                 n.proc.send_signal(sig)
         if not running:
             return
-        all_exited = asyncio.ensure_future(asyncio.wait({n.exited for n in running}))
+        all_exited = asyncio.ensure_future(asyncio.wait({n.exit_status for n in running}))
         hurry = asyncio.ensure_future(self._hurry.wait())
         try:
             await asyncio.wait({all_exited, hurry}, timeout=self.stop_timeout_s,
@@ -470,9 +491,9 @@ class Supervisor:
         for n in late:
             self.say(f"broker {n.node_id} did not stop within {self.stop_timeout_s:g} s: SIGKILL")
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(n.proc.pid, signal.SIGKILL)
+                os.killpg(n.pid, signal.SIGKILL)
         if late:
-            await asyncio.wait({n.exited for n in late}, timeout=10)
+            await asyncio.wait({n.exit_status for n in late}, timeout=10)
 
     async def _stop_all(self) -> None:
         running = [n for n in self.members if n.running]
@@ -544,7 +565,7 @@ class Supervisor:
             return
         await self._stop_nodes([node], sig)
         if node.running:
-            reply(f"broker {node.node_id} (pid {node.proc.pid}) does not exit even after SIGKILL")
+            reply(f"broker {node.node_id} (pid {node.pid}) does not exit even after SIGKILL")
         elif sig == signal.SIGKILL:
             reply(f"broker {node.node_id} killed (SIGKILL, as a crash)")
         else:
@@ -552,14 +573,14 @@ class Supervisor:
 
     async def _cmd_start(self, node: DevNode, reply: Callable[[str], None]) -> None:
         if node.running:
-            reply(f"broker {node.node_id} is already running (pid {node.proc.pid}, {node.state.value})")
+            reply(f"broker {node.node_id} is already running (pid {node.pid}, {node.state.value})")
             return
         self._spawn(node)
-        reply(f"broker {node.node_id} starting (pid {node.proc.pid}, log {node.log_path})")
+        reply(f"broker {node.node_id} starting (pid {node.pid}, log {node.log_path})")
         failure = await self._wait_ready(node)
         if not failure:
             took = asyncio.get_running_loop().time() - node.started_at
-            reply(f"broker {node.node_id} is ready (pid {node.proc.pid}, {took:.1f} s)")
+            reply(f"broker {node.node_id} is ready (pid {node.pid}, {took:.1f} s)")
             return
         for line in failure:
             reply(line)
@@ -575,7 +596,7 @@ class Supervisor:
         where = f"{self.host}:{node.port}"
         if node.running:
             up = asyncio.get_running_loop().time() - node.started_at
-            return (f"broker {node.node_id}: {node.state.value}, pid {node.proc.pid}, up {up:.0f} s, {where}, "
+            return (f"broker {node.node_id}: {node.state.value}, pid {node.pid}, up {up:.0f} s, {where}, "
                     f"log {node.log_path}")
         return f"broker {node.node_id}: {self._state_text(node)}, {where}, log {node.log_path}"
 
@@ -741,7 +762,7 @@ def _probe_address(host: str) -> str:
     if host == "::":
         return "::1"
     try:
-        return socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)[0][4][0]
+        return str(socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)[0][4][0])
     except OSError:
         return host
 
@@ -749,7 +770,8 @@ def _probe_address(host: str) -> str:
 def run_dev(nodes: int, data_dir: Path, host: str, base_port: int, metrics_base_port: int,
             extra: list[str], echo: Callable[[str], None] | None = None, *,
             command: Callable[[DevNode, str, str, list[str]], list[str]] = broker_command,
-            ready_timeout_s: float = READY_TIMEOUT_S, stop_timeout_s: float = STOP_TIMEOUT_S) -> int:
+            ready_timeout_s: float = READY_TIMEOUT_S, stop_timeout_s: float = STOP_TIMEOUT_S,
+            kafka_base_port: int | None = None) -> int:
     """Run the dev cluster until Ctrl-C, SIGTERM, SIGHUP or ``quit``; the exit status.
 
     0 after a requested stop; 1 when the cluster could not start (a broker exited or was
@@ -765,7 +787,8 @@ def run_dev(nodes: int, data_dir: Path, host: str, base_port: int, metrics_base_
     if signal.getsignal(signal.SIGHUP) != signal.SIG_IGN:
         die_with_parent(signal.SIGHUP)
     try:
-        supervisor = Supervisor(plan(nodes, data_dir, host, base_port, metrics_base_port), data_dir, host, extra,
+        supervisor = Supervisor(plan(nodes, data_dir, host, base_port, metrics_base_port, kafka_base_port),
+                                data_dir, host, extra,
                                 say, command=command, ready_timeout_s=ready_timeout_s,
                                 stop_timeout_s=stop_timeout_s, probe_host=_probe_address(host))
         return asyncio.run(supervisor.run())

@@ -23,7 +23,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -39,6 +39,9 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from strata.client.errors import ErrorCode
 from strata.client.protocol import Api
 
+if TYPE_CHECKING:
+    from strata.broker.replication.replica import Replica
+
 #: Sub-millisecond to tens of seconds: fsync'd produce on a laptop and a long-poll fetch both fit.
 LATENCY_BUCKETS = (
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -52,7 +55,7 @@ FSYNC_BUCKETS = (
 #: the metrics module depend on the metadata module's import graph for one string).
 METADATA_TOPIC = "__cluster_metadata"
 
-Handler = Callable[[Any, dict, Any], Awaitable[Any]]
+Handler = Callable[..., Awaitable[Any]]
 
 
 @dataclass(slots=True)
@@ -88,6 +91,12 @@ def _error_name(code: int) -> str:
         return str(code)
 
 
+def _native_error(resp: Any) -> str | None:
+    """The error a native answer carries (its header's ``err``), by name."""
+    err = resp.header.get("err")
+    return _error_name(err) if err else None
+
+
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -110,7 +119,7 @@ class BrokerMetrics:
         self.source = source
         self.enabled = (source.metrics_listen is not None) if enabled is None else enabled
         # ``*_created`` series double every counter's cardinality and no dashboard reads them.
-        disable_created_metrics()
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         #: Per-request metrics and process metrics, exposed by prometheus_client's writer.
         self._base = CollectorRegistry()
         r = self._base
@@ -143,10 +152,10 @@ class BrokerMetrics:
         self.registry = CollectorRegistry()
         self.registry.register(_Union(self._base, self._state))
         self._server = MetricsServer(self.render, self.ready)
-        self._wrapped: dict[int, tuple[Handler, Handler]] = {}
+        self._wrapped: dict[int | str, tuple[Handler, Handler]] = {}
         self._bytes_in_children: dict[str, Any] = {}
         self._bytes_out_children: dict[str, Any] = {}
-        self._error_children: dict[tuple[str, int], Any] = {}
+        self._error_children: dict[tuple[str, str], Any] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -202,35 +211,39 @@ class BrokerMetrics:
 
     # -- the hot path ------------------------------------------------------------------------
 
-    def instrument(self, api: int, handler: Handler) -> Handler:
+    def instrument(self, api: int | str, handler: Handler,
+                   error_of: Callable[[Any], str | None] | None = None) -> Handler:
         """The handler wrapped to count and time it; the handler itself when metrics are off.
 
-        Called per request, so the wrapper is built once per API and reused.
+        ``api`` is a native API number or a name (``kafka_produce``); ``error_of`` names the
+        error an answer carries (default: the native header's ``err``). Called per request,
+        so the wrapper is built once per API and reused.
         """
         if not self.enabled:
             return handler
         cached = self._wrapped.get(api)
         if cached is not None and cached[0] is handler:
             return cached[1]
-        name = _api_name(api)
+        name = api if isinstance(api, str) else _api_name(api)
         count = self.requests.labels(api=name)
         hist = self.latency.labels(api=name)
         error = self._error
         perf = time.perf_counter
+        error_of = error_of or _native_error
 
-        async def wrapped(conn, hdr, payload):
+        async def wrapped(*args: Any) -> Any:
             t0 = perf()
             try:
-                resp = await handler(conn, hdr, payload)
+                resp = await handler(*args)
             except Exception:
                 count.inc()
                 hist.observe(perf() - t0)
-                error(name, -1)
+                error(name, "EXCEPTION")
                 raise
             count.inc()
             hist.observe(perf() - t0)
             if resp is not None:
-                err = resp.header.get("err")
+                err = error_of(resp)
                 if err:
                     error(name, err)
             return resp
@@ -238,11 +251,11 @@ class BrokerMetrics:
         self._wrapped[api] = (handler, wrapped)
         return wrapped
 
-    def _error(self, api_name: str, code: int) -> None:
+    def _error(self, api_name: str, code: str) -> None:
         key = (api_name, code)
         child = self._error_children.get(key)
         if child is None:
-            child = self.errors.labels(api=api_name, code="EXCEPTION" if code == -1 else _error_name(code))
+            child = self.errors.labels(api=api_name, code=code)
             self._error_children[key] = child
         child.inc()
 
@@ -262,7 +275,7 @@ class BrokerMetrics:
             child = self._bytes_out_children[topic] = self._bytes_out.labels(topic=topic)
         child.inc(n)
 
-    def leadership_changed(self, replica) -> None:
+    def leadership_changed(self, replica: Replica) -> None:
         self.leadership_changes.inc()
         if replica.is_leader:
             self.elections.inc()

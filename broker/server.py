@@ -20,18 +20,24 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
+from strata.broker.cluster.channel import ControllerChannel
 from strata.broker.cluster.controller import HEARTBEAT_S, Controller, ControllerSettings
 from strata.broker.cluster.heartbeat import BrokerHeartbeater
 from strata.broker.cluster.metadata import METADATA_TOPIC, OFFSETS_TOPIC
 from strata.broker.cluster.view import ClusterView
-from strata.broker.config import INTERNAL, BrokerConfig
+from strata.broker.config import EXTERNAL, INTERNAL, KAFKA, BrokerConfig
 from strata.broker.core.admin import AdminService
 from strata.broker.core.auth import AllowAll
 from strata.broker.core.partitions import PartitionHooks, PartitionService
+from strata.broker.frontends.kafka.handlers import KafkaContext, handler_table
+from strata.broker.frontends.kafka.listener import KafkaListener
 from strata.broker.frontends.native.handlers import NativeContext, NativeHandlers
 from strata.broker.frontends.native.listener import NativeListener
+from strata.broker.frontends.stream import Listener
 from strata.broker.groups.coordinator import GroupCoordinator
 from strata.broker.metrics import BrokerMetrics, MetricsSource
 from strata.broker.replication.manager import Assignment, ReplicaManager
@@ -96,7 +102,8 @@ class Broker:
         self.replicas = ReplicaManager(config, group_commit=self.group_commit, transport=self.transport,
                                        tasks=self.tasks, on_leadership=self._leadership_changed)
         self.view = ClusterView(self.node_id, self.replicas.replicas)
-        self.heartbeater = BrokerHeartbeater(config, self.controller, self.view, self.replicas)
+        self.channel = ControllerChannel(self.node_id, config.peers, lambda: self.controller.leader_id)
+        self.heartbeater = BrokerHeartbeater(config, self.controller, self.view, self.replicas, self.channel)
         authorizer = AllowAll()
         self.coordinator = GroupCoordinator(node_id=self.node_id, controller=self.controller, view=self.view,
                                             broker_address=self.broker_address,
@@ -110,18 +117,33 @@ class Broker:
             limits=config.limits, authorizer=authorizer,
             hooks=PartitionHooks(self.metrics.bytes_in, self.metrics.bytes_out))
         self.admin = AdminService(config=config, controller=self.controller, view=self.view, authorizer=authorizer,
-                                  cluster_id=self.cluster_id, broker_address=self.broker_address)
+                                  cluster_id=self.cluster_id, broker_address=self.broker_address,
+                                  forward=self.channel.request)
         self._lock_fd: int | None = None
         handlers = NativeHandlers(NativeContext(
             node_id=self.node_id, cluster_id=self.cluster_id, limits=config.limits, partitions=self.partitions,
             admin=self.admin, groups=self.coordinator, controller=self.controller, replicas=self.replicas,
             broker_address=self.broker_address))
-        self.listeners = [
-            NativeListener(name, config.limits, handlers.table, instrument=self.metrics.instrument,
-                           on_protocol_error=lambda code: self.metrics.protocol_errors.labels(code=code.name).inc(),
-                           on_connections=self._count_connections)
-            for name in (INTERNAL, *config.endpoints())
+        native = [(INTERNAL, "--listen", config.listen)]
+        if config.external_listen is not None:
+            native.append((EXTERNAL, "--external-listen", config.external_listen))
+        #: (flag, address, listener), bound in this order at start.
+        self.listeners: list[tuple[str, tuple[str, int], Listener]] = [
+            (flag, addr, NativeListener(
+                name, config.limits, handlers.table, instrument=self.metrics.instrument,
+                on_protocol_error=lambda code: self.metrics.protocol_errors.labels(code=code.name).inc(),
+                on_connections=self._count_connections))
+            for name, flag, addr in native
         ]
+        if config.kafka_listen is not None:
+            kafka = KafkaContext(config=config, cluster_id=self.cluster_id, partitions=self.partitions,
+                                 admin=self.admin, groups=self.coordinator, controller=self.controller,
+                                 data_dir=self.data_dir, broker_address=self.broker_address)
+            self.listeners.append(("--kafka-listen", config.kafka_listen, KafkaListener(
+                KAFKA, config.limits, handler_table(kafka),
+                instrument=lambda name, h: self.metrics.instrument(name, h, _kafka_error),
+                on_protocol_error=lambda what: self.metrics.protocol_errors.labels(code=f"kafka_{what}").inc(),
+                on_connections=self._count_connections)))
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -131,10 +153,7 @@ class Broker:
         # broker holds, or a port that is taken (an earlier cluster may still be running),
         # must stop this broker before it opens a log or talks to a peer.
         self._lock_fd = lock_data_dir(self.data_dir)
-        binds: list[tuple[str, tuple[str, int]]] = [("--listen", self.config.listen)]
-        if self.config.external_listen is not None:
-            binds.append(("--external-listen", self.config.external_listen))
-        for listener, (flag, (host, port)) in zip(self.listeners, binds, strict=True):
+        for flag, (host, port), listener in self.listeners:
             await self._bind(flag, host, port, listener.start)
         if self.config.metrics_listen:
             await self._bind("--metrics-listen", *self.config.metrics_listen, self.metrics.start)
@@ -152,21 +171,21 @@ class Broker:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
         log.info("broker %d listening on %s (data %s)", self.node_id,
-                 ", ".join(f"{h}:{p}" for _, (h, p) in binds), self.data_dir)
+                 ", ".join(f"{h}:{p}" for _, (h, p), _ in self.listeners), self.data_dir)
         await self._stop.wait()
         await self.shutdown()
 
     async def shutdown(self) -> None:
         log.info("broker %d shutting down: handing over leadership", self.node_id)
-        for listener in self.listeners:
+        for _, _, listener in self.listeners:
             listener.stop_accepting()
         await self.replicas.transfer_all_leadership(timeout_s=5.0, poll_s=HEARTBEAT_S / 5)
         await self.tasks.close()
         await self.coordinator.stop()
         await self.replicas.stop()
         await self.transport.stop()
-        await self.heartbeater.close()
-        for listener in self.listeners:
+        await self.channel.close()
+        for _, _, listener in self.listeners:
             listener.close_all()
         self.replicas.close()
         await self.metrics.stop()
@@ -200,7 +219,8 @@ class Broker:
             self.coordinator.leadership_changed(replica)
         self.metrics.leadership_changed(replica)
 
-    async def _bind(self, flag: str, host: str, port: int, start) -> None:
+    async def _bind(self, flag: str, host: str, port: int,
+                    start: Callable[[str, int], Awaitable[object]]) -> None:
         try:
             await start(host, port)
         except OSError as exc:
@@ -209,7 +229,7 @@ class Broker:
                                "stop it, or choose another port") from None
 
     def _count_connections(self, _n: int) -> None:
-        self.metrics.connections.set(sum(len(x.connections) for x in self.listeners))
+        self.metrics.connections.set(sum(len(x.connections) for _, _, x in self.listeners))
 
     def broker_address(self, bid: int, listener: str = INTERNAL) -> tuple[str, int] | None:
         """Where a client of ``listener`` reaches broker ``bid``.
@@ -230,6 +250,13 @@ class Broker:
     def ready(self) -> tuple[bool, str]:
         why = self.heartbeater.not_ready
         return (False, why) if why else (True, "ready")
+
+
+def _kafka_error(answer: Any) -> str | None:
+    """The top-level error of a Kafka answer, for the request metrics (per-partition errors
+    are the clients' business)."""
+    code = getattr(answer.body, "error_code", 0)
+    return f"kafka_{code}" if code else None
 
 
 def configure_logging(level: str = "INFO") -> None:

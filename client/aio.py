@@ -9,10 +9,10 @@ package, as in aiokafka (:mod:`strata.client.producer`, :mod:`strata.client.cons
 
 Use them as async context managers (or call ``await start()`` / ``await close()``)::
 
-    async with AIOProducer(bootstrap="127.0.0.1:9092") as p:
+    async with AIOProducer(bootstrap="127.0.0.1:9192") as p:
         meta = await p.send_and_wait("events", b"hello", key=b"k")
 
-    async with AIOConsumer(bootstrap="127.0.0.1:9092", auto_offset_reset="earliest") as c:
+    async with AIOConsumer(bootstrap="127.0.0.1:9192", auto_offset_reset="earliest") as c:
         await c.assign([TopicPartition("events", 0)])
         for record in await c.poll(timeout_ms=1000): ...
 """

@@ -38,7 +38,15 @@ class Codec(IntEnum):
 DEFAULT_MAX_DECOMPRESSED_BYTES = 64 * 1024 * 1024
 
 # Which package provides which optional codec, for imports and error messages.
-_PACKAGES = {Codec.LZ4: ("lz4.frame", "lz4"), Codec.ZSTD: ("zstandard", "zstandard")}
+_PACKAGES = {Codec.LZ4: ("lz4.frame", "lz4"), Codec.ZSTD: ("zstandard", "zstandard"),
+             Codec.SNAPPY: ("cramjam", "cramjam")}
+
+#: Kafka's Java client frames snappy data as xerial's snappy-java stream does: this magic,
+#: a version and a compatible version (two int32), then blocks of ``int32 length | raw snappy``.
+#: librdkafka and the others read and write it too; a raw snappy body is accepted on read.
+_XERIAL_MAGIC = b"\x82SNAPPY\x00"
+_XERIAL_HEADER = _XERIAL_MAGIC + b"\x00\x00\x00\x01\x00\x00\x00\x01"
+_XERIAL_BLOCK = 32 * 1024
 
 # Output is pulled from streaming decompressors in pieces of this size, so that the
 # bound is checked as the data grows instead of after it has all been allocated.
@@ -89,18 +97,9 @@ def _import(codec: Codec) -> ModuleType:
         ) from None
 
 
-def _snappy_unsupported() -> CodecUnavailableError:
-    return CodecUnavailableError(
-        Codec.SNAPPY,
-        "snappy compression is not supported by Strata; use zstd, lz4 or gzip instead",
-    )
-
-
 def is_available(codec: Codec | int) -> bool:
     """Whether batches with this codec can be written and read here."""
     codec = Codec(codec)
-    if codec is Codec.SNAPPY:
-        return False
     if codec in _PACKAGES:
         try:
             _import(codec)
@@ -154,7 +153,14 @@ def compress(
             ),
         )
     if codec == Codec.SNAPPY:
-        raise _snappy_unsupported()
+        snappy = _import(Codec.SNAPPY).snappy
+        mv = memoryview(data)
+        out = [_XERIAL_HEADER]
+        for i in range(0, len(mv), _XERIAL_BLOCK):
+            block = bytes(snappy.compress_raw(mv[i : i + _XERIAL_BLOCK]))
+            out.append(len(block).to_bytes(4, "big"))
+            out.append(block)
+        return b"".join(out)
     raise ValueError(f"unknown compression codec id {codec}")
 
 
@@ -180,8 +186,38 @@ def decompress(
     if codec == Codec.LZ4:
         return _unlz4(data, max_size)
     if codec == Codec.SNAPPY:
-        raise _snappy_unsupported()
+        return _unsnappy(data, max_size)
     raise CorruptBatchError(f"unknown compression codec id {codec} in attributes")
+
+
+def _unsnappy(data: bytes | bytearray | memoryview, max_size: int) -> bytes:
+    snappy = _import(Codec.SNAPPY).snappy
+    mv = memoryview(data)
+    blocks: list[memoryview] = []
+    if bytes(mv[: len(_XERIAL_MAGIC)]) == _XERIAL_MAGIC:
+        pos = len(_XERIAL_HEADER)
+        while pos < len(mv):
+            if pos + 4 > len(mv):
+                raise CorruptBatchError("snappy (xerial) block length cut short")
+            n = int.from_bytes(mv[pos : pos + 4], "big")
+            if n < 0 or pos + 4 + n > len(mv):
+                raise CorruptBatchError(f"snappy (xerial) block of {n} bytes runs past the data")
+            blocks.append(mv[pos + 4 : pos + 4 + n])
+            pos += 4 + n
+    else:
+        blocks.append(mv)
+    out = bytearray()
+    for b in blocks:
+        try:
+            # The raw format states its length up front: check the bound before allocating.
+            if len(out) + snappy.decompress_raw_len(b) > max_size:
+                raise _too_big(max_size)
+            out += bytes(snappy.decompress_raw(b))
+        except CorruptBatchError:
+            raise
+        except Exception as exc:  # cramjam raises its own DecompressionError for garbage
+            raise CorruptBatchError(f"snappy data does not decompress: {exc}") from None
+    return bytes(out)
 
 
 def _too_big(max_size: int) -> CorruptBatchError:

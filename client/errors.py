@@ -96,6 +96,14 @@ class ErrorCode(IntEnum):
     INVALID_GROUP_ID = 78
     UNSUPPORTED_ASSIGNOR = 79
     GROUP_MAX_SIZE_REACHED = 80
+    # Kafka's classic group protocol (JoinGroup/SyncGroup), served on the Kafka listener.
+    ILLEGAL_GENERATION = 81
+    INCONSISTENT_GROUP_PROTOCOL = 82
+    INVALID_SESSION_TIMEOUT = 83
+    REBALANCE_IN_PROGRESS = 84
+    MEMBER_ID_REQUIRED = 85
+    FENCED_INSTANCE_ID = 86
+    GROUP_SUBSCRIBED_TO_TOPIC = 87
 
     @property
     def retriable(self) -> bool:
@@ -196,6 +204,17 @@ _INFO: dict[ErrorCode, _Info] = {
         False, "use an assignor the broker supports ('uniform' or 'range')"
     ),
     _E.GROUP_MAX_SIZE_REACHED: _Info(False, "the group has too many members; add fewer consumers"),
+    _E.ILLEGAL_GENERATION: _Info(False, "the group rebalanced; rejoin it"),
+    _E.INCONSISTENT_GROUP_PROTOCOL: _Info(
+        False, "the group is used by consumers of another protocol or assignor; use another group id"
+    ),
+    _E.INVALID_SESSION_TIMEOUT: _Info(False, "use a session timeout within the broker's bounds"),
+    _E.REBALANCE_IN_PROGRESS: _Info(True, "the group is rebalancing; rejoin"),
+    _E.MEMBER_ID_REQUIRED: _Info(True, "join again with the member id the broker gave"),
+    _E.FENCED_INSTANCE_ID: _Info(False, "another consumer took this group.instance.id"),
+    _E.GROUP_SUBSCRIBED_TO_TOPIC: _Info(
+        False, "the group's members consume this topic; stop them before deleting its offsets"
+    ),
 }
 del _E
 assert set(_INFO) == set(ErrorCode), "every ErrorCode needs retriable + hint"
@@ -428,6 +447,11 @@ class GroupMaxSizeReachedError(StrataError, code=ErrorCode.GROUP_MAX_SIZE_REACHE
     """The group (or its coordinator) is full."""
 
 
+class InconsistentGroupProtocolError(StrataError, code=ErrorCode.INCONSISTENT_GROUP_PROTOCOL):
+    """The group id is in use by consumers of another group protocol (Kafka's classic
+    rebalance protocol and Strata's native one cannot share a group)."""
+
+
 # -- errors raised on the client side ---------------------------------------------------
 
 
@@ -584,6 +608,7 @@ __all__ = [
     "FencedMemberEpochError",
     "GroupIdNotFoundError",
     "GroupMaxSizeReachedError",
+    "InconsistentGroupProtocolError",
     "InvalidConfigError",
     "InvalidGroupIdError",
     "InvalidProducerEpochError",

@@ -56,6 +56,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
+from typing import Any
 
 from strata.client.batch import (
     HEADER_SIZE,
@@ -384,7 +385,7 @@ class CleanPlan:
             raise CorruptBatchError(f"segment {src.path} ends at offset {offset}, byte {pos}; expected "
                                     f"{src.next_offset}, byte {src.size}", offset=offset, position=pos)
 
-    def _records(self, h: BatchHeader, batch: memoryview) -> tuple[bytes, list] | None:
+    def _records(self, h: BatchHeader, batch: memoryview) -> tuple[bytes, list[Any]] | None:
         try:
             data = records_area(batch, h)
             return data, scan_records(data, h)
@@ -493,7 +494,7 @@ class _Output:
                     pass
             raise
         g.output = self.segment
-        self.buffers: list = []
+        self.buffers: list[Any] = []
         self.described: list[tuple[int, int, int, int]] = []
         self.total = 0
 

@@ -160,7 +160,7 @@ class TimeIndex:
         del self.offsets[count:]
         self._on_disk = min(self._on_disk, count)
 
-    def load(self, expected_offsets: array) -> bool:
+    def load(self, expected_offsets: array[int]) -> bool:
         """Read the file; it must pair entry for entry with the offset index."""
         self.truncate_entries(0)
         data = _read_file(self.path, len(expected_offsets) * self.ENTRY_SIZE)

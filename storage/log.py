@@ -31,6 +31,7 @@ import time
 from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from strata.client.batch import (
     LOG_OVERHEAD,
@@ -81,7 +82,7 @@ _STAMP_PREFIX = PARTITION_LEADER_EPOCH_OFFSET + 4
 
 #: One batch on its way to disk: (buffers, base_offset, next_offset, size, max_timestamp, epoch).
 #: A plain tuple: this is built once per batch on the hot path.
-_Piece = tuple[list, int, int, int, int, int]
+_Piece = tuple[list[Any], int, int, int, int, int]
 
 
 def _wall_clock_ms() -> int:

@@ -15,6 +15,7 @@ import os
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from crc32c import crc32c
 
@@ -306,7 +307,7 @@ class LogSegment:
     def _track_header(self, pos: int, h: BatchHeader) -> None:
         self._track(pos, h.base_offset, h.next_offset, h.size, h.max_timestamp)
 
-    def append(self, buffers: list, batches: list[tuple[int, int, int, int]], total: int) -> None:
+    def append(self, buffers: list[Any], batches: list[tuple[int, int, int, int]], total: int) -> None:
         """Write ``buffers`` (whole batches, ``total`` bytes) at the end; ``batches`` describes
         them as ``(base_offset, next_offset, size, max_timestamp)``.
 

@@ -14,10 +14,10 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+from strata.broker.cluster.channel import ControllerChannel
 from strata.broker.cluster.controller import HEARTBEAT_S, SESSION_TIMEOUT_S, Controller
 from strata.broker.cluster.metadata import METADATA_TOPIC
 from strata.broker.cluster.view import ClusterView, PartitionView
-from strata.client.conn import BrokerConnection, open_connection
 from strata.client.protocol import Api
 
 if TYPE_CHECKING:
@@ -29,14 +29,13 @@ log = logging.getLogger("strata.broker.heartbeat")
 
 class BrokerHeartbeater:
     def __init__(self, config: BrokerConfig, controller: Controller, view: ClusterView,
-                 replicas: ReplicaManager) -> None:
+                 replicas: ReplicaManager, channel: ControllerChannel) -> None:
         self.config = config
         self.node_id = config.node_id
         self._controller = controller
         self._view = view
         self._replicas = replicas
-        self._conn: BrokerConnection | None = None
-        self._conn_to: int | None = None
+        self._channel = channel
         #: Why this broker is not ready ("" once the controller has answered).
         self.not_ready = "starting"
 
@@ -51,9 +50,9 @@ class BrokerHeartbeater:
                                            lg.log_start_offset, lg.log_end_offset, r.high_watermark).to_wire(t, p))
         lost = []
         for key in self._replicas.lost_leadership:
-            r = self._replicas.replicas.get(key)
-            if r is not None and r.topic_id is not None:
-                lost.append([key[0], key[1], r.topic_id])
+            gone = self._replicas.replicas.get(key)
+            if gone is not None and gone.topic_id is not None:
+                lost.append([key[0], key[1], gone.topic_id])
         self._replicas.lost_leadership.clear()
         return {"id": self.node_id, "host": host, "port": port, "mport": mport,
                 "endpoints": {k: list(v) for k, v in self.config.endpoints().items()},
@@ -70,14 +69,14 @@ class BrokerHeartbeater:
                 continue
             req = self.request()
             try:
-                resp = ctl.handle_heartbeat(req) if leader == self.node_id else await self._send(leader, req)
+                resp = (ctl.handle_heartbeat(req) if leader == self.node_id
+                        else await self._channel.request(Api.BROKER_HEARTBEAT, req, timeout_s=1.0))
             except Exception as exc:  # any failure: retry on the next beat
                 log.debug("heartbeat to controller %s failed: %s", leader, exc)
                 silent = time.monotonic() - last_ok
                 if silent > SESSION_TIMEOUT_S:
                     self.not_ready = f"cannot reach the controller (broker {leader}) for {silent:.0f}s"
                 self._replicas.lost_leadership.update((t, p) for t, p, _ in req["lost"])
-                await self._drop_conn()
                 continue
             last_ok = time.monotonic()
             self._view.apply(resp)
@@ -87,25 +86,3 @@ class BrokerHeartbeater:
                     log.info("moving leadership of %s-%d back to preferred replica %d", topic, p, to)
                     r.transfer_leadership(to)
             self.not_ready = ""
-
-    async def _send(self, leader: int, req: dict[str, Any]) -> dict[str, Any]:
-        if self._conn is None or self._conn_to != leader or self._conn.closed:
-            await self._drop_conn()
-            host, port = self.config.peers[leader]
-            self._conn = await open_connection(host, port, client_id=f"broker-{self.node_id}", timeout=1.0)
-            self._conn_to = leader
-        hdr, _ = await self._conn.request(Api.BROKER_HEARTBEAT, req, timeout=1.0)
-        if hdr.get("err"):
-            raise ConnectionError(hdr.get("msg", "heartbeat refused"))
-        return hdr
-
-    async def _drop_conn(self) -> None:
-        if self._conn is not None:
-            try:
-                await self._conn.close()
-            except Exception:
-                pass
-            self._conn = None
-
-    async def close(self) -> None:
-        await self._drop_conn()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 import msgpack
 
@@ -67,7 +68,7 @@ class MetadataImage:
 
     # -- applying committed records ---------------------------------------------------
 
-    def apply(self, offset: int, record: dict) -> None:
+    def apply(self, offset: int, record: dict[str, Any]) -> None:
         """Apply one committed record. Records that no longer make sense are ignored, never raise:
         the log is the truth, and a record validated on the leader may be stale by commit time
         (for example two creates of one name racing)."""
@@ -110,7 +111,7 @@ class MetadataImage:
             for key in record.get("delete", ()):
                 self.cluster_configs.pop(key, None)
 
-    def _topic_of(self, record: dict) -> TopicInfo | None:
+    def _topic_of(self, record: dict[str, Any]) -> TopicInfo | None:
         """The topic a change names, if it is still the topic the change was made for."""
         topic = self.topics.get(record["name"])
         if topic is None:
@@ -169,7 +170,7 @@ class MetadataImage:
 
     # -- snapshots (for tests and debugging) --------------------------------------------
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "brokers": {i: [b.host, b.port, b.metrics_port, b.endpoints] for i, b in self.brokers.items()},
             "topics": {n: {"id": t.topic_id, "replicas": t.replicas, "configs": t.configs} for n, t in self.topics.items()},
@@ -179,11 +180,11 @@ class MetadataImage:
         }
 
 
-def encode_record(record: dict) -> bytes:
-    return msgpack.packb(record, use_bin_type=True)
+def encode_record(record: dict[str, Any]) -> bytes:
+    return bytes(msgpack.packb(record, use_bin_type=True))
 
 
-def decode_record(data: bytes) -> dict:
+def decode_record(data: bytes) -> dict[str, Any]:
     rec = msgpack.unpackb(data, raw=False, strict_map_key=False)
     if not isinstance(rec, dict) or "t" not in rec:
         raise ValueError(f"metadata record is not a typed map: {rec!r:.80}")

@@ -3,13 +3,16 @@
 Reads (metadata, describe) are answered by any broker from its metadata image, once it has
 caught up with the metadata log (before that: a retriable ``LEADER_NOT_AVAILABLE``, never
 an empty or partial answer). Changes are commits of the controller's log, made by the
-controller leader; elsewhere they fail with ``NOT_CONTROLLER`` naming it, and clients
-follow (as Kafka clients follow ``NOT_CONTROLLER``).
+controller leader; any other broker forwards them to it (Kafka's KIP-590: a client may send
+an administrative request to whichever broker it likes) and relays the answer.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from strata.broker.cluster.configs import (
     CLUSTER_CONFIGS,
@@ -46,6 +49,19 @@ from strata.broker.core.types import (
     TopicResult,
 )
 from strata.client.errors import ErrorCode, StrataError, error_for
+from strata.client.protocol import Api
+
+#: How long a forwarded administrative request may take at the controller.
+FORWARD_TIMEOUT_S = 30.0
+
+
+def _error(entry: dict[str, Any]) -> StrataError | None:
+    """The error of one entry of a native answer (forwarded requests come back natively)."""
+    err = entry.get("err")
+    if not err:
+        return None
+    details = {k: v for k, v in entry.items() if k in ("controller",)}
+    return error_for(err, entry.get("msg", ""), **details)
 
 
 class AdminService:
@@ -58,6 +74,7 @@ class AdminService:
         authorizer: Authorizer,
         cluster_id: str,
         broker_address: Callable[[int, str], tuple[str, int] | None],
+        forward: Callable[[Api, dict[str, Any], float], Awaitable[dict[str, Any]]],
     ) -> None:
         self.config = config
         self.node_id = config.node_id
@@ -66,6 +83,17 @@ class AdminService:
         self._authz = authorizer
         self.cluster_id = cluster_id
         self._address = broker_address
+        self._forward = forward
+
+    def _local(self, forwarded: bool) -> bool:
+        """Serve a controller-only request here (this broker leads the controller), or forward
+        it. A request forwarded to this broker is never forwarded again: if this broker is no
+        longer the controller, it answers ``NOT_CONTROLLER`` (the sender relays it)."""
+        if self._controller.is_leader:
+            return True
+        if forwarded:
+            self._controller.require_leader()
+        return False
 
     # -- metadata --------------------------------------------------------------------------
 
@@ -134,14 +162,20 @@ class AdminService:
     # -- topics ----------------------------------------------------------------------------
 
     async def create_topics(self, principal: Principal, topics: list[NewTopic], *,
-                            validate_only: bool = False) -> list[TopicResult]:
+                            validate_only: bool = False, forwarded: bool = False) -> list[TopicResult]:
         """Create each topic (or only check it); per-topic errors in the results.
 
         Raises ``NOT_CONTROLLER`` (for the whole request) on a broker that is not the
         controller leader.
         """
         ctl = self._controller
-        ctl.require_leader()
+        if not self._local(forwarded):
+            hdr = await self._forward(Api.CREATE_TOPICS, {
+                "topics": [{"name": t.name, "partitions": t.partitions, "replication_factor": t.replication_factor,
+                            "configs": dict(t.configs)} for t in topics],
+                "validate_only": validate_only, "forwarded": True}, FORWARD_TIMEOUT_S)
+            return [TopicResult(r["name"], _error(r), r.get("partitions", -1), r.get("replication_factor", -1))
+                    for r in hdr["topics"]]
         results = []
         for t in topics:
             partitions = t.partitions if t.partitions != -1 else ctl.default_partitions()
@@ -158,9 +192,12 @@ class AdminService:
                 results.append(TopicResult(t.name, exc))
         return results
 
-    async def delete_topics(self, principal: Principal, names: list[str]) -> list[TopicResult]:
+    async def delete_topics(self, principal: Principal, names: list[str], *, forwarded: bool = False
+                            ) -> list[TopicResult]:
         ctl = self._controller
-        ctl.require_leader()
+        if not self._local(forwarded):
+            hdr = await self._forward(Api.DELETE_TOPICS, {"topics": names, "forwarded": True}, FORWARD_TIMEOUT_S)
+            return [TopicResult(r["name"], _error(r)) for r in hdr["topics"]]
         results = []
         for name in names:
             try:
@@ -174,9 +211,14 @@ class AdminService:
         return results
 
     async def create_partitions(self, principal: Principal, increases: list[PartitionIncrease], *,
-                                validate_only: bool = False) -> list[TopicResult]:
+                                validate_only: bool = False, forwarded: bool = False) -> list[TopicResult]:
         ctl = self._controller
-        ctl.require_leader()
+        if not self._local(forwarded):
+            hdr = await self._forward(Api.CREATE_PARTITIONS, {
+                "topics": [{"name": i.name, "count": i.count} for i in increases], "validate_only": validate_only,
+                "forwarded": True}, FORWARD_TIMEOUT_S)
+            return [TopicResult(r["name"], _error(r), next((i.count for i in increases if i.name == r["name"]), -1))
+                    for r in hdr["topics"]]
         results = []
         for inc in increases:
             try:
@@ -235,11 +277,16 @@ class AdminService:
                             f"no broker {name!r}: name a broker id of the cluster, or '' for the cluster default")
 
     async def alter_configs(self, principal: Principal, changes: list[ConfigChange], *,
-                            validate_only: bool = False) -> list[ConfigResult]:
+                            validate_only: bool = False, forwarded: bool = False) -> list[ConfigResult]:
         """Incremental changes (set / delete per key), applied by the controller; every replica
         of a topic takes the new values without a restart."""
         ctl = self._controller
-        ctl.require_leader()
+        if not self._local(forwarded):
+            hdr = await self._forward(Api.ALTER_CONFIGS, {
+                "resources": [{"type": ch.resource.type, "name": ch.resource.name,
+                               "ops": [{"name": o.name, "op": o.op, "value": o.value} for o in ch.ops]}
+                              for ch in changes], "validate_only": validate_only, "forwarded": True}, FORWARD_TIMEOUT_S)
+            return [ConfigResult(ConfigResource(r["type"], r["name"]), _error(r)) for r in hdr["resources"]]
         out = []
         for ch in changes:
             ops = [(op.name, op.op, op.value) for op in ch.ops]
@@ -274,8 +321,20 @@ class AdminService:
 
     # -- producer ids ----------------------------------------------------------------------
 
-    async def init_producer_id(self, principal: Principal) -> tuple[int, int]:
-        """A new idempotent producer id and epoch 0 (controller leader only)."""
+    async def init_producer_id(self, principal: Principal, timeout_ms: int = 30_000, *,
+                               forwarded: bool = False) -> tuple[int, int]:
+        """A new idempotent producer id and epoch 0. The controller leader hands them out; any
+        other broker forwards the request to it (Kafka clients ask whichever broker they like)."""
         self._authz.authorize(principal, Operation.IDEMPOTENT_WRITE, CLUSTER)
-        pid = await self._controller.allocate_producer_id()
-        return pid, 0
+        if self._local(forwarded):
+            return await self._controller.allocate_producer_id(), 0
+        hdr = await self._forward(Api.INIT_PRODUCER_ID, {"timeout_ms": timeout_ms, "forwarded": True},
+                                  timeout_ms / 1000)
+        return int(hdr["producer_id"]), int(hdr["producer_epoch"])
+
+    async def wait_caught_up(self, timeout_s: float) -> None:
+        """Wait (bounded) until this broker has applied the metadata log (after a start):
+        for doors whose protocol has no retriable answer for "not yet"."""
+        deadline = time.monotonic() + timeout_s
+        while not self._controller.caught_up() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)

@@ -15,7 +15,14 @@ from dataclasses import dataclass
 from strata.broker.cluster.controller import Controller
 from strata.broker.cluster.view import ClusterView
 from strata.broker.config import Limits
-from strata.broker.core.auth import Authorizer, Operation, Principal, Resource, ResourceType
+from strata.broker.core.auth import (
+    CLUSTER,
+    Authorizer,
+    Operation,
+    Principal,
+    Resource,
+    ResourceType,
+)
 from strata.broker.core.types import (
     EARLIEST_TIMESTAMP,
     LATEST_TIMESTAMP,
@@ -83,10 +90,21 @@ class PartitionService:
                         f"broker {self.node_id} holds no replica of {topic}-{partition}"
                         + (f"; broker {leader} leads it" if leader is not None else ""), leader=leader)
 
-    def leader_for(self, topic: str, partition: int) -> Replica:
+    def leader_for(self, topic: str, partition: int, leader_epoch: int = -1) -> Replica:
+        """The partition's replica here if this broker leads it; ``leader_epoch`` (the
+        client's view, -1 = unchecked) must be the current one (Kafka's KIP-320 fencing: an
+        older epoch means stale metadata, a newer one that this broker is behind)."""
         r = self.replica_for(topic, partition)
         if not r.is_leader:
             raise r.not_leader_error()
+        if leader_epoch >= 0 and leader_epoch != r.node.term:
+            if leader_epoch < r.node.term:
+                raise error_for(ErrorCode.FENCED_LEADER_EPOCH,
+                                f"leader epoch {leader_epoch} of {topic}-{partition} is older than the current "
+                                f"{r.node.term}: refresh metadata")
+            raise error_for(ErrorCode.UNKNOWN_LEADER_EPOCH,
+                            f"leader epoch {leader_epoch} of {topic}-{partition} is newer than broker "
+                            f"{self.node_id} knows ({r.node.term}); retry")
         return r
 
     # -- produce ---------------------------------------------------------------------------
@@ -138,7 +156,7 @@ class PartitionService:
         total = 0
         for p in req.partitions:
             try:
-                r = self.leader_for(p.topic, p.partition)
+                r = self.leader_for(p.topic, p.partition, p.leader_epoch)
                 budget = min(p.max_bytes, max_bytes - total)
                 records: FileSlice | None = None
                 if budget > 0 or total == 0:
@@ -163,12 +181,49 @@ class PartitionService:
         for q in queries:
             try:
                 self._authz.authorize(principal, Operation.DESCRIBE, Resource(ResourceType.TOPIC, q.topic))
-                r = self.leader_for(q.topic, q.partition)
+                r = self.leader_for(q.topic, q.partition, q.leader_epoch)
                 r.require_readable()
             except StrataError as exc:
                 out.append(ListedOffset(q.topic, q.partition, exc))
                 continue
             out.append(_list_offset(r, q))
+        return out
+
+    async def delete_records(self, principal: Principal, topic: str, partition: int, offset: int,
+                             timeout_ms: int) -> int:
+        """Delete the partition's records below ``offset`` (-1: all committed ones) on every
+        replica; returns the new log start offset."""
+        self._authz.authorize(principal, Operation.DELETE, Resource(ResourceType.TOPIC, topic))
+        r = self.leader_for(topic, partition)
+        timeout_s = max(0, min(timeout_ms, self._limits.max_produce_timeout_ms)) / 1000
+        return await r.delete_records(offset, timeout_s)
+
+    def offset_for_leader_epoch(self, principal: Principal, topic: str, partition: int, epoch: int,
+                                current_leader_epoch: int = -1) -> tuple[int, int]:
+        """``(epoch, end offset)``: the largest epoch <= ``epoch`` this partition's log has, and
+        the offset where it ends (the log end for the current epoch); ``(-1, -1)`` when the log
+        knows no epoch that old. Consumers use it to detect a truncated log (KIP-320)."""
+        self._authz.authorize(principal, Operation.DESCRIBE, Resource(ResourceType.TOPIC, topic))
+        r = self.leader_for(topic, partition, current_leader_epoch)
+        r.require_readable()
+        lg = r.log
+        found, end = lg.end_offset_for_epoch(epoch)
+        if found < 0:
+            return -1, -1
+        return found, min(end, r.high_watermark) if found == r.node.term else end
+
+    def log_dir_usage(self, principal: Principal, wanted: set[tuple[str, int]] | None
+                      ) -> list[tuple[str, int, int, int]]:
+        """``(topic, partition, size, lag)`` of every partition replica held here (``wanted``:
+        only those), lag being how far the replica's log is behind its high watermark's log
+        end (0 for a leader)."""
+        self._authz.authorize(principal, Operation.DESCRIBE, CLUSTER)
+        out = []
+        for (t, p), r in list(self._replicas.items()):
+            if r.topic_id is None or (wanted is not None and (t, p) not in wanted):
+                continue
+            lg = r.log
+            out.append((t, p, lg.size_bytes, 0 if r.is_leader else max(0, r.high_watermark - lg.log_end_offset)))
         return out
 
 

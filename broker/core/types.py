@@ -81,8 +81,10 @@ class FetchRequest:
 class OffsetQuery:
     topic: str
     partition: int
-    #: ms since the epoch, or LATEST_TIMESTAMP / EARLIEST_TIMESTAMP / MAX_TIMESTAMP.
+    #: ms since the epoch, or LATEST_TIMESTAMP / EARLIEST_TIMESTAMP.
     timestamp: int
+    #: The client's view of the leader epoch; -1 = unchecked.
+    leader_epoch: int = -1
 
 
 @dataclass(slots=True, frozen=True)

@@ -30,7 +30,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from strata.broker.cluster.metadata import OFFSETS_TOPIC
 from strata.broker.config import INTERNAL
@@ -42,13 +42,14 @@ from strata.broker.core.auth import (
     Resource,
     ResourceType,
 )
+from strata.broker.groups.classic import ClassicGroup, is_classic
+from strata.broker.groups.classic_ops import ClassicOps
 from strata.broker.groups.group_state import (
     TP,
     Group,
     GroupError,
     HeartbeatRequest,
     HeartbeatResult,
-    Member,
     validate_group_id,
 )
 from strata.broker.groups.offsets_log import (
@@ -133,13 +134,19 @@ class OffsetLag:
 
 @dataclass(slots=True, frozen=True)
 class GroupDescription:
+    """A group as either door describes it. ``classic`` groups are Kafka's classic protocol
+    (``members`` are ``ClassicMember``, ``epoch`` is the generation, ``assignor`` the chosen
+    protocol); the others Strata's native one (``Member``, member epochs, a broker-side assignor)."""
+
     group: str
     error: StrataError | None = None
     state: str = ""
     epoch: int = -1
     assignor: str = ""
-    members: list[Member] = field(default_factory=list)
+    members: list[Any] = field(default_factory=list)
     offsets: list[OffsetLag] = field(default_factory=list)
+    classic: bool = False
+    protocol_type: str = "consumer"
 
 
 @dataclass(slots=True)
@@ -150,7 +157,8 @@ class Shard:
     replica: Replica
     term: int
     loaded: bool = False
-    groups: dict[str, Group] = field(default_factory=dict)
+    #: Native groups (``Group``) and Kafka's classic ones (``ClassicGroup``): one id, one kind.
+    groups: dict[str, Group | ClassicGroup] = field(default_factory=dict)
     offsets: dict[str, dict[TP, OffsetEntry]] = field(default_factory=dict)
     #: The last group record proposed per group (its bytes) and when, to skip writing no-change.
     written: dict[str, tuple[bytes | None, int]] = field(default_factory=dict)
@@ -169,7 +177,7 @@ def _group(group: str) -> Resource:
     return Resource(ResourceType.GROUP, group)
 
 
-class GroupCoordinator:
+class GroupCoordinator(ClassicOps):
     """The groups whose ``__consumer_offsets`` partition this broker leads."""
 
     def __init__(
@@ -189,6 +197,7 @@ class GroupCoordinator:
         self._default_retention_ms = default_retention_ms
         self._authz = authorizer
         self.shards: dict[int, Shard] = {}
+        self._stopping = False
         self._tasks = TaskOwner(log, "group coordinator")
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -197,6 +206,7 @@ class GroupCoordinator:
         self._tasks.spawn(self._sweep_loop(), name="coordinator-sweep")
 
     async def stop(self) -> None:
+        self._stopping = True
         for shard in self.shards.values():
             if shard.task is not None:
                 shard.task.cancel()
@@ -205,6 +215,8 @@ class GroupCoordinator:
 
     def leadership_changed(self, replica: Replica) -> None:
         """A replica of ``__consumer_offsets`` gained or lost leadership on this broker."""
+        if self._stopping:
+            return  # shutting down: the next leader loads the groups
         p = replica.key[1]
         shard = self.shards.get(p)
         if replica.is_leader:
@@ -219,6 +231,7 @@ class GroupCoordinator:
         elif shard is not None:
             if shard.task:
                 shard.task.cancel()
+            self._fail_classic_waiters(shard)
             del self.shards[p]
             log.info("no longer coordinating %s-%d: %d groups handed over", OFFSETS_TOPIC, p, len(shard.groups))
 
@@ -247,7 +260,7 @@ class GroupCoordinator:
             await r.wait_for_data(r.high_watermark, 0.5)
         hw = r.high_watermark
         offsets: dict[str, dict[TP, OffsetEntry]] = {}
-        groups: dict[str, tuple[dict, int]] = {}
+        groups: dict[str, tuple[dict[str, Any], int]] = {}
         offset = r.log.log_start_offset
         n = 0
         while offset < hw:
@@ -275,9 +288,12 @@ class GroupCoordinator:
         now = _now_ms()
         shard.offsets = {g: tps for g, tps in offsets.items() if tps}
         for gid, (state, ts) in groups.items():
-            g = Group.from_wire(gid, state)
-            g.reset_sessions(now)
-            shard.groups[gid] = g
+            if is_classic(state):
+                shard.groups[gid] = ClassicGroup.from_wire(gid, state, now)
+            else:
+                g = Group.from_wire(gid, state)
+                g.reset_sessions(now)
+                shard.groups[gid] = g
             shard.written[gid] = (None, ts)  # re-written on its first change
         for gid in shard.offsets:
             if gid not in shard.groups:
@@ -342,7 +358,7 @@ class GroupCoordinator:
                              f"{shard.partition}; find the coordinator and retry")
         return last, now
 
-    async def _persist_group(self, shard: Shard, g: Group) -> None:
+    async def _persist_group(self, shard: Shard, g: Group | ClassicGroup) -> None:
         """Write the group's state if it changed; forget a group with no members and no offsets."""
         if not g.members and not shard.offsets.get(g.group_id):
             if shard.groups.get(g.group_id) is g:
@@ -377,7 +393,13 @@ class GroupCoordinator:
         """A member's heartbeat (KIP-848 style): join, keep alive, reconcile, or leave (epoch -1)."""
         self._authz.authorize(principal, Operation.READ, _group(group))
         shard = self._shard(group)
-        g = shard.groups.get(group)
+        found = shard.groups.get(group)
+        if isinstance(found, ClassicGroup):
+            if found.members:
+                raise self._mixed(group, "Kafka's classic protocol (a Kafka consumer group)")
+            del shard.groups[group]  # an empty classic group, offsets only: becomes a native one
+            found = None
+        g = found
         epoch = req.member_epoch
         if g is None:
             if epoch == -1:
@@ -401,11 +423,14 @@ class GroupCoordinator:
         return res
 
     async def commit_offsets(self, principal: Principal, group: str, member_id: str, member_epoch: int,
-                             offsets: list[OffsetCommit]) -> dict[TP, StrataError]:
+                             offsets: list[OffsetCommit], *, generation: int | None = None,
+                             instance_id: str | None = None) -> dict[TP, StrataError]:
         """Commit offsets through Raft; returns the partitions refused, with why.
 
-        ``member_id`` "" with epoch -1 is an admin commit (allowed only while the group has
-        no live member). Errors for the whole request are raised.
+        Native door: ``member_id`` "" with epoch -1 is an admin commit (allowed only while the
+        group has no live member). Kafka door (``generation`` given): Kafka's classic rules
+        (a member of the current generation, or a consumer outside any group committing with
+        generation -1 while the group has no members). Errors for the whole request are raised.
         """
         self._authz.authorize(principal, Operation.READ, _group(group))
         if len(offsets) > MAX_OFFSETS_PER_COMMIT:
@@ -414,7 +439,9 @@ class GroupCoordinator:
         shard = self._shard(group)
         g = shard.groups.get(group)
         errs: dict[TP, StrataError] = {}
-        if member_id == "" and member_epoch == -1:
+        if generation is not None:
+            self.check_classic_commit(group, g, member_id, instance_id, generation)
+        elif member_id == "" and member_epoch == -1:
             if g is not None and g.members:
                 raise GroupError(ErrorCode.NON_EMPTY_GROUP,
                                  f"group {group!r} has {len(g.members)} live members; offsets can only be "
@@ -423,6 +450,8 @@ class GroupCoordinator:
             raise GroupError(ErrorCode.GROUP_ID_NOT_FOUND,
                              f"group {group!r} does not exist; join it first (or commit as admin with an "
                              "empty member_id and member epoch -1)")
+        elif isinstance(g, ClassicGroup):
+            raise self._mixed(group, "Kafka's classic protocol (a Kafka consumer group)")
         else:
             errs.update(g.check_commit(member_id, member_epoch, [(o.topic, o.partition) for o in offsets]))
         topics = self._topics()
@@ -497,6 +526,16 @@ class GroupCoordinator:
         out.sort()
         return out
 
+    def list_group_kinds(self, principal: Principal) -> list[tuple[str, str, bool]]:
+        """``(group, state, classic)`` of every group this broker coordinates."""
+        self._authz.authorize(principal, Operation.DESCRIBE, CLUSTER)
+        out: list[tuple[str, str, bool]] = []
+        for shard in self.shards.values():
+            if shard.loaded and self._current(shard):
+                out.extend((gid, g.state, isinstance(g, ClassicGroup)) for gid, g in shard.groups.items())
+        out.sort()
+        return out
+
     def describe_groups(self, principal: Principal, groups: list[str]) -> list[GroupDescription]:
         out = []
         for group in groups:
@@ -509,8 +548,13 @@ class GroupCoordinator:
             except StrataError as exc:
                 out.append(GroupDescription(group, exc, "dead" if exc.code == ErrorCode.GROUP_ID_NOT_FOUND else ""))
                 continue
-            out.append(GroupDescription(group, None, g.state, g.epoch, g.assignor, list(g.members.values()),
-                                        self._offsets_with_lag(shard, group)))
+            if isinstance(g, ClassicGroup):
+                out.append(GroupDescription(group, None, g.state, g.generation, g.protocol_name or "",
+                                            list(g.members.values()), self._offsets_with_lag(shard, group),
+                                            classic=True, protocol_type=g.protocol_type or "consumer"))
+            else:
+                out.append(GroupDescription(group, None, g.state, g.epoch, g.assignor, list(g.members.values()),
+                                            self._offsets_with_lag(shard, group)))
         return out
 
     async def delete_groups(self, principal: Principal, groups: list[str]) -> dict[str, StrataError | None]:
@@ -542,6 +586,37 @@ class GroupCoordinator:
                 out[group] = None
             except StrataError as exc:
                 out[group] = exc
+        return out
+
+    async def delete_offsets(self, principal: Principal, group: str, partitions: list[TP]
+                             ) -> dict[TP, StrataError | None]:
+        """Forget the group's committed offsets for ``partitions`` (Kafka's OffsetDelete): not
+        for a topic the group's live members consume."""
+        self._authz.authorize(principal, Operation.DELETE, _group(group))
+        shard = self._shard(group)
+        g = shard.groups.get(group)
+        if g is None:
+            raise GroupError(ErrorCode.GROUP_ID_NOT_FOUND, f"group {group!r} does not exist")
+        if isinstance(g, ClassicGroup):
+            subscribed = {t for m in g.members.values() for t in m.subscribed}
+        else:
+            subscribed = g.subscribed_topics()
+        have = shard.offsets.get(group, {})
+        out: dict[TP, StrataError | None] = {}
+        records: list[tuple[bytes, bytes | None]] = []
+        for tp in partitions:
+            if tp[0] in subscribed:
+                out[tp] = GroupError(ErrorCode.GROUP_SUBSCRIBED_TO_TOPIC,
+                                     f"members of group {group!r} consume {tp[0]!r}")
+                continue
+            out[tp] = None
+            if tp in have:
+                records.append((offset_key(group, *tp), None))
+        if records:
+            await self._write(shard, records)
+            for (t, p), err in out.items():
+                if err is None:
+                    have.pop((t, p), None)
         return out
 
     def _high_watermark(self, topic: str, p: int) -> int:
@@ -585,6 +660,9 @@ class GroupCoordinator:
                 if not shard.loaded or not self._current(shard):
                     continue
                 for g in list(shard.groups.values()):
+                    if isinstance(g, ClassicGroup):
+                        self.expire_classic(shard, g, now)
+                        continue
                     gone = g.expire(now, topics)
                     for mid, why in gone:
                         log.info("group %r: removed member %s: %s (epoch %d)", g.group_id, mid, why, g.epoch)
@@ -596,7 +674,7 @@ class GroupCoordinator:
                     if shard.loaded and self._current(shard):
                         self._tasks.spawn(self._refresh(shard), name=f"refresh-{shard.partition}")
 
-    async def _persist_quietly(self, shard: Shard, g: Group) -> None:
+    async def _persist_quietly(self, shard: Shard, g: Group | ClassicGroup) -> None:
         try:
             await self._persist_group(shard, g)
         except GroupError as exc:
@@ -606,7 +684,7 @@ class GroupCoordinator:
         t = self._controller.image.topics.get(OFFSETS_TOPIC)
         configs: Mapping[str, object] = t.configs if t is not None else {}
         v = configs.get("retention.ms", self._default_retention_ms)
-        return int(v)
+        return int(v) if isinstance(v, int | str) else self._default_retention_ms
 
     async def _refresh(self, shard: Shard) -> None:
         """Re-write entries whose record is older than half the retention time."""

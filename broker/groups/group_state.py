@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from strata.client.errors import ErrorCode, StrataError
 
@@ -431,7 +432,7 @@ class Group:
 
     # -- persistence (the coordinator writes this as one record per change) --
 
-    def to_wire(self) -> dict:
+    def to_wire(self) -> dict[str, Any]:
         return {
             "epoch": self.epoch,
             "assignor": self.assignor,
@@ -446,7 +447,7 @@ class Group:
         }
 
     @classmethod
-    def from_wire(cls, group_id: str, d: dict) -> Group:
+    def from_wire(cls, group_id: str, d: dict[str, Any]) -> Group:
         g = cls(group_id=group_id, epoch=d["epoch"], assignor=d["assignor"], topic_sizes=dict(d.get("sizes", {})))
         for md in d["members"]:
             m = Member(member_id=md["id"], member_epoch=md["epoch"], previous_epoch=md["prev"],
@@ -470,7 +471,7 @@ def _clamp(v: int, lo: int, hi: int) -> int:
     return max(lo, min(hi, v))
 
 
-def tps_to_topic_lists(tps: Iterable[TP]) -> list[dict]:
+def tps_to_topic_lists(tps: Iterable[TP]) -> list[dict[str, Any]]:
     """``[(t, p)]`` as the wire's ``[{"topic": t, "partitions": [p...]}]``, sorted."""
     by: dict[str, list[int]] = {}
     for t, p in sorted(tps):
@@ -478,13 +479,13 @@ def tps_to_topic_lists(tps: Iterable[TP]) -> list[dict]:
     return [{"topic": t, "partitions": ps} for t, ps in by.items()]
 
 
-def topic_lists_to_tps(items: Iterable[Mapping]) -> list[TP]:
+def topic_lists_to_tps(items: Iterable[Mapping[str, Any]]) -> list[TP]:
     return [(it["topic"], p) for it in items for p in it["partitions"]]
 
 
-def _tps_wire(tps: set[TP]) -> list[list]:
+def _tps_wire(tps: set[TP]) -> list[list[Any]]:
     return [[t, p] for t, p in sorted(tps)]
 
 
-def _tps_from_wire(items) -> set[TP]:
+def _tps_from_wire(items: Iterable[list[Any]]) -> set[TP]:
     return {(t, p) for t, p in items}

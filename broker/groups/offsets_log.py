@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import msgpack
 
@@ -63,26 +64,26 @@ class OffsetRecord:
 @dataclass(slots=True)
 class GroupRecord:
     group: str
-    state: dict | None  # Group.to_wire(); None: deleted
+    state: dict[str, Any] | None  # Group.to_wire(); None: deleted
     timestamp: int = 0
 
 
 def offset_key(group: str, topic: str, partition: int) -> bytes:
-    return msgpack.packb([KIND_OFFSET, group, topic, partition])
+    return bytes(msgpack.packb([KIND_OFFSET, group, topic, partition]))
 
 
 def offset_value(v: OffsetValue | None) -> bytes | None:
     if v is None:
         return None
-    return msgpack.packb({"v": VALUE_VERSION, "offset": v.offset, "leader_epoch": v.leader_epoch,
-                          "metadata": v.metadata})
+    return bytes(msgpack.packb({"v": VALUE_VERSION, "offset": v.offset,
+                                "leader_epoch": v.leader_epoch, "metadata": v.metadata}))
 
 
 def group_key(group: str) -> bytes:
-    return msgpack.packb([KIND_GROUP, group])
+    return bytes(msgpack.packb([KIND_GROUP, group]))
 
 
-def group_value(state: dict | None) -> bytes | None:
+def group_value(state: dict[str, Any] | None) -> bytes | None:
     return None if state is None else msgpack.packb({"v": VALUE_VERSION, "state": state})
 
 

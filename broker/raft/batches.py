@@ -73,11 +73,13 @@ def position_of(data: bytes | bytearray | memoryview, offset: int) -> int:
 
 def leader_epoch(data: bytes | bytearray | memoryview, pos: int = 0) -> int:
     """The ``partitionLeaderEpoch`` (the Raft term) of the batch at ``pos``."""
-    return _EPOCH.unpack_from(data, pos + PARTITION_LEADER_EPOCH_OFFSET)[0]
+    epoch: int = _EPOCH.unpack_from(data, pos + PARTITION_LEADER_EPOCH_OFFSET)[0]
+    return epoch
 
 
 def last_offset_delta(batch: bytes | bytearray | memoryview) -> int:
-    return _ATTRS_AND_DELTA.unpack_from(batch, ATTRIBUTES_OFFSET)[1]
+    delta: int = _ATTRS_AND_DELTA.unpack_from(batch, ATTRIBUTES_OFFSET)[1]
+    return delta
 
 
 def make_batch(payload: bytes, *, count: int = 1, control: bool = False) -> bytes:

@@ -76,7 +76,7 @@ class RaftLog(Protocol):
         """
         ...
 
-    def append_as_leader(self, batch: bytes, term: int, checked: Any = None) -> tuple[int, int]:
+    def append_as_leader(self, batch: bytes | memoryview, term: int, checked: Any = None) -> tuple[int, int]:
         """Stamp ``batch`` with the next offset and ``term``, append it; return ``(base, last)``.
 
         ``checked`` is whatever the driver passed to ``RaftNode.propose`` with the batch

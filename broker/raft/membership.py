@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 
 @dataclass(slots=True, frozen=True)
@@ -92,9 +93,9 @@ class ConfigEntry:
     term: int
     membership: Membership
 
-    def to_wire(self) -> list:
+    def to_wire(self) -> list[Any]:
         return [self.offset, self.term, self.membership.to_wire()]
 
     @classmethod
-    def from_wire(cls, w: list) -> ConfigEntry:
+    def from_wire(cls, w: list[Any]) -> ConfigEntry:
         return cls(w[0], w[1], Membership.from_wire(w[2]))

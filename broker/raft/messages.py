@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from .membership import Membership
 
@@ -50,7 +50,7 @@ class VoteRequest:
     pre: bool = False
     force: bool = False
 
-    def to_wire(self) -> tuple[list, bytes]:
+    def to_wire(self) -> tuple[list[Any], bytes]:
         return [
             self.TYPE, self.src, self.dst, self.term, self.last_offset, self.last_term,
             self.pre, self.force,
@@ -66,7 +66,7 @@ class VoteResponse:
     granted: bool
     pre: bool = False
 
-    def to_wire(self) -> tuple[list, bytes]:
+    def to_wire(self) -> tuple[list[Any], bytes]:
         return [self.TYPE, self.src, self.dst, self.term, self.granted, self.pre], b""
 
 
@@ -90,7 +90,7 @@ class Append:
     entries_term: int
     data: bytes | memoryview = b""
 
-    def to_wire(self) -> tuple[list, bytes | memoryview]:
+    def to_wire(self) -> tuple[list[Any], bytes | memoryview]:
         return [
             self.TYPE, self.src, self.dst, self.term, self.prev_offset, self.prev_term,
             self.commit, self.last, self.entries_term,
@@ -119,7 +119,7 @@ class AppendResponse:
     hint_term: int = 0
     faulty: bool = False
 
-    def to_wire(self) -> tuple[list, bytes]:
+    def to_wire(self) -> tuple[list[Any], bytes]:
         return [
             self.TYPE, self.src, self.dst, self.term, self.reject, self.match,
             self.hint_offset, self.hint_term, self.faulty,
@@ -141,7 +141,7 @@ class Heartbeat:
     commit: int
     quiesce: bool = False
 
-    def to_wire(self) -> tuple[list, bytes]:
+    def to_wire(self) -> tuple[list[Any], bytes]:
         return [self.TYPE, self.src, self.dst, self.term, self.commit, self.quiesce], b""
 
 
@@ -155,7 +155,7 @@ class HeartbeatResponse:
     #: (it clears the flag on a heartbeat) tells its leader here.
     faulty: bool = False
 
-    def to_wire(self) -> tuple[list, bytes]:
+    def to_wire(self) -> tuple[list[Any], bytes]:
         return [self.TYPE, self.src, self.dst, self.term, self.faulty], b""
 
 
@@ -177,7 +177,7 @@ class InstallLogStart:
     start_term: int
     config: Membership
 
-    def to_wire(self) -> tuple[list, bytes]:
+    def to_wire(self) -> tuple[list[Any], bytes]:
         return [
             self.TYPE, self.src, self.dst, self.term, self.offset, self.start_term,
             self.config.to_wire(),
@@ -193,7 +193,7 @@ class TimeoutNow:
     dst: int
     term: int
 
-    def to_wire(self) -> tuple[list, bytes]:
+    def to_wire(self) -> tuple[list[Any], bytes]:
         return [self.TYPE, self.src, self.dst, self.term], b""
 
 
@@ -203,15 +203,18 @@ Message = (
 )
 
 
-def from_wire(header: list, payload: bytes | memoryview = b"") -> Message:
+def from_wire(header: list[Any], payload: bytes | memoryview = b"") -> Message:
     """Rebuild a message from ``to_wire()``'s output (after a msgpack round trip)."""
     t = MsgType(header[0])
     f = header[1:]
     if t is MsgType.APPEND:
-        return Append(*f, data=payload)
+        src, dst, term, prev_offset, prev_term, commit, last, entries_term = f
+        return Append(src, dst, term, prev_offset, prev_term, commit, last, entries_term, payload)
     if t is MsgType.INSTALL_LOG_START:
-        return InstallLogStart(*f[:5], config=Membership.from_wire(f[5]))
-    return _SIMPLE[t](*f)
+        src, dst, term, offset, start_term, config = f
+        return InstallLogStart(src, dst, term, offset, start_term, Membership.from_wire(config))
+    message: Message = _SIMPLE[t](*f)
+    return message
 
 
 _SIMPLE: dict[MsgType, type] = {

@@ -154,11 +154,11 @@ class HardState:
     configs: tuple[ConfigEntry, ...] = ()
     storage_faulty: bool = False
 
-    def to_wire(self) -> list:
+    def to_wire(self) -> list[Any]:
         return [self.term, self.vote, [c.to_wire() for c in self.configs], self.storage_faulty]
 
     @classmethod
-    def from_wire(cls, w: list) -> HardState:
+    def from_wire(cls, w: list[Any]) -> HardState:
         return cls(w[0], w[1], tuple(ConfigEntry.from_wire(c) for c in w[2]), w[3])
 
 

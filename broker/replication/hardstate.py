@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import msgpack
 
 FILE_NAME = "raft-state"
 
 
-def load(directory: Path) -> dict:
+def load(directory: Path) -> dict[str, Any]:
     """The persisted state, or an empty dict for a new replica."""
     path = directory / FILE_NAME
     try:
@@ -29,7 +30,7 @@ def load(directory: Path) -> dict:
     return state
 
 
-def save(directory: Path, state: dict) -> None:
+def save(directory: Path, state: dict[str, Any]) -> None:
     path = directory / FILE_NAME
     tmp = directory / (FILE_NAME + ".tmp")
     data = msgpack.packb(state, use_bin_type=True)

@@ -145,7 +145,7 @@ class ReplicaManager:
         # Every batch's CRC is checked on open, not only those after the recovery point:
         # bits that rotted (or were flipped) while the broker was down are found here, the log
         # is cut there, and the replica refuses to vote until its leader has repaired it.
-        lg = Log.open(d, self.log_config(args.configs), full_check=True)
+        lg = Log.open(str(d), self.log_config(args.configs), full_check=True)
         if lg.recovery.truncated_bytes:
             log.warning("%s-%d: recovery cut %d bytes from offset %s%s", key[0], key[1], lg.recovery.truncated_bytes,
                         lg.recovery.first_bad_offset,

@@ -10,6 +10,7 @@ is the only truth, as in Kafka's ``ProducerStateManager``.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -119,7 +120,7 @@ class ProducerStateTable:
     def clear(self) -> None:
         self._producers.clear()
 
-    def rebuild(self, headers) -> None:
+    def rebuild(self, headers: Iterable[BatchHeader]) -> None:
         """Rebuild from the log's batch headers, oldest first."""
         self._producers.clear()
         for h in headers:

@@ -18,7 +18,7 @@ from strata.storage import Log
 class StorageRaftLog:
     __slots__ = ("log", "on_follower_append")
 
-    def __init__(self, log: Log, on_follower_append: Callable[[list[BatchHeader]], None] | None = None) -> None:
+    def __init__(self, log: Log, on_follower_append: Callable[[bytes | memoryview, list[BatchHeader]], None] | None = None) -> None:
         self.log = log
         #: Sees the headers of every batch a follower appends (the replica keeps producer
         #: state current).
@@ -62,7 +62,7 @@ class StorageRaftLog:
     def append_as_follower(self, data: bytes | memoryview) -> None:
         info = self.log.append_as_follower(data)
         if self.on_follower_append is not None:
-            self.on_follower_append(info.headers)
+            self.on_follower_append(data, info.headers)
 
     def truncate_to(self, offset: int) -> None:
         self.log.truncate_to(offset)

@@ -26,10 +26,10 @@ import random
 import struct
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import msgpack
 
@@ -37,11 +37,13 @@ from strata.broker.core.types import ACKS_ALL, ProduceResult
 from strata.broker.raft.membership import Membership
 from strata.broker.raft.messages import Message
 from strata.broker.raft.node import (
+    Fault,
     HardState,
     NotLeaderError,
     ProposalDroppedError,
     RaftConfig,
     RaftNode,
+    Ready,
     Role,
 )
 from strata.broker.replication import hardstate
@@ -62,6 +64,10 @@ GroupKey = tuple[str, int]
 
 #: Control record type carrying a Raft configuration (KRaft's "voters" record type).
 MEMBERSHIP_CONTROL_TYPE = 6
+#: Control record type carrying a DeleteRecords: the new log start offset (Strata's own;
+#: consumers skip control batches of any type).
+LOG_START_CONTROL_TYPE = 100
+_LOG_START = struct.Struct(">q")
 #: Inputs queued while a Ready is being persisted; past this, peer messages are dropped
 #: (Raft resends) and proposals refused with a retriable error.
 MAX_QUEUED_INPUTS = 10_000
@@ -79,7 +85,7 @@ class ReplicaEnv:
 
     config: BrokerConfig
     #: Queue a Raft message for a peer: ``send(to, group, fields, payload)``.
-    send: Callable[[int, list, list, bytes | memoryview | None], None]
+    send: Callable[[int, list[Any], list[Any], bytes | memoryview | None], None]
     group_commit: GroupCommit
     #: The broker's Raft tick count (peers' liveness is measured in ticks).
     clock: Callable[[], int]
@@ -131,6 +137,18 @@ def _noop_batch() -> bytes:
 
 def _membership_batch(m: Membership) -> bytes:
     return build_control_batch(MEMBERSHIP_CONTROL_TYPE, value=msgpack.packb(m.to_wire()))
+
+
+def _decode_log_start(batch: memoryview) -> int | None:
+    """The new log start offset a DeleteRecords control batch carries, or None."""
+    try:
+        decoded = decode_batch(batch, check_crc=False)
+    except CorruptBatchError:
+        return None
+    for c in decoded.control_records():
+        if c.type == LOG_START_CONTROL_TYPE and c.value and len(c.value) == _LOG_START.size:
+            return int(_LOG_START.unpack(c.value)[0])
+    return None
 
 
 def _decode_membership(batch: memoryview) -> Membership | None:
@@ -189,6 +207,8 @@ class Replica:
         self._queued_ticks = 0
         #: The broker tick at which each peer last sent this group a message.
         self._heard: dict[int, int] = {}
+        #: Committed-pending DeleteRecords: (offset of its control batch, new log start).
+        self._log_starts: list[tuple[int, int]] = []
         self.raft_log = StorageRaftLog(self.log, self._follower_appended)
         stored = hardstate.load(directory)
         hs = HardState.from_wire(stored["hs"]) if "hs" in stored else None
@@ -216,7 +236,7 @@ class Replica:
                         "caught up from a leader", self.name)
         timing = self.config.raft
         limits = self.config.limits
-        faults = frozenset()
+        faults: frozenset[Fault] = frozenset()
         self.node = RaftNode(
             RaftConfig(
                 node_id=node_id,
@@ -310,7 +330,7 @@ class Replica:
         if self.node.has_ready():
             self._kick.set()
 
-    def step(self, msg) -> None:
+    def step(self, msg: Message) -> None:
         if self._stopped:
             return
         self._heard[msg.src] = self.env.clock()
@@ -344,7 +364,7 @@ class Replica:
         elif node.role is Role.LEADER and peer in node.membership.members:
             self.wake()
 
-    def _step(self, msg) -> None:
+    def _step(self, msg: Message) -> None:
         try:
             self.node.step(msg)
         except Exception as exc:  # e.g. a follower append on a full disk
@@ -647,7 +667,7 @@ class Replica:
                     return
                 self._drain_inbox()
 
-    def _note_durable(self, rd) -> None:
+    def _note_durable(self, rd: Ready) -> None:
         """Keep the on-disk "durable up to" marker (checked at the next open) current.
 
         Lowered at once on a truncation; raised at most ten times a second, with a plain
@@ -710,7 +730,7 @@ class Replica:
                 case _Wake(leader_silent):
                     node.wake(leader_silent)
 
-    def _after_ready(self, rd) -> None:
+    def _after_ready(self, rd: Ready) -> None:
         node = self.node
         if rd.role is not self.role or rd.leader != self.leader_id:
             old_role = self.role
@@ -727,6 +747,7 @@ class Replica:
             self.env.on_leadership(self)
         if rd.truncated_to is not None:
             self._rebuild_producers()
+            self._log_starts = [(at, to) for at, to in self._log_starts if at < rd.truncated_to]
         new_hw = rd.commit
         if new_hw > self.high_watermark:
             old = self.high_watermark
@@ -736,6 +757,8 @@ class Replica:
                 _, fut = waiters.popleft()
                 if not fut.done():
                     fut.set_result(None)
+            if self._log_starts and self._log_starts[0][0] < new_hw:
+                self._apply_log_starts(new_hw)
             ev, self._data_event = self._data_event, asyncio.Event()
             ev.set()
             if self.on_commit:
@@ -745,12 +768,52 @@ class Replica:
             assert node.commit >= self.high_watermark or self.high_watermark <= self.log.log_start_offset, (
                 self.name, new_hw, self.high_watermark)
 
-    def _follower_appended(self, headers: list[BatchHeader]) -> None:
-        """Producer state follows every append, as Kafka's does, so a new leader has it ready.
+    def _follower_appended(self, data: bytes | memoryview, headers: list[BatchHeader]) -> None:
+        """Producer state follows every append, as Kafka's does, so a new leader has it ready;
+        a DeleteRecords control batch waits for its commit.
 
         ``headers`` are those the log read while checking the batches: no second walk."""
+        pos = 0
         for h in headers:
             self.producers.update(h)
+            if h.is_control:
+                target = _decode_log_start(memoryview(data)[pos:pos + h.size])
+                if target is not None:
+                    self._log_starts.append((h.base_offset, target))
+            pos += h.size
+
+    # -- DeleteRecords ---------------------------------------------------------------------
+
+    async def delete_records(self, offset: int, timeout_s: float) -> int:
+        """Move the log start offset to ``offset`` (-1: the high watermark) on every replica;
+        returns the new log start offset (Kafka's low watermark).
+
+        The move is a control batch through Raft: each replica applies it once it is committed
+        (``_apply_log_starts``), so no replica keeps serving what was deleted, whoever leads.
+        """
+        self.require_readable()
+        hw = self.high_watermark
+        target = hw if offset == -1 else offset
+        start = self.log.log_start_offset
+        if offset != -1 and not 0 <= offset <= hw:
+            raise error_for(ErrorCode.OFFSET_OUT_OF_RANGE,
+                            f"cannot delete records of {self.name} up to {offset}: valid offsets are {start} to {hw}",
+                            log_start_offset=start, high_watermark=hw)
+        if target <= start:
+            return start
+        batch = build_control_batch(LOG_START_CONTROL_TYPE, value=_LOG_START.pack(target))
+        base, last = await self.propose(batch)
+        self._log_starts.append((base, target))
+        await self.wait_committed(last, timeout_s)
+        return max(self.log.log_start_offset, target)
+
+    def _apply_log_starts(self, hw: int) -> None:
+        while self._log_starts and self._log_starts[0][0] < hw:
+            _, target = self._log_starts.pop(0)
+            to = min(target, hw)
+            if to > self.log.log_start_offset:
+                self.log.advance_log_start_offset(to)
+                log.info("%s: records below %d deleted (DeleteRecords)", self.name, to)
 
     def _rebuild_producers(self) -> None:
         """Rebuild producer state from the tail of the log (at start and after a truncation).
@@ -766,17 +829,17 @@ class Replica:
         lg = self.log
         segments = getattr(lg, "segments", None)
         if not segments:
-            return lg.log_start_offset
+            return int(lg.log_start_offset)
         total = 0
-        start = segments[-1].base_offset
+        start: int = segments[-1].base_offset
         for seg in reversed(segments):
             start = seg.base_offset
             total += seg.size
             if total >= PRODUCER_STATE_SCAN_BYTES:
                 break
-        return max(start, lg.log_start_offset)
+        return max(start, int(lg.log_start_offset))
 
-    def _iter_headers(self, offset: int):
+    def _iter_headers(self, offset: int) -> Iterator[BatchHeader]:
         end = self.log.log_end_offset
         while offset < end:
             try:

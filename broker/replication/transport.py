@@ -15,6 +15,8 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, cast
 
 from strata.client.protocol import Api, Connection, Frame, ProtocolError, Role
 
@@ -26,8 +28,8 @@ RECONNECT_MAX_S = 1.0
 
 @dataclass(slots=True)
 class _PeerQueue:
-    msgs: list = field(default_factory=list)
-    payloads: list = field(default_factory=list)
+    msgs: list[Any] = field(default_factory=list)
+    payloads: list[Any] = field(default_factory=list)
     payload_bytes: int = 0
     dropped: int = 0
     #: Send a frame this turn even if it carries no message (a liveness ping).
@@ -43,18 +45,21 @@ class _PeerProtocol(asyncio.Protocol):
         self.on_lost = on_lost
         self.writable = asyncio.Event()
         self.writable.set()
-        self.handshake_done: asyncio.Future[dict] = asyncio.get_running_loop().create_future()
+        self.handshake_done: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self.codec = Connection(Role.CLIENT, max_frame_bytes=1 << 20)
 
-    def connection_made(self, transport) -> None:
-        self.transport = transport
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not subclasses of asyncio.Transport: a cast, not a check.
+        self.transport = cast(asyncio.Transport, transport)
 
     def handshake(self, node_id: int) -> None:
         _, data = self.codec.send_request(Api.HANDSHAKE, {"client_id": f"broker-{node_id}", "peer_id": node_id})
+        assert self.transport is not None
         self.transport.writelines(data)
 
-    def send_raft(self, fields: dict, payloads: list) -> None:
+    def send_raft(self, fields: dict[str, Any], payloads: list[Any]) -> None:
         _, data = self.codec.send_request(Api.RAFT, fields, payloads, oneway=True, validate=False)
+        assert self.transport is not None
         self.transport.writelines(data)
 
     def data_received(self, data: bytes) -> None:
@@ -71,7 +76,7 @@ class _PeerProtocol(asyncio.Protocol):
             else:
                 self.handshake_done.set_result(frame.header)
 
-    def connection_lost(self, exc) -> None:
+    def connection_lost(self, exc: Exception | None) -> None:
         if not self.handshake_done.done():
             self.handshake_done.set_exception(ConnectionError("connection lost during handshake"))
         self.writable.set()
@@ -102,7 +107,7 @@ class PeerTransport:
         self._queues: dict[int, _PeerQueue] = {i: _PeerQueue() for i in self.peers}
         self._conns: dict[int, _PeerProtocol | None] = dict.fromkeys(self.peers)
         self._flush_scheduled = False
-        self._tasks: list[asyncio.Task] = []
+        self._tasks: list[asyncio.Task[None]] = []
         self._wake: dict[int, asyncio.Event] = {}
         self._stopping = False
         self.frames_sent = 0
@@ -141,7 +146,7 @@ class PeerTransport:
             lost = asyncio.Event()
             try:
                 _, proto = await asyncio.wait_for(
-                    loop.create_connection(lambda lost=lost: _PeerProtocol(lost.set), host, port), timeout=2.0
+                    loop.create_connection(partial(_PeerProtocol, lost.set), host, port), timeout=2.0
                 )
                 proto.handshake(self.node_id)
                 await asyncio.wait_for(proto.handshake_done, timeout=2.0)
@@ -160,7 +165,7 @@ class PeerTransport:
 
     # -- sending -------------------------------------------------------------------------
 
-    def send(self, to: int, group: list, fields: list, payload: bytes | memoryview | None) -> None:
+    def send(self, to: int, group: list[Any], fields: list[Any], payload: bytes | memoryview | None) -> None:
         """Queue one Raft message for ``to``; it leaves with the others at the end of this turn."""
         q = self._queues.get(to)
         if q is None:

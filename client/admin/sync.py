@@ -28,7 +28,7 @@ T = TypeVar("T")
 class AdminClient:
     """Create, delete, list and describe topics; describe the cluster; manage groups::
 
-    admin = AdminClient(bootstrap="127.0.0.1:9092")
+    admin = AdminClient(bootstrap="127.0.0.1:9192")
     admin.create_topic("events", partitions=6, replication_factor=3)
     print(admin.describe_topic("events").to_dict())
     print(admin.describe_group("g").to_dict())

@@ -7,7 +7,7 @@ memory bound; :class:`~strata.client.consumer.group.GroupMember` keeps the membe
 sync :class:`~strata.client.consumer.sync.Consumer` runs this same object on a background
 loop. Names and arguments follow kafka-python / aiokafka::
 
-    async with AIOConsumer(bootstrap="127.0.0.1:9092", auto_offset_reset="earliest") as c:
+    async with AIOConsumer(bootstrap="127.0.0.1:9192", auto_offset_reset="earliest") as c:
         await c.assign([TopicPartition("events", 0)])
         for record in await c.poll(timeout_ms=1000): ...
 """

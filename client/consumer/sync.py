@@ -23,14 +23,14 @@ T = TypeVar("T")
 class Consumer:
     """Read records from Strata. Same options as :class:`~strata.client.aio.AIOConsumer`::
 
-        c = Consumer(bootstrap="127.0.0.1:9092", auto_offset_reset="earliest")
+        c = Consumer(bootstrap="127.0.0.1:9192", auto_offset_reset="earliest")
         c.assign([TopicPartition("events", 0)])
         for record in c.poll(timeout_ms=1000): ...
         c.close()
 
     With a ``group_id``, ``subscribe()`` joins the consumer group instead::
 
-        c = Consumer(bootstrap="127.0.0.1:9092", group_id="g", auto_offset_reset="earliest")
+        c = Consumer(bootstrap="127.0.0.1:9192", group_id="g", auto_offset_reset="earliest")
         c.subscribe(["events"], listener=my_listener)   # optional rebalance listener
         for record in c.poll(timeout_ms=1000): ...
         c.commit()                                      # or auto-commit (the default)

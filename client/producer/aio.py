@@ -6,7 +6,7 @@
 sync :class:`~strata.client.producer.sync.Producer` runs this same object on a
 background loop. Names and arguments follow kafka-python / aiokafka::
 
-    async with AIOProducer(bootstrap="127.0.0.1:9092") as p:
+    async with AIOProducer(bootstrap="127.0.0.1:9192") as p:
         meta = await p.send_and_wait("events", b"hello", key=b"k")
 """
 

@@ -27,7 +27,7 @@ from strata.client.producer.aio import attach_callback as _attach
 class Producer:
     """Send records to Strata. Same options as :class:`~strata.client.aio.AIOProducer`::
 
-    p = Producer(bootstrap="127.0.0.1:9092", acks="all", linger_ms=5)
+    p = Producer(bootstrap="127.0.0.1:9192", acks="all", linger_ms=5)
     meta = p.send("events", value=b"...", key=b"k").result()
     p.flush(); p.close()
     """

@@ -53,10 +53,17 @@ class BrokerProc:
     log_path: Path
     proc: subprocess.Popen | None = None
     paused: bool = False
+    #: The Kafka listener's port (``LocalCluster(kafka=True)``), else None.
+    kafka_port: int | None = None
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def kafka_address(self) -> str:
+        assert self.kafka_port is not None, "started without a Kafka listener"
+        return f"127.0.0.1:{self.kafka_port}"
 
     @property
     def alive(self) -> bool:
@@ -72,13 +79,18 @@ class LocalCluster:
     extra_args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     brokers: dict[int, BrokerProc] = field(default_factory=dict)
+    #: Also serve the Kafka API on a port of each broker's own (``kafka_bootstrap``).
+    kafka: bool = False
 
     def __post_init__(self) -> None:
-        ports = free_ports(2 * self.n)
+        per = 3 if self.kafka else 2
+        ports = free_ports(per * self.n)
         for i in range(1, self.n + 1):
             d = self.root / f"broker-{i}"
             d.mkdir(parents=True, exist_ok=True)
-            self.brokers[i] = BrokerProc(i, ports[2 * (i - 1)], ports[2 * (i - 1) + 1], d, self.root / f"broker-{i}.log")
+            mine = ports[per * (i - 1): per * i]
+            self.brokers[i] = BrokerProc(i, mine[0], mine[1], d, self.root / f"broker-{i}.log",
+                                         kafka_port=mine[2] if self.kafka else None)
 
     @property
     def peers(self) -> str:
@@ -88,12 +100,17 @@ class LocalCluster:
     def bootstrap(self) -> str:
         return ",".join(b.address for b in self.brokers.values())
 
+    @property
+    def kafka_bootstrap(self) -> str:
+        return ",".join(b.kafka_address for b in self.brokers.values())
+
     def command(self, b: BrokerProc) -> list[str]:
         return [
             sys.executable, "-m", "strata.broker.cli", "broker", "start",
             "--id", str(b.node_id), "--data-dir", str(b.data_dir),
             "--listen", b.address, "--peers", self.peers,
             "--metrics-listen", f"127.0.0.1:{b.metrics_port}",
+            *(["--kafka-listen", b.kafka_address] if b.kafka_port is not None else []),
             *self.extra_args,
         ]
 

@@ -450,7 +450,7 @@ def test_random_damage_behind_a_valid_crc_never_escapes_as_another_error(data, c
 # --------------------------------------------------------------------------- compression
 
 
-@pytest.mark.parametrize("codec", [Codec.GZIP, Codec.LZ4, Codec.ZSTD])
+@pytest.mark.parametrize("codec", [Codec.GZIP, Codec.LZ4, Codec.ZSTD, Codec.SNAPPY])
 def test_decompression_is_bounded(codec):
     zeros = bytes(4 << 20)
     raw = build([(TS, None, zeros, None)], compression=codec)
@@ -462,6 +462,7 @@ def test_decompression_is_bounded(codec):
 
 @pytest.mark.parametrize("codec", [Codec.GZIP, Codec.LZ4, Codec.ZSTD])
 def test_decompression_bomb_stops_at_the_bound(codec):
+    # (Snappy expands at most ~21x, so it cannot be a bomb; its bound is checked above.)
     bomb = compress(codec, bytes(64 << 20))  # 64 MiB of zeros in well under 1 MiB
     assert len(bomb) < (1 << 20)
     with pytest.raises(CorruptBatchError, match="exceeds the limit"):
@@ -482,7 +483,7 @@ def test_concatenated_frames_decompress_whole(codec):
     assert decompress(codec, data) == b"a" * 1000 + b"b" * 10
 
 
-@pytest.mark.parametrize("codec", [Codec.GZIP, Codec.LZ4, Codec.ZSTD])
+@pytest.mark.parametrize("codec", [Codec.GZIP, Codec.LZ4, Codec.ZSTD, Codec.SNAPPY])
 def test_garbage_compressed_data_is_corrupt(codec):
     buf = bytearray(build([(TS, None, b"q" * 200, None)], compression=codec))
     for i in range(batch.HEADER_SIZE, len(buf)):
@@ -491,27 +492,31 @@ def test_garbage_compressed_data_is_corrupt(codec):
         decode_batch(recrc(buf))
 
 
-def test_unknown_codec_id_is_corrupt_and_snappy_is_unsupported():
+def test_unknown_codec_id_is_corrupt():
     raw = bytearray(simple_batch())
     struct.pack_into(">h", raw, batch.ATTRIBUTES_OFFSET, 6)
     with pytest.raises(CorruptBatchError, match="unknown compression codec id 6"):
         decode_batch(recrc(raw))
-    struct.pack_into(">h", raw, batch.ATTRIBUTES_OFFSET, 2)
-    with pytest.raises(CodecUnavailableError, match="snappy"):
-        decode_batch(recrc(raw))
 
 
-def test_snappy_builder_fails_at_build_with_a_clear_error():
+def test_snappy_is_written_in_xerial_framing_and_raw_snappy_is_read_too():
+    import cramjam
+
+    data = b"strata " * 20_000  # several 32 KiB blocks
+    framed = compress(Codec.SNAPPY, data)
+    assert framed.startswith(b"\x82SNAPPY\x00")
+    assert decompress(Codec.SNAPPY, framed) == data
+    assert decompress(Codec.SNAPPY, bytes(cramjam.snappy.compress_raw(data))) == data
     b = RecordBatchBuilder(compression="snappy")
-    b.append(TS, None, b"v", None)
-    with pytest.raises(CodecUnavailableError, match="not supported"):
-        b.build()
+    b.append(TS, b"k", b"v" * 500, None)
+    assert decode_batch(b.build()).records[0].value == b"v" * 500
 
 
-@pytest.mark.parametrize(("codec", "package"), [(Codec.ZSTD, "zstandard"), (Codec.LZ4, "lz4")])
-def test_missing_codec_package_is_named(monkeypatch, codec, package):
+@pytest.mark.parametrize(("codec", "package", "module"), [
+    (Codec.ZSTD, "zstandard", "zstandard"), (Codec.LZ4, "lz4", "lz4.frame"), (Codec.SNAPPY, "cramjam", "cramjam"),
+])
+def test_missing_codec_package_is_named(monkeypatch, codec, package, module):
     raw = build([(TS, None, b"v" * 100, None)], compression=codec)
-    module = "zstandard" if codec == Codec.ZSTD else "lz4.frame"
     monkeypatch.setitem(sys.modules, module, None)  # makes `import` fail as if not installed
     assert not is_available(codec)
     assert codec not in available_codecs()
@@ -532,4 +537,4 @@ def test_codec_names_are_kafkas():
         codec_from_name("brotli")
     with pytest.raises(ValueError, match="0-4"):
         codec_from_name(9)
-    assert set(available_codecs()) == {Codec.NONE, Codec.GZIP, Codec.LZ4, Codec.ZSTD}
+    assert set(available_codecs()) == set(Codec)  # every codec, with the test extras installed

@@ -2,7 +2,7 @@
 
 Both directions: what Strata writes, kafka-python's ``DefaultRecordBatch`` reads field
 by field (CRC included); what kafka-python's ``DefaultRecordBatchBuilder`` writes
-(plain, gzip, lz4, zstd; keys, null values, headers, producer ids and sequences,
+(plain, gzip, snappy, lz4, zstd; keys, null values, headers, producer ids and sequences,
 transactions), Strata reads with every field equal. kafka-python serves only as the
 reference here; no code is taken from it.
 """
@@ -27,7 +27,7 @@ from strata.client.records import (
 )
 
 TS = 1_700_000_000_000
-CODECS = [Codec.NONE, Codec.GZIP, Codec.LZ4, Codec.ZSTD]
+CODECS = [Codec.NONE, Codec.GZIP, Codec.SNAPPY, Codec.LZ4, Codec.ZSTD]
 
 blobs = st.one_of(st.none(), st.binary(max_size=200))
 headers_st = st.lists(st.tuples(st.text(max_size=12), blobs), max_size=3)
@@ -126,7 +126,7 @@ def test_kafka_python_walks_a_run_of_strata_batches():
     while (kb := mr.next_batch()) is not None:
         assert kb.validate_crc()
         offsets += [r.offset for r in kb]
-    assert offsets == list(range(12))
+    assert offsets == list(range(3 * len(CODECS)))
 
 
 @pytest.mark.parametrize("kind", [ControlType.ABORT, ControlType.COMMIT])
@@ -229,4 +229,4 @@ def test_strata_reads_a_run_of_kafka_python_batches():
         )
         batch.stamp(buf, 0, n * 4, 0)
         raws += bytes(buf)
-    assert [r.offset for d in decode_batches(raws) for r in d.records] == list(range(16))
+    assert [r.offset for d in decode_batches(raws) for r in d.records] == list(range(4 * len(CODECS)))

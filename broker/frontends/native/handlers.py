@@ -175,27 +175,30 @@ class NativeHandlers:
                         {k: str(v) for k, v in (t.get("configs") or {}).items()}) for t in hdr["topics"]]
         try:
             results = await self.ctx.admin.create_topics(conn.principal, new,
-                                                         validate_only=bool(hdr.get("validate_only")))
+                                                         validate_only=bool(hdr.get("validate_only")),
+                                                         forwarded=bool(hdr.get("forwarded")))
         except StrataError as exc:
-            return self._error(exc, conn, conn)
+            return self._error(exc, conn)
         return Response({"topics": [_topic_result(r, {"partitions": r.partitions,
                                                       "replication_factor": r.replication_factor}, self.ctx)
                                     for r in results]})
 
     async def delete_topics(self, conn: ClientConnection, hdr: Header, payload: memoryview) -> Response:
         try:
-            results = await self.ctx.admin.delete_topics(conn.principal, list(hdr["topics"]))
+            results = await self.ctx.admin.delete_topics(conn.principal, list(hdr["topics"]),
+                                                         forwarded=bool(hdr.get("forwarded")))
         except StrataError as exc:
-            return self._error(exc, conn, conn)
+            return self._error(exc, conn)
         return Response({"topics": [_topic_result(r, {}, self.ctx) for r in results]})
 
     async def create_partitions(self, conn: ClientConnection, hdr: Header, payload: memoryview) -> Response:
         incs = [PartitionIncrease(t["name"], t["count"]) for t in hdr["topics"]]
         try:
             results = await self.ctx.admin.create_partitions(conn.principal, incs,
-                                                             validate_only=bool(hdr.get("validate_only")))
+                                                             validate_only=bool(hdr.get("validate_only")),
+                                                             forwarded=bool(hdr.get("forwarded")))
         except StrataError as exc:
-            return self._error(exc, conn, conn)
+            return self._error(exc, conn)
         return Response({"topics": [_topic_result(r, {}, self.ctx) for r in results]})
 
     async def describe_configs(self, conn: ClientConnection, hdr: Header, payload: memoryview) -> Response:
@@ -222,7 +225,8 @@ class NativeHandlers:
                    for r in hdr["resources"]]
         try:
             results = await self.ctx.admin.alter_configs(conn.principal, changes,
-                                                         validate_only=bool(hdr.get("validate_only")))
+                                                         validate_only=bool(hdr.get("validate_only")),
+                                                         forwarded=bool(hdr.get("forwarded")))
         except StrataError as exc:
             return self._error(exc, conn, resources=[])
         out = []
@@ -235,9 +239,10 @@ class NativeHandlers:
 
     async def init_producer_id(self, conn: ClientConnection, hdr: Header, payload: memoryview) -> Response:
         try:
-            pid, epoch = await self.ctx.admin.init_producer_id(conn.principal)
+            pid, epoch = await self.ctx.admin.init_producer_id(conn.principal, hdr["timeout_ms"],
+                                                               forwarded=bool(hdr.get("forwarded")))
         except StrataError as exc:
-            return self._error(exc, conn, conn)
+            return self._error(exc, conn)
         return Response({"producer_id": pid, "producer_epoch": epoch})
 
     # -- data ------------------------------------------------------------------------------
@@ -297,7 +302,7 @@ class NativeHandlers:
         try:
             c = self.ctx.groups.find_coordinator(conn.principal, hdr["group"], conn.listener)
         except StrataError as exc:
-            return self._error(exc, conn, conn)
+            return self._error(exc, conn)
         return Response({"coordinator": c.node_id, "host": c.host, "port": c.port, "partition": c.partition})
 
     async def group_heartbeat(self, conn: ClientConnection, hdr: Header, payload: memoryview) -> Response:
@@ -311,7 +316,7 @@ class NativeHandlers:
         try:
             res = await self.ctx.groups.heartbeat(conn.principal, hdr["group"], req)
         except StrataError as exc:
-            return self._error(exc, conn, conn)
+            return self._error(exc, conn)
         fields: Header = {"member_id": res.member_id, "member_epoch": res.member_epoch,
                           "heartbeat_ms": res.heartbeat_ms}
         if res.member_epoch >= 0:
@@ -382,5 +387,5 @@ class NativeHandlers:
         try:
             return Response(self.ctx.controller.handle_heartbeat(hdr))
         except StrataError as exc:
-            return self._error(exc, conn, conn)
+            return self._error(exc, conn)
 

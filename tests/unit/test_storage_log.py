@@ -8,7 +8,7 @@ import struct
 
 import pytest
 
-from strata.client.batch import CorruptBatchError, iter_batches, validate_batches
+from strata.client.batch import CONTROL_MASK, CorruptBatchError, iter_batches, validate_batches
 from strata.storage import (
     BatchTooLargeError,
     InvalidAppendError,
@@ -501,3 +501,15 @@ def test_iter_batches_of_segment_file_equals_what_reads_return(open_log, tmp_pat
     data = (tmp_path / "p0" / "00000000000000000000.log").read_bytes()
     log = open_log(segment_bytes=1 << 20)
     assert [h for _, h in iter_batches(data)] == read_all(log)
+
+
+def test_offset_for_timestamp_passes_over_control_batches(open_log):
+    """A leader's no-op carries the broker's clock, later than records stamped by their
+    producers: a lookup for those records finds them, not the no-op before them."""
+    log = open_log()
+    log.append_as_leader(make_batch([b"noop"], timestamp=9_000, attributes=CONTROL_MASK), 0)
+    for i in range(3):
+        log.append_as_leader(batch(2, ts=1000 + 10 * i), 0)
+    assert log.offset_for_timestamp(0) == 1
+    assert log.offset_for_timestamp(1015) == 5
+    assert log.offset_for_timestamp(1021) is None

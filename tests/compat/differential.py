@@ -38,9 +38,19 @@ class ExpectedDifference:
 #: Per subject kind, per observation key: the differences the docs explain. Kafka against
 #: Kafka has none; Strata's are added as the listener lands and the tests find them, each
 #: with its paragraph in docs/kafka-compatibility.md ("Known differences").
+#: A Strata partition's log is its Raft log, and a new leader's first entry is a control
+#: batch in its term (DESIGN.md, "Raft"): a new partition's first record is at offset 1,
+#: after that batch, not 0. Consumers skip control batches (Kafka's transaction markers
+#: are as invisible); ListOffsets earliest still answers 0, the log start.
+FIRST_OFFSET_AFTER_LEADER_BATCH = ExpectedDifference(
+    name="first record after the leader's control batch",
+    why="a partition's log is its Raft log; a new leader appends a control batch first",
+    holds=lambda baseline, subject: baseline == 0 and subject == 1,
+)
+
 EXPECTED_DIFFERENCES: dict[str, dict[str, ExpectedDifference]] = {
     "apache-kafka": {},
-    "strata": {},
+    "strata": {"first_record_offset": FIRST_OFFSET_AFTER_LEADER_BATCH},
 }
 
 

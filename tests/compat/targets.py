@@ -4,15 +4,11 @@ Both are started the same way and look the same to a test: a Kafka bootstrap add
 node count, and ``kill``/``restart`` of one node by its Kafka node id. ``apache-kafka`` is
 the launcher in :mod:`tests.compat.apache_kafka` (KRaft nodes from ``make kafka-dist``);
 ``strata`` is :class:`tests.integration.cluster.LocalCluster` with a Kafka listener per
-broker (``--kafka-listen``), whose Kafka node ids are the Strata broker ids.
+broker (``kafka=True``: ``--kafka-listen``), whose Kafka node ids are the Strata broker ids.
 """
 
 from __future__ import annotations
 
-import functools
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Protocol
 
@@ -23,7 +19,7 @@ from tests.compat.apache_kafka import (
     KafkaDistMissing,
     metadata_broker_ids,
 )
-from tests.integration.cluster import BrokerProc, LocalCluster, free_ports, wait_for
+from tests.integration.cluster import LocalCluster, wait_for
 
 TARGETS = ("apache-kafka", "strata")
 READY_TIMEOUT_S = 120.0
@@ -88,62 +84,36 @@ class ApacheKafkaTarget:
         self.cluster.stop()
 
 
-class KafkaListenerCluster(LocalCluster):
-    """A LocalCluster whose brokers also listen for Kafka clients, one port each."""
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self.kafka_ports = dict(zip(self.brokers, free_ports(len(self.brokers)), strict=True))
-
-    def command(self, b: BrokerProc) -> list[str]:
-        return [*super().command(b), "--kafka-listen", f"127.0.0.1:{self.kafka_ports[b.node_id]}"]
-
-    @property
-    def kafka_bootstrap(self) -> str:
-        return ",".join(f"127.0.0.1:{port}" for port in self.kafka_ports.values())
-
-    def wait_kafka_ready(self, timeout: float = READY_TIMEOUT_S) -> None:
-        """Every live broker's Kafka port lists every live broker (as Apache Kafka's readiness)."""
-        want = {n for n, b in self.brokers.items() if b.alive}
-
-        def ready() -> bool:
-            return all(want <= metadata_broker_ids("127.0.0.1", self.kafka_ports[n]) for n in want)
-
-        wait_for(ready, timeout, f"Strata brokers {sorted(want)} on their Kafka listeners")
-
-
-@functools.cache
-def strata_has_kafka_listener() -> bool:
-    """Whether this build's ``strata broker start`` takes ``--kafka-listen`` (issue 15)."""
-    out = subprocess.run([sys.executable, "-m", "strata.broker.cli", "broker", "start", "--help"],
-                         capture_output=True, text=True, timeout=60, check=False,
-                         env={**os.environ, "COLUMNS": "200"})  # fmt: skip
-    return "--kafka-listen" in out.stdout
-
-
 class StrataTarget:
     """Strata brokers with their Kafka listeners, as ``strata dev`` runs them."""
 
     name = "strata"
 
     def __init__(self, root: Path, nodes: int) -> None:
-        self.cluster = KafkaListenerCluster(root=root, n=nodes)
+        self.cluster = LocalCluster(root=root, n=nodes, kafka=True)
 
     @classmethod
     def missing(cls) -> str | None:
-        if strata_has_kafka_listener():
-            return None
-        return "this Strata build has no Kafka listener (`strata broker start --kafka-listen`)"
+        return None  # the listener is part of every broker (issue 15)
 
     def start(self) -> StrataTarget:
         try:
             self.cluster.start()
             self.cluster.wait_ready(timeout=READY_TIMEOUT_S)
-            self.cluster.wait_kafka_ready()
+            self.wait_kafka_ready()
         except BaseException:
             self.cluster.stop()
             raise
         return self
+
+    def wait_kafka_ready(self, timeout: float = READY_TIMEOUT_S) -> None:
+        """Every live broker's Kafka port lists every live broker (as Apache Kafka's readiness)."""
+        live = {n: b for n, b in self.cluster.brokers.items() if b.alive}
+
+        def ready() -> bool:
+            return all(set(live) <= metadata_broker_ids("127.0.0.1", b.kafka_port or 0) for b in live.values())
+
+        wait_for(ready, timeout, f"Strata brokers {sorted(live)} on their Kafka listeners")
 
     @property
     def bootstrap(self) -> str:
@@ -159,7 +129,7 @@ class StrataTarget:
     def restart(self, node_id: int) -> None:
         self.cluster.start(node_id)
         self.cluster.wait_ready(node_id, timeout=READY_TIMEOUT_S)
-        self.cluster.wait_kafka_ready()
+        self.wait_kafka_ready()
 
     def stop(self) -> None:
         self.cluster.stop()

@@ -161,6 +161,19 @@ def fetch(s: Session, topic: str, offset: int, max_wait_ms: int = 0, partition: 
             "records": decode_records(p.records)}  # fmt: skip
 
 
+def relative_produce(answer: dict[str, int], origin: int) -> dict[str, int]:
+    """A produce answer with its base offset counted from ``origin``."""
+    return {**answer, "base_offset": answer["base_offset"] - origin}
+
+
+def relative_fetch(answer: dict[str, Any], origin: int) -> dict[str, Any]:
+    """A fetch answer with its high watermark and record offsets counted from ``origin``
+    (the log start offset stays as it is: both logs start at 0)."""
+    return {**answer, "high_watermark": answer["high_watermark"] - origin,
+            "last_stable_offset": answer["last_stable_offset"] - origin,
+            "records": [(o - origin, *rest) for o, *rest in answer["records"]]}  # fmt: skip
+
+
 def list_offset(s: Session, topic: str, timestamp: int, partition: int = 0) -> tuple[int, int, int]:
     """(error, offset, timestamp) ListOffsets answers for ``timestamp`` (-2 earliest, -1 latest)."""
     T = ListOffsetsRequest.ListOffsetsTopic
@@ -243,21 +256,31 @@ def test_offsets_timestamps_and_fetch_edges(pair: Pair) -> None:
     def script(s: Session) -> Observations:
         topic = topic_name(s, f"{pair.subject_kind}-offsets")
         obs: Observations = {"create": new_topic(s, topic)}
-        for i, recs in enumerate([[(T0, b"k0", b"v0"), (T0 + 10, b"k1", b"v1")],
-                                  [(T0 + 20, b"k2", b"v2"), (T0 + 30, None, b"v3"), (T0 + 40, b"k4", b"")],
-                                  [(T0 + 50, b"k5", b"v5")]]):  # fmt: skip
-            obs[f"produce{i}"] = produce(s, topic, batch(recs))
-        obs["fetch_from_0"] = fetch(s, topic, 0)
-        obs["fetch_from_4"] = fetch(s, topic, 4)
-        obs["fetch_at_log_end"] = fetch(s, topic, 6, max_wait_ms=100)
-        obs["fetch_past_log_end"] = fetch(s, topic, 100)["error"]
-        for label, ts in [("earliest", -2), ("latest", -1), ("before_all", T0 - 1000),
+        produced = []
+        for recs in [[(T0, b"k0", b"v0"), (T0 + 10, b"k1", b"v1")],
+                     [(T0 + 20, b"k2", b"v2"), (T0 + 30, None, b"v3"), (T0 + 40, b"k4", b"")],
+                     [(T0 + 50, b"k5", b"v5")]]:  # fmt: skip
+            produced.append(produce(s, topic, batch(recs)))
+        # Offsets are compared from the first record's (the log's own first offset is an
+        # observation of its own: Strata's is not 0, see EXPECTED_DIFFERENCES).
+        origin = produced[0]["base_offset"]
+        obs["first_record_offset"] = origin
+        for i, answer in enumerate(produced):
+            obs[f"produce{i}"] = relative_produce(answer, origin)
+        obs["fetch_from_first"] = relative_fetch(fetch(s, topic, origin), origin)
+        obs["fetch_from_4"] = relative_fetch(fetch(s, topic, origin + 4), origin)
+        obs["fetch_at_log_end"] = relative_fetch(fetch(s, topic, origin + 6, max_wait_ms=100), origin)
+        obs["fetch_past_log_end"] = fetch(s, topic, origin + 100)["error"]
+        obs["list_offsets_earliest"] = list_offset(s, topic, -2)  # the log start: 0 on both
+        for label, ts in [("latest", -1), ("before_all", T0 - 1000),
                           ("exact_record_2", T0 + 20), ("between_2_and_3", T0 + 25),
                           ("last_record", T0 + 50), ("after_all", T0 + 1000)]:  # fmt: skip
-            obs[f"list_offsets_{label}"] = list_offset(s, topic, ts)
+            error, offset, timestamp = list_offset(s, topic, ts)
+            obs[f"list_offsets_{label}"] = (error, offset - origin if offset >= 0 else offset, timestamp)
         return obs
 
     base, _ = run(pair, script)
+    assert base["first_record_offset"] == 0
     assert base["fetch_past_log_end"] == 1  # OFFSET_OUT_OF_RANGE
     assert base["list_offsets_between_2_and_3"] == (0, 3, T0 + 30)
 
@@ -320,13 +343,20 @@ def test_produce_over_max_message_bytes(pair: Pair) -> None:
         obs: Observations = {"create": new_topic(s, topic, configs={"max.message.bytes": "1024"})}
         obs["one_big_record"] = produce(s, topic, batch([(T0, b"k", b"x" * 2000)]))["error"]
         obs["many_small_records"] = produce(s, topic, batch([(T0 + i, b"k", b"y" * 100) for i in range(20)]))["error"]
-        obs["fits"] = produce(s, topic, batch([(T0, b"k", b"z" * 100)]))
-        obs["latest"] = list_offset(s, topic, -1)
+        fits = produce(s, topic, batch([(T0, b"k", b"z" * 100)]))
+        # The refused batches took no offset: the one that fits is the log's first record,
+        # and the log ends right after it.
+        origin = fits["base_offset"]
+        obs["first_record_offset"] = origin
+        obs["fits"] = relative_produce(fits, origin)
+        error, latest, timestamp = list_offset(s, topic, -1)
+        obs["latest"] = (error, latest - origin, timestamp)
+        obs["records"] = [r[1:] for r in fetch(s, topic, 0)["records"]]
         return obs
 
     base, _ = run(pair, script)
     assert base["one_big_record"] == 10  # MESSAGE_TOO_LARGE
-    assert base["fits"]["base_offset"] == 0
+    assert base["first_record_offset"] == 0 and base["latest"] == (0, 1, -1)
 
 
 def subscription(topic: str) -> bytes:

@@ -494,6 +494,7 @@ public final class Driver {
         } catch (Exception e) {
             Throwable cause = e instanceof ExecutionException && e.getCause() != null ? e.getCause() : e;
             emit("error", fields("message", cause.toString()));
+            cause.printStackTrace(); // stderr: the test shows its tail when the driver fails
             code = EXIT_ERROR;
         }
         System.exit(code);

@@ -16,8 +16,10 @@ from typing import Any
 #: ``external`` (``--external-listen``).
 INTERNAL = "internal"
 EXTERNAL = "external"
-#: The Kafka API's listener (``--kafka-listen``).
+#: The Kafka API's listener (``--kafka-listen``), and its second one for Kafka clients outside
+#: the brokers' network (``--kafka-external-listen``), as Kafka's INTERNAL/EXTERNAL listeners.
 KAFKA = "kafka"
+KAFKA_EXTERNAL = "kafka-external"
 
 
 class ConfigError(ValueError):
@@ -101,6 +103,8 @@ class BrokerConfig:
     #: The Kafka API (every Kafka client and tool), and the address its clients are told.
     kafka_listen: tuple[str, int] | None = None
     kafka_advertised: tuple[str, int] | None = None
+    kafka_external_listen: tuple[str, int] | None = None
+    kafka_external_advertised: tuple[str, int] | None = None
     flush_policy: str = "always"
     flush_interval_ms: int = 1000
     segment_bytes: int = 128 << 20
@@ -133,7 +137,10 @@ class BrokerConfig:
             raise ConfigError("--external-advertised needs --external-listen (the listener it advertises)")
         if self.kafka_advertised is not None and self.kafka_listen is None:
             raise ConfigError("--kafka-advertised needs --kafka-listen (the listener it advertises)")
-        binds = [self.listen, self.external_listen, self.kafka_listen, self.metrics_listen]
+        if self.kafka_external_advertised is not None and self.kafka_external_listen is None:
+            raise ConfigError("--kafka-external-advertised needs --kafka-external-listen (the listener it advertises)")
+        binds = [self.listen, self.external_listen, self.kafka_listen, self.kafka_external_listen,
+                 self.metrics_listen]
         ports = [b for b in binds if b is not None]
         if len(set(ports)) != len(ports):
             raise ConfigError(f"listeners must have distinct addresses, got {', '.join(f'{h}:{p}' for h, p in ports)}")
@@ -151,6 +158,8 @@ class BrokerConfig:
             out[EXTERNAL] = self.external_advertised or self.external_listen
         if self.kafka_listen is not None:
             out[KAFKA] = self.kafka_advertised or self.kafka_listen
+        if self.kafka_external_listen is not None:
+            out[KAFKA_EXTERNAL] = self.kafka_external_advertised or self.kafka_external_listen
         return out
 
 

@@ -29,7 +29,7 @@ from strata.broker.cluster.controller import HEARTBEAT_S, Controller, Controller
 from strata.broker.cluster.heartbeat import BrokerHeartbeater
 from strata.broker.cluster.metadata import METADATA_TOPIC, OFFSETS_TOPIC
 from strata.broker.cluster.view import ClusterView
-from strata.broker.config import EXTERNAL, INTERNAL, KAFKA, BrokerConfig
+from strata.broker.config import EXTERNAL, INTERNAL, KAFKA, KAFKA_EXTERNAL, BrokerConfig
 from strata.broker.core.admin import AdminService
 from strata.broker.core.auth import AllowAll
 from strata.broker.core.partitions import PartitionHooks, PartitionService
@@ -135,15 +135,19 @@ class Broker:
                 on_connections=self._count_connections))
             for name, flag, addr in native
         ]
-        if config.kafka_listen is not None:
+        kafka_listeners = [(name, flag, addr) for name, flag, addr in (
+            (KAFKA, "--kafka-listen", config.kafka_listen),
+            (KAFKA_EXTERNAL, "--kafka-external-listen", config.kafka_external_listen)) if addr is not None]
+        if kafka_listeners:
             kafka = KafkaContext(config=config, cluster_id=self.cluster_id, partitions=self.partitions,
                                  admin=self.admin, groups=self.coordinator, controller=self.controller,
                                  data_dir=self.data_dir, broker_address=self.broker_address)
-            self.listeners.append(("--kafka-listen", config.kafka_listen, KafkaListener(
-                KAFKA, config.limits, handler_table(kafka),
-                instrument=lambda name, h: self.metrics.instrument(name, h, _kafka_error),
+            table = handler_table(kafka)
+            self.listeners.extend((flag, addr, KafkaListener(
+                name, config.limits, table,
+                instrument=lambda api, h: self.metrics.instrument(api, h, _kafka_error),
                 on_protocol_error=lambda what: self.metrics.protocol_errors.labels(code=f"kafka_{what}").inc(),
-                on_connections=self._count_connections)))
+                on_connections=self._count_connections)) for name, flag, addr in kafka_listeners)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -217,6 +221,8 @@ class Broker:
     def _leadership_changed(self, replica: Replica) -> None:
         if replica.key[0] == OFFSETS_TOPIC:
             self.coordinator.leadership_changed(replica)
+        elif replica.key[0] == METADATA_TOPIC:
+            self.controller.leadership_changed(replica)
         self.metrics.leadership_changed(replica)
 
     async def _bind(self, flag: str, host: str, port: int,

@@ -58,7 +58,11 @@ NO_PRODUCER_EPOCH = -1
 NO_SEQUENCE = -1
 NO_PARTITION_LEADER_EPOCH = -1
 
-_HEADER = struct.Struct(">qiibIhiqqqhii")
+#: The whole v2 header in one struct, field for field as :class:`BatchHeader` (baseOffset,
+#: batchLength, partitionLeaderEpoch, magic, crc, attributes, lastOffsetDelta,
+#: baseTimestamp, maxTimestamp, producerId, producerEpoch, baseSequence, recordCount): the
+#: one declaration of the layout, used by the broker, storage and tests alike.
+HEADER_STRUCT = struct.Struct(">qiibIhiqqqhii")
 _I64 = struct.Struct(">q")
 _I32 = struct.Struct(">i")
 
@@ -147,7 +151,7 @@ def read_header(buf: bytes | bytearray | memoryview, pos: int = 0) -> BatchHeade
         raise CorruptBatchError(
             f"truncated header: {len(buf) - pos} bytes, need {HEADER_SIZE}", position=pos
         )
-    h = BatchHeader(*_HEADER.unpack_from(buf, pos))
+    h = BatchHeader(*HEADER_STRUCT.unpack_from(buf, pos))
     if h.magic != MAGIC:
         raise CorruptBatchError(
             f"unsupported magic {h.magic} (only v2 batches)", offset=h.base_offset, position=pos

@@ -37,6 +37,7 @@ from strata.client.batch import (
     COMPRESSION_MASK,
     CRC_OFFSET,
     HEADER_SIZE,
+    HEADER_STRUCT,
     LOG_OVERHEAD,
     MAGIC,
     TIMESTAMP_TYPE_MASK,
@@ -61,7 +62,6 @@ __all__ = [
 #: tuple, because the cleaner makes one per record.
 RecordSpan = tuple[int, int, int, int, "bytes | None", bool]
 
-_HEADER = struct.Struct(">qiibIhiqqqhii")
 #: Zigzag decoding of every one- and two-byte varint payload (values up to 2**14).
 _DEC = [(z >> 1) ^ -(z & 1) for z in range(1 << 14)]
 
@@ -187,7 +187,7 @@ def rebuild_batch(h: BatchHeader, data: bytes, kept: Sequence[RecordSpan]) -> by
     else:
         body = b""
         attributes &= ~COMPRESSION_MASK
-    head = bytearray(_HEADER.pack(
+    head = bytearray(HEADER_STRUCT.pack(
         h.base_offset, HEADER_SIZE - LOG_OVERHEAD + len(body), h.partition_leader_epoch, MAGIC, 0,
         attributes, h.last_offset_delta, h.base_timestamp, max_ts, h.producer_id, h.producer_epoch,
         h.base_sequence, len(kept),

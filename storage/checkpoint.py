@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 
 __all__ = [
     "LEADER_EPOCH_CHECKPOINT",
@@ -66,7 +67,7 @@ def write_atomic(path: str, data: bytes) -> None:
     fsync_dir(os.path.dirname(path) or ".")
 
 
-def write_checkpoint(path: str, entries: list[tuple[int, ...]]) -> None:
+def write_checkpoint(path: str, entries: Sequence[tuple[int, ...]]) -> None:
     lines = [str(_VERSION), str(len(entries))]
     lines.extend(" ".join(str(v) for v in e) for e in entries)
     write_atomic(path, ("\n".join(lines) + "\n").encode())

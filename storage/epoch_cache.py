@@ -6,6 +6,14 @@ strictly increasing in both, persisted in ``leader-epoch-checkpoint``. It answer
 "where does epoch e end" for a follower finding the point where its log diverges
 from the leader's (``OffsetsForLeaderEpoch``, Raft's fast backtracking).
 
+Saving: the log writes the checkpoint synchronously only when it cuts the log (truncation,
+reset: rare, once per diverged follower); a new epoch appended (once per election per
+partition) is saved by the log's next flush job, off the event loop, before that job's
+data fsync and so before the recovery point can pass the new epoch's start. Recovery
+re-derives every entry at or past the recovery point from the batches, so a checkpoint
+that lags the data is repaired, never trusted. Each change bumps a version and a save
+never overwrites a newer one, so a slow flush job cannot put back an older list.
+
 One Strata refinement: when the log start offset moves forward (retention, or a
 follower reset to the leader's log start), the entry covering ``log_start_offset - 1``
 is kept with its original start offset, so the epoch of the last offset *before* the
@@ -15,6 +23,7 @@ log still answers. Raft needs it as ``prevLogTerm`` for the first entry the log 
 from __future__ import annotations
 
 import logging
+import threading
 from bisect import bisect_right
 
 from strata.storage.checkpoint import read_checkpoint, write_checkpoint
@@ -32,12 +41,17 @@ log = logging.getLogger("strata.storage")
 
 
 class LeaderEpochCache:
-    __slots__ = ("_epochs", "_starts", "path")
+    __slots__ = ("_epochs", "_saved", "_save_lock", "_starts", "_version", "path")
 
     def __init__(self, path: str, entries: list[tuple[int, int]] | None = None):
         self.path = path
         self._epochs: list[int] = []
         self._starts: list[int] = []
+        #: Bumped on every change; ``_saved`` is the version last written (under the lock,
+        #: from the loop or a flush job's thread).
+        self._version = 0
+        self._saved = 0
+        self._save_lock = threading.Lock()
         for epoch, start in entries or []:
             self._epochs.append(epoch)
             self._starts.append(start)
@@ -63,7 +77,29 @@ class LeaderEpochCache:
         assert len(self._epochs) <= MAX_EPOCH_ENTRIES
 
     def flush(self) -> None:
-        write_checkpoint(self.path, list(zip(self._epochs, self._starts, strict=True)))
+        """Write the checkpoint now (fsynced), on the calling thread."""
+        self.save(self._version, self.entries, force=True)
+
+    def unsaved(self) -> tuple[int, list[tuple[int, int]]] | None:
+        """``(version, entries)`` to hand to :meth:`save` later, or ``None`` if saved."""
+        if self._version == self._saved:
+            return None
+        return self._version, self.entries
+
+    def save(self, version: int, entries: list[tuple[int, int]], force: bool = False) -> None:
+        """Write ``entries`` (taken at ``version``) unless that version or a newer one is
+        on disk already (``force``: rewrite the same version too).
+
+        Safe from any thread: the lock orders the writes, the version drops stale ones.
+        """
+        with self._save_lock:
+            if version < self._saved or (version == self._saved and not force):
+                return
+            write_checkpoint(self.path, entries)
+            self._saved = version
+
+    def _changed(self) -> None:
+        self._version += 1
 
     @property
     def entries(self) -> list[tuple[int, int]]:
@@ -93,6 +129,7 @@ class LeaderEpochCache:
             del self._starts[0]
         self._epochs.append(epoch)
         self._starts.append(start_offset)
+        self._changed()
         return True
 
     def epoch_for_offset(self, offset: int) -> int | None:
@@ -121,6 +158,7 @@ class LeaderEpochCache:
             return False
         del self._epochs[i:]
         del self._starts[i:]
+        self._changed()
         return True
 
     def truncate_from_start(self, log_start_offset: int) -> bool:
@@ -130,6 +168,7 @@ class LeaderEpochCache:
             return False
         del self._epochs[:i]
         del self._starts[:i]
+        self._changed()
         return True
 
     def reset(self, epoch: int | None, start_offset: int) -> None:
@@ -139,3 +178,4 @@ class LeaderEpochCache:
         if epoch is not None:
             self._epochs.append(epoch)
             self._starts.append(start_offset)
+        self._changed()

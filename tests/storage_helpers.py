@@ -23,6 +23,7 @@ from strata.client.batch import (
     ATTRIBUTES_OFFSET,
     CRC_OFFSET,
     HEADER_SIZE,
+    HEADER_STRUCT,
     LOG_OVERHEAD,
     iter_batches,
 )
@@ -30,7 +31,6 @@ from strata.client.records import RecordBatchBuilder, decode_batches
 
 __all__ = ["Clock", "keyed_batch", "make_batch", "make_batches", "read_batches", "read_records", "small_tmpfs"]
 
-_HEADER = struct.Struct(">qiibIhiqqqhii")
 
 
 def _varint(n: int) -> bytes:
@@ -64,7 +64,7 @@ def make_batch(
     n = len(values)
     max_ts = timestamp + (n - 1) * timestamp_step
     length = HEADER_SIZE - LOG_OVERHEAD + len(records)
-    head = bytearray(_HEADER.pack(base_offset, length, leader_epoch, 2, 0, attributes, n - 1,
+    head = bytearray(HEADER_STRUCT.pack(base_offset, length, leader_epoch, 2, 0, attributes, n - 1,
                                   timestamp, max_ts, -1, -1, -1, n))
     crc = crc32c(records, crc32c(head[ATTRIBUTES_OFFSET:]))
     struct.pack_into(">I", head, CRC_OFFSET, crc)

@@ -18,6 +18,7 @@ Every broker runs a ``Controller``; only the controller group's leader makes dec
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -93,6 +94,14 @@ class Controller:
         self._pid_end = 0
         self._pid_lock = asyncio.Lock()
         self._creating_offsets_topic = False
+        #: When this broker last became the controller leader, and a wake-up for each heartbeat
+        #: it hears: a new leader knows no broker's liveness until their heartbeats arrive.
+        self._leading_since = 0.0
+        self._heartbeat_heard = asyncio.Event()
+
+    def leadership_changed(self, replica: Replica) -> None:
+        if replica.is_leader:
+            self._leading_since = time.monotonic()
 
     # -- applying the metadata log --------------------------------------------------------
 
@@ -204,6 +213,24 @@ class Controller:
         live.add(self.node_id)
         return sorted(b for b in live if b in self.settings.voters)
 
+    async def await_live(self, want: int) -> list[int]:
+        """The live brokers, once ``want`` of them are, or once this leader has led long enough
+        to have heard every live broker's heartbeat.
+
+        A controller elected a moment ago (at a cluster's start, or after a failover) has heard
+        only some heartbeats yet; it must not refuse a creation as "only 1 broker is live" in
+        that window, nor place replicas on the few brokers it heard first.
+        """
+        while True:
+            live = self.live_brokers()
+            left = self._leading_since + SESSION_TIMEOUT_S - time.monotonic()
+            if len(live) >= want or left <= 0 or not self.is_leader:
+                return live
+            self._heartbeat_heard.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(left):
+                    await self._heartbeat_heard.wait()
+
     def default_replication_factor(self) -> int:
         """The cluster's ``default.replication.factor``: set in the metadata, else the broker
         setting, else min(3, brokers)."""
@@ -218,13 +245,14 @@ class Controller:
         value = self.image.cluster_configs.get("num.partitions")
         return value if isinstance(value, int) and value > 0 else self.settings.default_partitions
 
-    def validate_topic(self, name: str, partitions: int, rf: int, configs: Mapping[str, object], *,
-                       allow_internal: bool = False) -> tuple[int, dict[str, ConfigValue]]:
+    async def validate_topic(self, name: str, partitions: int, rf: int, configs: Mapping[str, object], *,
+                             allow_internal: bool = False) -> tuple[int, dict[str, ConfigValue]]:
         """Check a creation on the controller leader; returns the replication factor to use and
         the typed configs."""
         self.require_leader()
         if rf == -1:
             rf = self.default_replication_factor()
+        await self.await_live(rf)
         self.image.validate_create(
             name, partitions, rf, self.live_brokers(),
             max_partitions=self.settings.max_partitions_per_topic, allow_internal=allow_internal,
@@ -234,7 +262,7 @@ class Controller:
     async def create_topic(self, name: str, partitions: int, rf: int, configs: Mapping[str, object], *,
                            allow_internal: bool = False) -> int:
         """Create a topic; returns the replication factor used (``rf`` -1: the cluster default)."""
-        rf, typed = self.validate_topic(name, partitions, rf, configs, allow_internal=allow_internal)
+        rf, typed = await self.validate_topic(name, partitions, rf, configs, allow_internal=allow_internal)
         replicas = self.image.assign_replicas(partitions, rf, self.live_brokers())
         await self.propose([{"t": "topic", "name": name, "replicas": replicas, "configs": typed}])
         if name not in self.image.topics:
@@ -249,7 +277,7 @@ class Controller:
             raise error_for(ErrorCode.INVALID_TOPIC, f"internal topic {name!r} cannot be deleted")
         await self.propose([{"t": "delete_topic", "name": name}])
 
-    def validate_partitions(self, name: str, count: int) -> list[list[int]]:
+    async def validate_partitions(self, name: str, count: int) -> list[list[int]]:
         """The assignments of the partitions to add so that ``name`` has ``count`` in all."""
         self.require_leader()
         topic = self.image.topics.get(name)
@@ -265,14 +293,14 @@ class Controller:
         if count > limit:
             raise error_for(ErrorCode.INVALID_PARTITIONS, f"partitions must be at most {limit}, got {count}")
         rf = len(topic.replicas[0])
-        live = self.live_brokers()
+        live = await self.await_live(rf)
         if rf > len(live):
             raise error_for(ErrorCode.INVALID_REPLICATION_FACTOR,
                             f"topic {name!r} has replication factor {rf} but only {len(live)} broker(s) are live")
         return self.image.assign_replicas(count - topic.partitions, rf, live)
 
     async def create_partitions(self, name: str, count: int) -> None:
-        added = self.validate_partitions(name, count)
+        added = await self.validate_partitions(name, count)
         tid = self.image.topics[name].topic_id
         old = self.image.topics[name].partitions
         await self.propose([{"t": "partitions", "name": name, "topic_id": tid, "from": old, "replicas": added}])
@@ -345,6 +373,7 @@ class Controller:
         self.require_leader()
         bid = req["id"]
         self.last_seen[bid] = time.monotonic()
+        self._heartbeat_heard.set()
         changed = False
         topics = self.image.topics
         for item in req.get("parts", ()):

@@ -182,7 +182,7 @@ class AdminService:
             try:
                 self._authz.authorize(principal, Operation.CREATE, Resource(ResourceType.TOPIC, t.name))
                 if validate_only:
-                    rf, _ = ctl.validate_topic(t.name, partitions, t.replication_factor, t.configs)
+                    rf, _ = await ctl.validate_topic(t.name, partitions, t.replication_factor, t.configs)
                 else:
                     rf = await ctl.create_topic(t.name, partitions, t.replication_factor, t.configs)
                 results.append(TopicResult(t.name, None, partitions, rf))
@@ -224,7 +224,7 @@ class AdminService:
             try:
                 self._authz.authorize(principal, Operation.ALTER, Resource(ResourceType.TOPIC, inc.name))
                 if validate_only:
-                    ctl.validate_partitions(inc.name, inc.count)
+                    await ctl.validate_partitions(inc.name, inc.count)
                 else:
                     await ctl.create_partitions(inc.name, inc.count)
                 results.append(TopicResult(inc.name, None, inc.count))

@@ -21,6 +21,7 @@ from strata.client.batch import (
     ATTRIBUTES_OFFSET,
     CONTROL_MASK,
     HEADER_SIZE,
+    HEADER_STRUCT,
     LOG_OVERHEAD,
     PARTITION_LEADER_EPOCH_OFFSET,
     compute_crc,
@@ -31,9 +32,6 @@ from .membership import Membership
 _BASE_AND_LENGTH = struct.Struct(">qi")
 _EPOCH = struct.Struct(">i")
 _ATTRS_AND_DELTA = struct.Struct(">hi")
-# baseOffset, batchLength, partitionLeaderEpoch, magic, crc, attributes, lastOffsetDelta,
-# baseTimestamp, maxTimestamp, producerId, producerEpoch, baseSequence, recordCount
-_HEADER = struct.Struct(">qiibIhiqqqhii")
 
 
 @dataclass(slots=True, frozen=True)
@@ -90,8 +88,8 @@ def make_batch(payload: bytes, *, count: int = 1, control: bool = False) -> byte
     assert count >= 1
     attrs = CONTROL_MASK if control else 0
     length = HEADER_SIZE - LOG_OVERHEAD + len(payload)
-    buf = bytearray(_HEADER.size + len(payload))
-    _HEADER.pack_into(buf, 0, 0, length, -1, 2, 0, attrs, count - 1, 0, 0, -1, -1, -1, count)
+    buf = bytearray(HEADER_STRUCT.size + len(payload))
+    HEADER_STRUCT.pack_into(buf, 0, 0, length, -1, 2, 0, attrs, count - 1, 0, 0, -1, -1, -1, count)
     buf[HEADER_SIZE:] = payload
     struct.pack_into(">I", buf, 17, compute_crc(buf, 0, len(buf)))
     return bytes(buf)

@@ -2,7 +2,9 @@
 
 * a topic deleted and created again after a restart must be a new topic on every broker;
 * two brokers on one data directory, or a broker on a port that is taken, must not start;
-* every metadata answer right after a start tells the truth or says "retry".
+* every metadata answer right after a start tells the truth or says "retry", and a topic
+  with replication factor 3 can be created the moment the cluster reports ready, or the
+  moment a new controller is elected.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import pytest
 
 from strata.client import AdminClient, Producer
 from strata.client.conn import open_connection
+from strata.client.errors import ErrorCode, StrataError
 from strata.client.protocol import Api
 from tests.integration.cluster import LocalCluster, free_ports, wait_for
 
@@ -25,14 +28,16 @@ TOPIC = "reborn"
 PARTITIONS = 3
 
 
-def broker_view(cluster: LocalCluster, node_id: int, topic: str) -> dict:
-    """METADATA for ``topic`` as broker ``node_id`` alone answers it (no client retries)."""
+def broker_view(cluster: LocalCluster, node_id: int, topic: str | None) -> dict:
+    """METADATA for ``topic`` (None: every topic) as broker ``node_id`` alone answers it (no
+    client retries)."""
     b = cluster.brokers[node_id]
 
     async def ask() -> dict:
         conn = await open_connection("127.0.0.1", b.port, client_id="hardening-test", timeout=5.0)
         try:
-            hdr, _ = await conn.request(Api.METADATA, {"topics": [topic]}, timeout=5.0, raise_on_error=False)
+            topics = None if topic is None else [topic]
+            hdr, _ = await conn.request(Api.METADATA, {"topics": topics}, timeout=5.0, raise_on_error=False)
             return hdr
         finally:
             await conn.close()
@@ -142,3 +147,55 @@ def test_a_broker_whose_port_is_taken_exits_at_once_and_says_so(tmp_path) -> Non
         # It opened no log before failing: nothing under its data directory but the lock.
         assert sorted(x.name for x in other.iterdir()) == [".lock"]
         assert cluster.brokers[1].alive
+
+
+def test_answers_right_after_a_start_are_true_or_say_retry_and_creation_works_at_once(tmp_path) -> None:
+    existing = {"ledger", "audit"}
+    with LocalCluster(root=tmp_path, n=3) as cluster:
+        cluster.wait_ready()
+        with AdminClient(cluster.bootstrap) as admin:
+            for name in existing:
+                admin.create_topic(name, 2, 3)
+        cluster.stop()
+        cluster.start()
+
+        # From the first answer on, each broker either lists every topic or says "retry";
+        # never an empty or partial list (it used to answer {"topics": []} for a second).
+        answered: set[int] = set()
+
+        def every_broker_answered_truly() -> bool:
+            for node_id in cluster.brokers:
+                try:
+                    hdr = broker_view(cluster, node_id, None)
+                except (OSError, TimeoutError, StrataError):
+                    continue  # not listening yet
+                if hdr.get("err"):
+                    assert hdr["err"] == ErrorCode.LEADER_NOT_AVAILABLE, hdr
+                    continue
+                names = {t["name"] for t in hdr["topics"]}
+                assert existing <= names, (node_id, names)
+                answered.add(node_id)
+            return answered == set(cluster.brokers)
+
+        wait_for(every_broker_answered_truly, 60, "every broker to answer metadata", interval=0.01)
+
+        # The moment the cluster reports ready, a topic with replication factor 3 is created.
+        cluster.wait_ready()
+        with AdminClient(cluster.bootstrap) as admin:
+            created = admin.create_topic("right-after-ready", 3, 3)
+            assert created.replication_factor == 3
+
+            # And the moment a new controller is elected: it has not yet heard the surviving
+            # brokers' heartbeats, yet must not count them as dead.
+            old = admin.describe_cluster().controller
+            assert old is not None
+            cluster.kill(old)
+            wait_for(lambda: admin.describe_cluster().controller not in (None, old), 30,
+                     "a new controller", interval=0.01)
+            created = admin.create_topic("right-after-failover", 3, 2)
+            assert created.replication_factor == 2
+            # What cannot be placed is still refused, with the reason.
+            with pytest.raises(StrataError) as refused:
+                admin.create_topic("too-wide", 1, 3)
+            assert refused.value.code == ErrorCode.INVALID_REPLICATION_FACTOR
+            assert "than the 2 live broker(s)" in refused.value.message

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from strata.broker.dev import DevError, send_command
+from strata.broker.cli.dev import DevError, send_command
 from strata.client import AdminClient, Producer
 from tests.integration.cluster import free_ports, wait_for
 
@@ -252,7 +252,7 @@ http.server.HTTPServer((mhost, int(mport)), Readyz).serve_forever()
 DRIVER = r'''
 import json, sys
 from pathlib import Path
-from strata.broker.dev import run_dev
+from strata.broker.cli.dev import run_dev
 
 cfg = json.loads(sys.argv[1])
 

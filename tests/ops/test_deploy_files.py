@@ -45,7 +45,9 @@ DOCKERFILE = ROOT / "Dockerfile"
 ENTRYPOINT = OPS / "docker" / "entrypoint.sh"
 COMPOSE = OPS / "docker-compose.yml"
 K8S = OPS / "k8s"
-CLIENT_PORT, EXTERNAL_PORT, METRICS_PORT = 9092, 19092, 9644
+#: Container ports: the native protocol (peers, Strata's clients), its external listener, the
+#: Kafka API and its external listener, metrics. The same numbers as ``make run``'s.
+CLIENT_PORT, EXTERNAL_PORT, KAFKA_PORT, KAFKA_EXTERNAL_PORT, METRICS_PORT = 9192, 19192, 9092, 19092, 9644
 #: Addresses a client on the Docker host reaches a published port at.
 HOST_REACHABLE = {"127.0.0.1", "localhost"}
 
@@ -106,14 +108,20 @@ def broker_config(flags: dict[str, str]) -> BrokerConfig:
         listen=parse_host_port(flags["--listen"]), peers=parse_peers(flags["--peers"]),
         metrics_listen=parse_host_port(flags["--metrics-listen"]),
         advertised=parse_host_port(flags["--advertised"]),
+        **{name.lstrip("-").replace("-", "_"): parse_host_port(flags[name])
+           for name in ("--external-listen", "--external-advertised", "--kafka-listen", "--kafka-advertised",
+                        "--kafka-external-listen", "--kafka-external-advertised") if name in flags},
     )
 
 
-def client_facing(flags: dict[str, str]) -> tuple[tuple[str, int], int]:
-    """(advertised address, listening port) of the listener clients outside are meant to use."""
-    if "--external-advertised" in flags:
-        return parse_host_port(flags["--external-advertised"]), parse_host_port(flags["--external-listen"])[1]
-    return parse_host_port(flags["--advertised"]), parse_host_port(flags["--listen"])[1]
+def client_facing(flags: dict[str, str], kafka: bool = False) -> tuple[tuple[str, int], int]:
+    """(advertised address, listening port) of the listener clients outside are meant to use,
+    for Strata's clients or (``kafka``) Kafka's."""
+    prefix = "--kafka-" if kafka else "--"
+    if f"{prefix}external-advertised" in flags:
+        return (parse_host_port(flags[f"{prefix}external-advertised"]),
+                parse_host_port(flags[f"{prefix}external-listen"])[1])
+    return parse_host_port(flags[f"{prefix}advertised"]), parse_host_port(flags[f"{prefix}listen"])[1]
 
 
 def published(mappings: list[str]) -> dict[int, int]:
@@ -179,7 +187,7 @@ def test_image_is_small_non_root_and_exposes_the_broker_ports() -> None:
     assert froms and all(f.startswith("python:3.11-slim") for f in froms) and len(froms) >= 2, froms
     assert re.search(r"^USER\s+(?!root|0\b)\S+", text, re.M), "the image must not run as root"
     assert re.search(r"^VOLUME\s+.*?/var/lib/strata", text, re.M)
-    assert exposed_ports() == {CLIENT_PORT, EXTERNAL_PORT, METRICS_PORT}
+    assert exposed_ports() == {CLIENT_PORT, EXTERNAL_PORT, KAFKA_PORT, KAFKA_EXTERNAL_PORT, METRICS_PORT}
     assert re.search(r'^ENTRYPOINT\s+\["strata-entrypoint"\]', text, re.M)
     assert "COPY --chmod=0755 ops/docker/entrypoint.sh /usr/local/bin/strata-entrypoint" in text
     for src in re.findall(r"^COPY\s+(?:--\S+\s+)*(\S+)\s", text, re.M):
@@ -194,9 +202,11 @@ def test_entrypoint_defaults_match_exposed_ports_and_healthcheck_probes_healthz(
     assert int(defaults["STRATA_LISTEN"].rsplit(":", 1)[1]) == CLIENT_PORT
     assert int(defaults["STRATA_METRICS_LISTEN"].rsplit(":", 1)[1]) == METRICS_PORT
     assert int(defaults["STRATA_EXTERNAL_LISTEN"].rsplit(":", 1)[1]) == EXTERNAL_PORT
+    assert int(defaults["STRATA_KAFKA_LISTEN"].rsplit(":", 1)[1]) == KAFKA_PORT
+    assert int(defaults["STRATA_KAFKA_EXTERNAL_LISTEN"].rsplit(":", 1)[1]) == KAFKA_EXTERNAL_PORT
     env = dict(re.findall(r"\s(STRATA_\w+)=(\S+)", "\n".join(
         line for line in dockerfile().splitlines() if not line.startswith("#"))))
-    for key in ("STRATA_LISTEN", "STRATA_METRICS_LISTEN", "STRATA_DATA_DIR"):
+    for key in ("STRATA_LISTEN", "STRATA_KAFKA_LISTEN", "STRATA_METRICS_LISTEN", "STRATA_DATA_DIR"):
         assert env[key] == defaults[key], key
     health = re.search(r"^HEALTHCHECK .*?CMD (.+)$", dockerfile(), re.M | re.S)[1]
     assert "/healthz" in health and "curl" not in health
@@ -221,15 +231,18 @@ def run_script(script: Path, stub_bin: Path, env: dict[str, str], *args: str) ->
 
 
 def test_entrypoint_turns_environment_into_broker_flags(stub_bin: Path) -> None:
-    res = run_script(ENTRYPOINT, stub_bin, {"STRATA_ID": "2", "STRATA_PEERS": "1@a:9092,2@b:9092",
+    res = run_script(ENTRYPOINT, stub_bin, {"STRATA_ID": "2", "STRATA_PEERS": "1@a:9192,2@b:9192",
                                             "STRATA_FLUSH_POLICY": "interval"}, "--tick-ms", "20")
     assert res.returncode == 0, res.stderr
     argv = [line for line in res.stdout.splitlines() if not line.startswith("env:")]
     assert argv[:3] == ["broker", "start", "--flush-policy"]
     flags = dict(zip(argv[2::2], argv[3::2], strict=False))
-    assert flags == {"--flush-policy": "interval", "--id": "2", "--peers": "1@a:9092,2@b:9092",
-                     "--listen": "0.0.0.0:9092", "--advertised": "strata-host:9092",
-                     "--metrics-listen": "0.0.0.0:9644", "--data-dir": "/var/lib/strata", "--tick-ms": "20"}
+    assert flags == {"--flush-policy": "interval", "--id": "2", "--peers": "1@a:9192,2@b:9192",
+                     "--listen": "0.0.0.0:9192", "--advertised": "strata-host:9192",
+                     "--metrics-listen": "0.0.0.0:9644", "--data-dir": "/var/lib/strata",
+                     # The Kafka API is on by default, told as the container's name.
+                     "--kafka-listen": "0.0.0.0:9092", "--kafka-advertised": "strata-host:9092",
+                     "--tick-ms": "20"}
 
 
 def test_entrypoint_refuses_to_start_without_id_or_peers(stub_bin: Path) -> None:
@@ -245,14 +258,24 @@ def test_entrypoint_runs_other_commands_as_given(stub_bin: Path) -> None:
 
 
 def test_entrypoint_adds_the_external_listener_when_an_external_address_is_given(stub_bin: Path) -> None:
-    base = {"STRATA_ID": "2", "STRATA_PEERS": "1@a:9092,2@b:9092"}
-    flags = entrypoint_flags(stub_bin, {**base, "STRATA_EXTERNAL_ADVERTISED": "127.0.0.1:9093"}, hostname="b")
+    base = {"STRATA_ID": "2", "STRATA_PEERS": "1@a:9192,2@b:9192"}
+    flags = entrypoint_flags(stub_bin, {**base, "STRATA_EXTERNAL_ADVERTISED": "127.0.0.1:9193",
+                                        "STRATA_KAFKA_EXTERNAL_ADVERTISED": "127.0.0.1:9093"}, hostname="b")
     assert flags["--external-listen"] == f"0.0.0.0:{EXTERNAL_PORT}"
-    assert flags["--external-advertised"] == "127.0.0.1:9093"
+    assert flags["--external-advertised"] == "127.0.0.1:9193"
     assert flags["--listen"] == f"0.0.0.0:{CLIENT_PORT}" and flags["--advertised"] == f"b:{CLIENT_PORT}"
-    assert "--external-listen" not in entrypoint_flags(stub_bin, base), "no external listener unless asked"
-    res = run_script(ENTRYPOINT, stub_bin, {**base, "STRATA_EXTERNAL_LISTEN": "0.0.0.0:19092"})
+    assert flags["--kafka-external-listen"] == f"0.0.0.0:{KAFKA_EXTERNAL_PORT}"
+    assert flags["--kafka-external-advertised"] == "127.0.0.1:9093"
+    assert flags["--kafka-listen"] == f"0.0.0.0:{KAFKA_PORT}" and flags["--kafka-advertised"] == f"b:{KAFKA_PORT}"
+    plain = entrypoint_flags(stub_bin, base)
+    assert "--external-listen" not in plain and "--kafka-external-listen" not in plain, \
+        "no external listener unless asked"
+    off = entrypoint_flags(stub_bin, {**base, "STRATA_KAFKA_LISTEN": "off"})
+    assert not any(f.startswith("--kafka") for f in off), "STRATA_KAFKA_LISTEN=off turns the Kafka API off"
+    res = run_script(ENTRYPOINT, stub_bin, {**base, "STRATA_EXTERNAL_LISTEN": "0.0.0.0:19192"})
     assert res.returncode == 2 and "STRATA_EXTERNAL_ADVERTISED" in res.stderr
+    res = run_script(ENTRYPOINT, stub_bin, {**base, "STRATA_KAFKA_EXTERNAL_LISTEN": "0.0.0.0:19092"})
+    assert res.returncode == 2 and "STRATA_KAFKA_EXTERNAL_ADVERTISED" in res.stderr
 
 
 def test_the_docker_run_example_advertises_what_the_host_reaches_with_flags_the_cli_accepts(stub_bin: Path) -> None:
@@ -261,9 +284,10 @@ def test_the_docker_run_example_advertises_what_the_host_reaches_with_flags_the_
     flags = entrypoint_flags(stub_bin, env, hostname="0123456789ab")  # a container id, as Docker names it
     assert set(flags) <= accepted_broker_flags(), set(flags) - accepted_broker_flags()
     config = broker_config(flags)
-    (host, port), listening = client_facing(flags)
-    assert host in HOST_REACHABLE, f"clients on the host are told {host}:{port}, which they cannot reach"
-    assert ports.get(listening) == port, f"{host}:{port} must be published onto the listener (port {listening})"
+    for kafka in (False, True):
+        (host, port), listening = client_facing(flags, kafka=kafka)
+        assert host in HOST_REACHABLE, f"clients on the host are told {host}:{port}, which they cannot reach"
+        assert ports.get(listening) == port, f"{host}:{port} must be published onto the listener (port {listening})"
     assert config.peers[config.node_id][1] == config.listen[1], "the broker must reach itself at its peer address"
     assert ports.get(config.metrics_listen[1]) == METRICS_PORT
 
@@ -297,9 +321,10 @@ def broker_via_entrypoint(tmp_path: Path, env: dict[str, str], metrics_port: int
 
 @pytest.mark.integration
 def test_a_broker_started_by_the_entrypoint_becomes_ready_and_stops_cleanly(tmp_path: Path) -> None:
-    port, mport = free_ports(2)
+    port, kport, mport = free_ports(3)
     env = {"STRATA_ID": "1", "STRATA_PEERS": f"1@127.0.0.1:{port}", "STRATA_LISTEN": f"127.0.0.1:{port}",
-           "STRATA_ADVERTISED": f"127.0.0.1:{port}", "STRATA_METRICS_LISTEN": f"127.0.0.1:{mport}"}
+           "STRATA_ADVERTISED": f"127.0.0.1:{port}", "STRATA_KAFKA_LISTEN": f"127.0.0.1:{kport}",
+           "STRATA_METRICS_LISTEN": f"127.0.0.1:{mport}"}
     with broker_via_entrypoint(tmp_path, env, mport):
         pass
     assert (tmp_path / "data").is_dir()
@@ -354,7 +379,7 @@ def test_a_client_on_the_host_produces_through_the_published_external_port(tmp_p
            "STRATA_LISTEN": f"127.0.0.1:{internal}", "STRATA_ADVERTISED": f"127.0.0.1:{internal}",
            "STRATA_EXTERNAL_LISTEN": f"127.0.0.1:{external}",
            "STRATA_EXTERNAL_ADVERTISED": f"127.0.0.1:{published_port}",
-           "STRATA_METRICS_LISTEN": f"127.0.0.1:{mport}"}
+           "STRATA_KAFKA_LISTEN": "off", "STRATA_METRICS_LISTEN": f"127.0.0.1:{mport}"}
     with broker_via_entrypoint(tmp_path, env, mport):
         publish = PublishedPort(published_port, external)
         outside = f"127.0.0.1:{published_port}"
@@ -380,6 +405,58 @@ def test_a_client_on_the_host_produces_through_the_published_external_port(tmp_p
             publish.close()
 
 
+@pytest.mark.integration
+def test_a_kafka_client_on_the_host_produces_through_the_published_external_kafka_port(tmp_path: Path) -> None:
+    """kafka-python on the host, through a published port onto the external Kafka listener:
+    it is told that published address (not the container's name) and produces and reads
+    back; a Kafka client in the network is told the internal Kafka address."""
+    from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+    from kafka import TopicPartition as KTP
+    from kafka.admin import NewTopic
+
+    native, kafka_in, kafka_ext, published_port, mport = free_ports(5)
+    env = {"STRATA_ID": "1", "STRATA_PEERS": f"1@127.0.0.1:{native}",
+           "STRATA_LISTEN": f"127.0.0.1:{native}", "STRATA_ADVERTISED": f"127.0.0.1:{native}",
+           "STRATA_KAFKA_LISTEN": f"127.0.0.1:{kafka_in}", "STRATA_KAFKA_ADVERTISED": f"localhost:{kafka_in}",
+           "STRATA_KAFKA_EXTERNAL_LISTEN": f"127.0.0.1:{kafka_ext}",
+           "STRATA_KAFKA_EXTERNAL_ADVERTISED": f"127.0.0.1:{published_port}",
+           "STRATA_METRICS_LISTEN": f"127.0.0.1:{mport}"}
+    with broker_via_entrypoint(tmp_path, env, mport):
+        publish = PublishedPort(published_port, kafka_ext)
+        outside = f"127.0.0.1:{published_port}"
+        try:
+            admin = KafkaAdminClient(bootstrap_servers=outside, request_timeout_ms=30_000)
+            try:
+                assert [(b["broker_id"], b["host"], b["port"]) for b in admin.describe_cluster()["brokers"]] == [
+                    (1, "127.0.0.1", published_port)]
+                admin.create_topics([NewTopic("kafka-from-the-host", 1, 1)])
+            finally:
+                admin.close()
+            producer = KafkaProducer(bootstrap_servers=outside, acks="all")
+            try:
+                metas = [producer.send("kafka-from-the-host", b"k%d" % i).get(timeout=30) for i in range(10)]
+            finally:
+                producer.close()
+            consumer = KafkaConsumer(bootstrap_servers=outside, auto_offset_reset="earliest",
+                                     consumer_timeout_ms=10_000)
+            try:
+                consumer.assign([KTP("kafka-from-the-host", 0)])
+                got: list[bytes] = []
+                wait_for(lambda: got.extend(r.value for rs in consumer.poll(timeout_ms=500).values() for r in rs)
+                         or len(got) >= 10, 30, "the ten records, read back from the host through Kafka")
+            finally:
+                consumer.close()
+            assert got == [b"k%d" % i for i in range(10)] and len({m.offset for m in metas}) == 10
+            inside = KafkaAdminClient(bootstrap_servers=f"127.0.0.1:{kafka_in}", request_timeout_ms=30_000)
+            try:
+                assert [(b["host"], b["port"]) for b in inside.describe_cluster()["brokers"]] == [
+                    ("localhost", kafka_in)]
+            finally:
+                inside.close()
+        finally:
+            publish.close()
+
+
 # -- Compose -------------------------------------------------------------------------------------
 
 
@@ -398,9 +475,12 @@ def test_compose_runs_three_brokers_prometheus_and_grafana_from_files_that_exist
         peers = dict(p.split("@") for p in env["STRATA_PEERS"].split(","))
         assert peers[env["STRATA_ID"]] == env["STRATA_ADVERTISED"] == f"{name}:{CLIENT_PORT}"
         assert set(peers.values()) == {f"{n}:{CLIENT_PORT}" for n in brokers}
+        assert env["STRATA_KAFKA_ADVERTISED"] == f"{name}:{KAFKA_PORT}"
         container_ports = {int(p.split(":")[-1]) for p in s["ports"]}
-        assert container_ports == {EXTERNAL_PORT, METRICS_PORT} and container_ports <= exposed_ports()
+        assert container_ports == {EXTERNAL_PORT, KAFKA_EXTERNAL_PORT, METRICS_PORT}
+        assert container_ports <= exposed_ports()
         assert int(env["STRATA_LISTEN"].rsplit(":", 1)[1]) == CLIENT_PORT
+        assert int(env["STRATA_KAFKA_LISTEN"].rsplit(":", 1)[1]) == KAFKA_PORT
         assert int(env["STRATA_METRICS_LISTEN"].rsplit(":", 1)[1]) == METRICS_PORT
         check = " ".join(s["healthcheck"]["test"])
         path = re.search(r"127\.0\.0\.1:(\d+)(/\w+)", check)
@@ -427,7 +507,7 @@ def test_compose_brokers_tell_host_clients_published_addresses_and_peers_in_netw
     services = yaml.safe_load(COMPOSE.read_text())["services"]
     brokers = {n: s for n, s in services.items() if n.startswith("strata-")}
     accepted = accepted_broker_flags()
-    outside: dict[str, tuple[str, int]] = {}
+    outside: dict[bool, dict[str, tuple[str, int]]] = {False: {}, True: {}}
     for name, s in brokers.items():
         env = {k: interpolate(str(v)) for k, v in s["environment"].items()}
         flags = entrypoint_flags(stub_bin, env, hostname=s["hostname"])
@@ -436,18 +516,26 @@ def test_compose_brokers_tell_host_clients_published_addresses_and_peers_in_netw
         inside = config.advertised_address
         # Peers and in-network clients: the service's name, at the internal listener.
         assert config.peers[config.node_id] == inside == (name, config.listen[1]), name
-        # Host clients: a loopback address whose port is published onto the external listener.
-        (host, port), listening = client_facing(flags)
-        assert listening != config.listen[1], f"{name}: the external listener must be a listener of its own"
-        assert host in HOST_REACHABLE, f"{name} tells host clients {host}:{port}, which they cannot reach"
+        assert config.kafka_advertised == (name, KAFKA_PORT), f"{name}: Kafka clients in the network"
+        # Host clients: a loopback address whose port is published onto the external listener,
+        # for Strata's clients and Kafka's alike.
         ports = published(s["ports"])
-        assert ports.get(listening) == port, f"{name}: {host}:{port} is not published onto port {listening}"
-        assert config.listen[1] not in ports, f"{name}: a host client on the internal port would be told {inside}"
-        assert (host, port) != inside
-        outside[name] = (host, port)
-    assert len(set(outside.values())) == len(brokers), f"external addresses must be distinct: {outside}"
-    bootstrap = ",".join(f"{h}:{p}" for h, p in outside.values())
-    assert f"--bootstrap {bootstrap}" in COMPOSE.read_text(), "the file's header must show the host bootstrap"
+        for kafka, internal in ((False, config.listen), (True, config.kafka_listen)):
+            assert internal is not None
+            (host, port), listening = client_facing(flags, kafka=kafka)
+            assert listening != internal[1], f"{name}: the external listener must be a listener of its own"
+            assert host in HOST_REACHABLE, f"{name} tells host clients {host}:{port}, which they cannot reach"
+            assert ports.get(listening) == port, f"{name}: {host}:{port} is not published onto port {listening}"
+            assert internal[1] not in ports, f"{name}: a host client on an internal port would be told {inside}"
+            assert (host, port) != inside
+            outside[kafka][name] = (host, port)
+    for addresses in outside.values():
+        assert len(set(addresses.values())) == len(brokers), f"external addresses must be distinct: {addresses}"
+    header = COMPOSE.read_text()
+    bootstrap = ",".join(f"{h}:{p}" for h, p in outside[False].values())
+    assert f"--bootstrap {bootstrap}" in header, "the file's header must show the host bootstrap"
+    first_kafka = "{}:{}".format(*outside[True]["strata-1"])
+    assert f"kcat -b {first_kafka} -L" in header, "the file's header must show a Kafka client's bootstrap"
 
 
 # -- Kubernetes ----------------------------------------------------------------------------------
@@ -481,13 +569,14 @@ def test_kubernetes_statefulset_services_pdb_and_probes_fit_together() -> None:
     version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
     assert image["newTag"] == version, "the manifests pin the release the image is built from"
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert ports == {"strata": CLIENT_PORT, "metrics": METRICS_PORT}
+    assert ports == {"strata": CLIENT_PORT, "kafka": KAFKA_PORT, "metrics": METRICS_PORT}
     assert set(ports.values()) <= exposed_ports()  # no external listener: clients run in the cluster
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert int(env["STRATA_REPLICAS"]) == spec["replicas"]
     assert env["STRATA_HEADLESS_SERVICE"] == spec["serviceName"]
     assert int(env["STRATA_LISTEN"].rsplit(":", 1)[1]) == ports["strata"]
-    # A port is named kafka only if it speaks Kafka's protocol; this one speaks Strata's.
+    # A port is named kafka only if it speaks Kafka's protocol: the Kafka listener's port.
+    assert int(env["STRATA_KAFKA_LISTEN"].rsplit(":", 1)[1]) == ports["kafka"]
     for doc in docs.values():
         if doc["kind"] == "Service":
             assert {p["name"] for p in doc["spec"]["ports"]} <= set(ports), doc["metadata"]["name"]
@@ -516,14 +605,16 @@ def test_kubernetes_entrypoint_derives_id_and_peers_from_the_pod_ordinal(tmp_pat
     script = tmp_path / "k8s-entrypoint.sh"
     script.write_text(cm["data"]["k8s-entrypoint.sh"])
     env = {"HOSTNAME": "strata-2", "POD_NAMESPACE": "prod", "STRATA_REPLICAS": "3",
-           "STRATA_HEADLESS_SERVICE": "strata-headless", "STRATA_LISTEN": "0.0.0.0:9092"}
+           "STRATA_HEADLESS_SERVICE": "strata-headless", "STRATA_LISTEN": "0.0.0.0:9192",
+           "STRATA_KAFKA_LISTEN": "0.0.0.0:9092"}
     res = run_script(script, stub_bin, env)
     assert res.returncode == 0, res.stderr
     got = dict(line[4:].split("=", 1) for line in res.stdout.splitlines() if line.startswith("env:"))
     dom = "strata-headless.prod.svc.cluster.local"
     assert got["STRATA_ID"] == "3"
-    assert got["STRATA_PEERS"] == f"1@strata-0.{dom}:9092,2@strata-1.{dom}:9092,3@strata-2.{dom}:9092"
-    assert got["STRATA_ADVERTISED"] == f"strata-2.{dom}:9092"
+    assert got["STRATA_PEERS"] == f"1@strata-0.{dom}:9192,2@strata-1.{dom}:9192,3@strata-2.{dom}:9192"
+    assert got["STRATA_ADVERTISED"] == f"strata-2.{dom}:9192"
+    assert got["STRATA_KAFKA_ADVERTISED"] == f"strata-2.{dom}:9092"
     res = run_script(script, stub_bin, {**env, "HOSTNAME": "not-a-statefulset-pod"})
     assert res.returncode == 2 and "ordinal" in res.stderr
 

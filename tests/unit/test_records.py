@@ -77,8 +77,8 @@ def raw_batch(body: bytes, record_count: int, last_offset_delta: int | None = No
     buf = bytearray(batch.HEADER_SIZE) + body
     if last_offset_delta is None:
         last_offset_delta = max(record_count - 1, 0)
-    struct.pack_into(
-        ">qiibIhiqqqhii", buf, 0, 0, len(buf) - 12, -1, 2, 0, 0, last_offset_delta,
+    batch.HEADER_STRUCT.pack_into(
+        buf, 0, 0, len(buf) - 12, -1, 2, 0, 0, last_offset_delta,
         TS, TS, -1, -1, -1, record_count,
     )  # fmt: skip
     return recrc(buf)

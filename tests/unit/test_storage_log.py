@@ -503,6 +503,50 @@ def test_iter_batches_of_segment_file_equals_what_reads_return(open_log, tmp_pat
     assert [h for _, h in iter_batches(data)] == read_all(log)
 
 
+def test_a_new_epoch_is_saved_by_the_flush_job_not_on_the_appending_thread(open_log, tmp_path, fsyncs):
+    """An election per partition must not cost an fsync on the event loop: the new epoch
+    reaches leader-epoch-checkpoint through the next flush job, before its data fsync."""
+    ckpt = tmp_path / "p0" / "leader-epoch-checkpoint"
+    log = open_log(flush_policy="always")
+    log.append_as_leader(batch(2), 3)
+    log.append_as_leader(batch(2), 5)
+    fsyncs.clear()
+    log.append_as_leader(batch(2), 7)  # a new epoch
+    assert fsyncs == [] and "7 4" not in ckpt.read_text()
+    job = log.begin_flush()
+    assert job is not None
+    job.run()  # what the group-commit thread runs
+    log.complete_flush(job)
+    assert ckpt.read_text().split("\n")[2:5] == ["3 0", "5 2", "7 4"]
+    assert fsyncs.index(str(ckpt) + ".tmp") < next(i for i, p in enumerate(fsyncs) if p.endswith(".log"))
+
+
+def test_a_crash_before_the_epoch_is_saved_loses_no_epoch(open_log, tmp_path):
+    log = open_log(segment_bytes=300)
+    for epoch in (1, 1, 2, 2, 4):
+        log.append_as_leader(batch(2), epoch)
+    log.abandon()  # killed: neither a flush job nor a close saved the epochs
+    log = open_log(segment_bytes=300)
+    assert [log.epoch_for_offset(o) for o in (0, 3, 4, 7, 8, 9)] == [1, 1, 2, 2, 4, 4]
+    assert log.end_offset_for_epoch(2) == (2, 8)
+
+
+def test_a_slow_flush_job_never_puts_back_an_older_epoch_list(open_log, tmp_path):
+    """A job captured before a truncation, finishing after it, must not write its list
+    over the truncated one (the truncation saves at once, on the loop)."""
+    ckpt = tmp_path / "p0" / "leader-epoch-checkpoint"
+    log = open_log()
+    log.append_as_leader(batch(2), 1)
+    log.append_as_leader(batch(2), 2)
+    stale = log.begin_flush()
+    assert stale is not None
+    log.truncate_to(2)  # epoch 2 is gone, and the checkpoint says so at once
+    assert "2 2" not in ckpt.read_text()
+    stale.run()
+    log.complete_flush(stale)
+    assert ckpt.read_text().split("\n")[1:3] == ["1", "1 0"]
+
+
 def test_offset_for_timestamp_passes_over_control_batches(open_log):
     """A leader's no-op carries the broker's clock, later than records stamped by their
     producers: a lookup for those records finds them, not the no-op before them."""

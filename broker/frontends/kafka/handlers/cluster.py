@@ -47,7 +47,7 @@ from strata.broker.frontends.kafka.codec.messages.produce import (
 )
 from strata.broker.frontends.kafka.connection import KafkaAnswer, KafkaConnection
 from strata.broker.frontends.kafka.errors import kafka_code
-from strata.broker.frontends.kafka.handlers.common import KAFKA, KafkaContext
+from strata.broker.frontends.kafka.handlers.common import KafkaContext
 from strata.broker.frontends.kafka.versions import ADVERTISED
 from strata.client.errors import ErrorCode, StrataError, error_for
 
@@ -93,13 +93,13 @@ class ClusterHandlers:
                         names.append(found)
         await self.ctx.admin.wait_caught_up(METADATA_LOADING_WAIT_S)
         try:
-            md = self.ctx.admin.metadata(conn.principal, names, KAFKA)
+            md = self.ctx.admin.metadata(conn.principal, names, conn.listener)
         except StrataError as exc:
             # Still loading after the wait: every topic asked for is "leader not available"
             # (retriable), never "unknown".
             loading = [MetadataResponse.MetadataResponseTopic(error_code=kafka_code(exc), name=n)
                        for n in (names or [])]
-            return KafkaAnswer(MetadataResponse(brokers=self._brokers(), cluster_id=self.ctx.cluster_id,
+            return KafkaAnswer(MetadataResponse(brokers=self._brokers(conn.listener), cluster_id=self.ctx.cluster_id,
                                                 controller_id=-1, topics=loading))
         topics: list[MetadataResponse.MetadataResponseTopic] = []
         for tm in md.topics:
@@ -123,9 +123,9 @@ class ClusterHandlers:
             cluster_id=md.cluster_id, controller_id=-1 if md.controller_id is None else md.controller_id,
             topics=topics))
 
-    def _brokers(self) -> list[MetadataResponse.MetadataResponseBroker]:
+    def _brokers(self, listener: str) -> list[MetadataResponse.MetadataResponseBroker]:
         return [MetadataResponse.MetadataResponseBroker(node_id=b.node_id, host=b.host, port=b.port)
-                for b in self.ctx.admin.brokers(KAFKA)]
+                for b in self.ctx.admin.brokers(listener)]
 
     async def describe_cluster(self, conn: KafkaConnection, req: Request) -> KafkaAnswer:
         body = req.body
@@ -135,7 +135,7 @@ class ClusterHandlers:
                 error_code=KafkaErrorCode.UNSUPPORTED_ENDPOINT_TYPE, endpoint_type=body.endpoint_type,
                 error_message="Strata's controllers are its brokers: ask for brokers (endpoint type 1)",
                 cluster_id=self.ctx.cluster_id))
-        c = self.ctx.admin.describe_cluster(conn.principal, KAFKA)
+        c = self.ctx.admin.describe_cluster(conn.principal, conn.listener)
         return KafkaAnswer(DescribeClusterResponse(
             error_code=0, cluster_id=c.cluster_id, controller_id=-1 if c.controller_id is None else c.controller_id,
             brokers=[DescribeClusterResponse.DescribeClusterBroker(broker_id=b.node_id, host=b.host, port=b.port)

@@ -36,7 +36,7 @@ from strata.broker.frontends.kafka.codec.messages.offsets import (
 )
 from strata.broker.frontends.kafka.connection import KafkaAnswer, KafkaConnection
 from strata.broker.frontends.kafka.errors import kafka_code
-from strata.broker.frontends.kafka.handlers.common import KAFKA, KafkaContext
+from strata.broker.frontends.kafka.handlers.common import KafkaContext
 from strata.broker.groups.classic import JoinRequest
 from strata.broker.groups.consumer_protocol import encode_assignment, encode_subscription
 from strata.broker.groups.coordinator import GroupDescription, OffsetCommit
@@ -60,7 +60,7 @@ class GroupHandlers:
         if key_type != GROUP_KEY:
             return -1, "", -1, KafkaErrorCode.COORDINATOR_NOT_AVAILABLE, "transactions are not supported by Strata"
         try:
-            c = self.ctx.groups.find_coordinator(conn.principal, key, KAFKA)
+            c = self.ctx.groups.find_coordinator(conn.principal, key, conn.listener)
         except StrataError as exc:
             return -1, "", -1, kafka_code(exc), exc.message
         return c.node_id, c.host, c.port, 0, None

@@ -70,6 +70,11 @@ def broker() -> None:
               help="HOST:PORT serving the Kafka API (every Kafka client and tool: kcat, librdkafka, Java...).")
 @click.option("--kafka-advertised", default=None,
               help="HOST:PORT Kafka clients are told (default: --kafka-listen).")
+@click.option("--kafka-external-listen", default=None,
+              help="HOST:PORT of a second Kafka listener for Kafka clients outside the brokers' network; "
+                   "they are told --kafka-external-advertised.")
+@click.option("--kafka-external-advertised", default=None,
+              help="HOST:PORT clients of the external Kafka listener are told (default: --kafka-external-listen).")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="A TOML file with broker settings ([limits], [raft], flush_policy, ...).")
 @click.option("--flush-policy", type=click.Choice(["always", "interval", "never"]), default=None,
@@ -77,7 +82,8 @@ def broker() -> None:
 @click.option("--tick-ms", type=click.IntRange(1, 10_000), default=None, help="Raft tick interval.")
 def broker_start(node_id: int, data_dir: Path, listen: str, peers: str, metrics_listen: str | None,
                  advertised: str | None, external_listen: str | None, external_advertised: str | None,
-                 kafka_listen: str | None, kafka_advertised: str | None, config_file: Path | None,
+                 kafka_listen: str | None, kafka_advertised: str | None, kafka_external_listen: str | None,
+                 kafka_external_advertised: str | None, config_file: Path | None,
                  flush_policy: str | None, tick_ms: int | None) -> None:
     """Start one broker and serve until SIGTERM (which hands leadership over cleanly).
 
@@ -106,6 +112,10 @@ def broker_start(node_id: int, data_dir: Path, listen: str, peers: str, metrics_
                                  if external_advertised else None),
             kafka_listen=parse_host_port(kafka_listen, what="--kafka-listen") if kafka_listen else None,
             kafka_advertised=parse_host_port(kafka_advertised, what="--kafka-advertised") if kafka_advertised else None,
+            kafka_external_listen=(parse_host_port(kafka_external_listen, what="--kafka-external-listen")
+                                   if kafka_external_listen else None),
+            kafka_external_advertised=(parse_host_port(kafka_external_advertised, what="--kafka-external-advertised")
+                                       if kafka_external_advertised else None),
             limits=extra.pop("limits", Limits()),
             raft=raft,
             **extra,
@@ -142,16 +152,13 @@ def dev(nodes: int, data_dir: Path, host: str, base_port: int, kafka_base_port: 
     Example:
       strata dev --nodes 3 --data-dir ./data
     """
-    from strata.broker.dev import run_dev
+    from strata.broker.cli.dev import run_dev
 
     extra = ["--flush-policy", flush_policy] if flush_policy else []
     sys.exit(run_dev(nodes, data_dir, host, base_port, metrics_base_port, extra, echo=click.echo,
                      kafka_base_port=kafka_base_port or None))
 
 
-from strata.broker.cli_client import register  # noqa: E402 - after main exists
+from strata.broker.cli.client import register  # noqa: E402 - after main exists
 
 register(main)
-
-if __name__ == "__main__":
-    main()

@@ -1,6 +1,6 @@
 """The client commands of ``strata``: produce and consume here, and what every client
 command shares (options, error reporting, Ctrl-C); the admin commands (topic, group,
-cluster) are in :mod:`strata.broker.cli_admin`.
+cluster) are in :mod:`strata.broker.cli.admin`.
 
 Built on the sync client library (:mod:`strata.client`), in the spirit of kcat and
 Redpanda's rpk: data on stdout (a table for people, ``--output json`` for scripts),
@@ -505,8 +505,8 @@ def _table(header: list[str], rows: Sequence[Sequence[Any]]) -> None:
 
 
 def register(main: click.Group) -> None:
-    """Add the client commands to the ``strata`` group (called at the end of broker/cli.py)."""
-    from strata.broker.cli_admin import cluster_group, group_group, topic_group
+    """Add the client commands to the ``strata`` group (called at the end of broker/cli/main.py)."""
+    from strata.broker.cli.admin import cluster_group, group_group, topic_group
 
     commands: list[click.Command] = [produce_cmd, consume_cmd, topic_group, group_group,
                                      cluster_group]

@@ -2,7 +2,7 @@
 delete), consumer groups (list, describe, seek, reset, delete) and cluster status.
 
 Built on the sync :class:`~strata.client.AdminClient`, with the option, output and error
-conventions of :mod:`strata.broker.cli_client`.
+conventions of :mod:`strata.broker.cli.client`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from strata.broker.cli_client import (
+from strata.broker.cli.client import (
     _admin,
     _bootstrap,
     _errors,

@@ -198,9 +198,12 @@ def test_group_member_killed_other_takes_over(kafka_target: Target, reference: R
     with DriverProcess(client, "group", member_args, timeout_s=timeout_s) as a:
         a.wait_for(lambda d: owned(d) == everything, GROUP_WAIT_S, "the first member to own every partition")
         with DriverProcess(client, "group", member_args, timeout_s=timeout_s) as b:
-            b.wait_for(lambda d: owned(d) and owned(a) and owned(a) | owned(d) == everything
-                       and not owned(a) & owned(d), GROUP_WAIT_S,
-                       "the two members to split the partitions")  # fmt: skip
+            try:
+                b.wait_for(lambda d: owned(d) and owned(a) and owned(a) | owned(d) == everything
+                           and not owned(a) & owned(d), GROUP_WAIT_S,
+                           "the two members to split the partitions")  # fmt: skip
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}\nthe first member: {a.describe()}") from None
             a_owned = owned(a)
             assert a_owned and owned(b), "each member owns partitions"
 

@@ -85,6 +85,12 @@ def group(args: Args) -> None:
         auto_offset_reset="earliest", session_timeout_ms=args.session_timeout_ms,
         heartbeat_interval_ms=max(100, args.session_timeout_ms // 6),
     )  # fmt: skip
+    # kafka-python 3.0.12 can lose a SyncGroup answer when its first generation saw no
+    # partitions (the topic's metadata still on its way) and it rejoins at once: the answer
+    # arrives and the consumer never takes its assignment. Knowing the topic before joining,
+    # as a consumer that has run for a while does, keeps it to one rebalance.
+    while not consumer.partitions_for_topic(args.topic):
+        args.check_deadline()
     consumer.subscribe(topics=[args.topic], listener=_Listener(consumer))
     try:
         while not args.stop.is_set():

@@ -46,7 +46,7 @@ run: $(RUN_STAMP)
 	$(VENV)/bin/strata dev --nodes 3 --data-dir ./data
 
 ## test: lint and type-check, then the whole suite (unit, simulation, integration, fault injection)
-test: $(STAMP) system-deps lint typecheck
+test: $(STAMP) system-deps compat-subset-deps lint typecheck
 	$(PY) -m pytest -q
 
 ## typecheck: mypy over client, broker and storage ([tool.mypy] in pyproject.toml). The import names

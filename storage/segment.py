@@ -655,7 +655,11 @@ class LogSegment:
         return FileSlice(self.log_path, self.fd, buf_pos + start, p - start, first_base, expected, data)
 
     def find_timestamp(self, timestamp: int) -> int | None:
-        """Base offset of the first batch whose max timestamp is >= ``timestamp``."""
+        """Base offset of the first data batch whose max timestamp is >= ``timestamp``.
+
+        Control batches are passed over: their time is the broker's clock when a leader
+        took over (Raft no-ops), not a record's, so a lookup for records stamped earlier
+        would otherwise stop at the first no-op and hand back every record after it."""
         if self.max_timestamp < timestamp:
             return None
         i = self.time_index.last_below(timestamp)
@@ -673,7 +677,7 @@ class LogSegment:
                 raise CorruptBatchError(
                     f"base offset {h.base_offset} where {expected} was expected", offset=expected, position=pos
                 )
-            if h.max_timestamp >= timestamp:
+            if h.max_timestamp >= timestamp and not h.is_control:
                 return h.base_offset
             pos += h.size
             expected = h.next_offset

@@ -85,6 +85,10 @@ class ClassicOps:
             g.check_commit(member_id, instance_id, generation)
         elif g is not None and g.members:
             raise self._mixed(group, "Strata's native group protocol")
+        elif g is None and generation >= 0:
+            # Kafka's answer for a generation of a group that does not exist (4.x).
+            raise GroupError(ErrorCode.ILLEGAL_GENERATION,
+                             f"group {group!r} does not exist, so it has no generation {generation}; rejoin")
         elif generation >= 0 or member_id:
             raise GroupError(ErrorCode.UNKNOWN_MEMBER_ID,
                              f"group {group!r} has no member {member_id!r} (generation {generation}); rejoin")

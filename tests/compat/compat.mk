@@ -59,3 +59,82 @@ $(KAFKA_STAMP): $(KAFKA_POM) | kafka-deps
 	@mv $(KAFKA_HOME).partial $(KAFKA_HOME)
 	@echo "$(KAFKA_VERSION)" > $(KAFKA_STAMP)
 	@echo "kafka-dist: Apache Kafka $(KAFKA_VERSION) in $(KAFKA_HOME)/libs ($$(ls $(KAFKA_HOME)/libs | wc -l) jars)"
+
+# --- the client matrix and the differential suite (tests/compat/test_*.py) ---------------
+#
+#   make compat                        every client x scenario and the differential tests,
+#                                      against Apache Kafka and Strata (COMPAT_TARGET=both)
+#   make compat COMPAT_TARGET=apache-kafka       one target only
+#   make compat-deps                   install and build every client, once
+#
+# Each client is installed or built only when missing or changed (stamps, as above):
+# kcat with apt; the Python clients with pip into .venv (pinned in requirements.txt);
+# kafkajs with `npm ci` (package-lock.json); franz-go and sarama with `go build` (go.sum)
+# into build/compat/go; the Java client with Maven (pom.xml) into its target/.
+# `make test` builds what its subset needs (compat-subset-deps) and runs that subset.
+
+COMPAT_TARGET ?= both
+COMPAT_CLIENTS := tests/compat/clients
+COMPAT_PY_REQS := $(COMPAT_CLIENTS)/python/requirements.txt
+COMPAT_PY_STAMP := $(VENV)/.installed-compat-python
+COMPAT_NODE_STAMP := $(COMPAT_CLIENTS)/node/node_modules/.installed
+COMPAT_GO_DIR := build/compat/go
+COMPAT_GO_SRC := $(shell find $(COMPAT_CLIENTS)/go -name '*.go' 2>/dev/null) $(COMPAT_CLIENTS)/go/go.mod $(COMPAT_CLIENTS)/go/go.sum
+COMPAT_JAVA := $(COMPAT_CLIENTS)/java
+COMPAT_JAVA_STAMP := $(COMPAT_JAVA)/target/.built
+# The machine's own Go toolchain (Debian's golang-go is too old for franz-go's go.mod).
+GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
+
+.PHONY: compat compat-deps compat-subset-deps compat-kcat compat-python compat-node compat-go compat-java compat-clean
+
+## compat: the whole Kafka client matrix and the differential tests (COMPAT_TARGET=both|strata|apache-kafka)
+compat: compat-deps
+	$(PY) -m pytest -q tests/compat --compat-scope full --compat-target $(COMPAT_TARGET)
+
+## compat-deps: every client of the matrix and Apache Kafka's jars
+compat-deps: compat-kcat compat-python compat-node compat-go compat-java kafka-dist
+
+## compat-subset-deps: what make test's compat subset needs (kafka-python, confluent-kafka, Java)
+compat-subset-deps: compat-python compat-java
+
+## compat-kcat: kcat (Debian's, on librdkafka 2.0.2) with apt, if missing
+compat-kcat:
+	@if command -v kcat >/dev/null 2>&1; then echo "compat-kcat: $$(kcat -V 2>/dev/null | sed -n 's/^Version //p')"; else \
+	  $(KAFKA_SUDO) apt-get update && \
+	  $(KAFKA_SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends kcat; fi
+
+## compat-python: confluent-kafka, aiokafka and the codecs into .venv
+compat-python: $(COMPAT_PY_STAMP)
+
+$(COMPAT_PY_STAMP): $(COMPAT_PY_REQS) | $(STAMP)
+	$(PIP) install --quiet -r $(COMPAT_PY_REQS)
+	@touch $@
+
+## compat-node: kafkajs (npm ci from the lockfile)
+compat-node: $(COMPAT_NODE_STAMP)
+
+$(COMPAT_NODE_STAMP): $(COMPAT_CLIENTS)/node/package.json $(COMPAT_CLIENTS)/node/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { $(KAFKA_SUDO) apt-get update && \
+	  $(KAFKA_SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nodejs npm; }
+	cd $(COMPAT_CLIENTS)/node && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+## compat-go: the franz-go and sarama drivers into build/compat/go
+compat-go: $(COMPAT_GO_DIR)/franz $(COMPAT_GO_DIR)/sarama
+
+$(COMPAT_GO_DIR)/%: $(COMPAT_GO_SRC)
+	@mkdir -p $(COMPAT_GO_DIR)
+	cd $(COMPAT_CLIENTS)/go && $(GO) build -buildvcs=false -o $(abspath $@) ./$*
+
+## compat-java: the kafka-clients driver (Maven: compile, runtime jars into target/lib)
+compat-java: $(COMPAT_JAVA_STAMP)
+
+$(COMPAT_JAVA_STAMP): $(COMPAT_JAVA)/pom.xml $(shell find $(COMPAT_JAVA)/src -name '*.java' 2>/dev/null) | kafka-deps
+	mvn -B -q -Dstyle.color=never -f $(COMPAT_JAVA)/pom.xml -Dmaven.repo.local=$(abspath $(KAFKA_M2)) \
+	  compile $(MVN_DEPENDENCY_PLUGIN):copy-dependencies -DincludeScope=runtime \
+	  -DoutputDirectory=$(abspath $(COMPAT_JAVA))/target/lib
+	@touch $@
+
+## compat-clean: remove the built clients (node_modules, the Java target/, build/compat)
+compat-clean:
+	rm -rf $(COMPAT_CLIENTS)/node/node_modules $(COMPAT_JAVA)/target build/compat $(COMPAT_PY_STAMP)

@@ -8,7 +8,7 @@ import struct
 
 import pytest
 
-from strata.client.batch import CorruptBatchError, iter_batches, validate_batches
+from strata.client.batch import CONTROL_MASK, CorruptBatchError, iter_batches, validate_batches
 from strata.storage import (
     BatchTooLargeError,
     InvalidAppendError,
@@ -545,3 +545,15 @@ def test_a_slow_flush_job_never_puts_back_an_older_epoch_list(open_log, tmp_path
     stale.run()
     log.complete_flush(stale)
     assert ckpt.read_text().split("\n")[1:3] == ["1", "1 0"]
+
+
+def test_offset_for_timestamp_passes_over_control_batches(open_log):
+    """A leader's no-op carries the broker's clock, later than records stamped by their
+    producers: a lookup for those records finds them, not the no-op before them."""
+    log = open_log()
+    log.append_as_leader(make_batch([b"noop"], timestamp=9_000, attributes=CONTROL_MASK), 0)
+    for i in range(3):
+        log.append_as_leader(batch(2, ts=1000 + 10 * i), 0)
+    assert log.offset_for_timestamp(0) == 1
+    assert log.offset_for_timestamp(1015) == 5
+    assert log.offset_for_timestamp(1021) is None

@@ -296,7 +296,11 @@ class KafkaServerConnection:
                 api_version=version,
             )
         try:
-            body = read_message(cls, version, frame[pos:], max_elements=self.max_elements)
+            # Bytes after the body are ignored, as Apache Kafka ignores them: librdkafka
+            # (confluent-kafka 2.16) sends a flexible Metadata request for every topic with
+            # three stray bytes after its (null) topic array, and a broker refusing that
+            # breaks every client built on it.
+            body, _ = read_struct(cls, version, flexible, frame[pos:], max_elements=self.max_elements)
         except WireError as exc:
             raise MalformedRequest(
                 f"{_api_name(api_key)} v{version} request (correlation id "

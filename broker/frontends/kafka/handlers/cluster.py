@@ -199,12 +199,29 @@ class ClusterHandlers:
         image = self.ctx.controller.image
         for r in created:
             info = image.topics.get(r.name)
+            ok = r.error is None and not body.validate_only
+            config_error, configs = self._created_configs(conn, r.name) if ok else (None, [])
             results.append(CreateTopicsResponse.CreatableTopicResult(
                 name=r.name, error_code=kafka_code(r.error), error_message=None if r.error is None else r.error.message,
-                topic_id=self.ctx.topic_uuid(info.topic_id) if info is not None and r.error is None and
-                not body.validate_only else _zero_uuid(),
-                num_partitions=r.partitions, replication_factor=r.replication_factor, configs=None))
+                topic_id=self.ctx.topic_uuid(info.topic_id) if ok and info is not None else _zero_uuid(),
+                num_partitions=r.partitions, replication_factor=r.replication_factor,
+                topic_config_error_code=kafka_code(config_error), configs=configs))
         return KafkaAnswer(CreateTopicsResponse(topics=results))
+
+    def _created_configs(self, conn: KafkaConnection, name: str
+                         ) -> tuple[StrataError | None, list[CreateTopicsResponse.CreatableTopicConfigs]]:
+        """A new topic's configs as DescribeConfigs shows them (CreateTopics v5+ answers them;
+        the Java admin client reads them whenever their error code is 0, so never null).
+        A validate-only create has no topic to describe: an empty list."""
+        try:
+            (described,) = self.ctx.admin.describe_configs(conn.principal, [(ConfigResource(RESOURCE_TOPIC, name), None)])
+        except StrataError as exc:
+            return exc, []
+        if described.error is not None:
+            return described.error, []
+        return None, [CreateTopicsResponse.CreatableTopicConfigs(
+            name=e.name, value=e.value, read_only=e.read_only, config_source=_SOURCE.get(e.source, 0),
+            is_sensitive=e.sensitive) for e in described.entries]
 
     async def delete_topics(self, conn: KafkaConnection, req: Request) -> KafkaAnswer:
         body = req.body

@@ -34,7 +34,7 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from strata.client.errors import ErrorCode
 from strata.client.protocol import Api
@@ -75,6 +75,8 @@ class MetricsSource:
     data_dir: Path
     started_at: float
     group_commit: Any = None
+    #: The ``CleanerService`` (``totals``, ``removable_offset(replica)``), if the broker runs one.
+    cleaner: Any = None
 
 
 def _api_name(api: int) -> str:
@@ -315,7 +317,7 @@ def _number(value: float) -> str:
 
 
 class _Gauge:
-    """A gauge family built at scrape time.
+    """A gauge (or counter) family built at scrape time.
 
     With 1,000 partitions a scrape holds ~10,000 samples; prometheus_client's generic text
     writer spends most of a scrape formatting them, so :meth:`render` writes the exposition
@@ -323,11 +325,14 @@ class _Gauge:
     registries (``generate_latest``, tests).
     """
 
-    __slots__ = ("doc", "labels", "name", "samples")
+    __slots__ = ("doc", "kind", "labels", "name", "samples")
 
-    def __init__(self, name: str, doc: str, labels: Iterable[str] = (), value: float | None = None) -> None:
-        self.name = name
+    def __init__(self, name: str, doc: str, labels: Iterable[str] = (), value: float | None = None,
+                 kind: str = "gauge") -> None:
+        #: A counter's family name is without ``_total``; its samples carry it.
+        self.name = name.removesuffix("_total") if kind == "counter" else name
         self.doc = doc
+        self.kind = kind
         self.labels = tuple(labels)
         self.samples: list[tuple[list[str], float]] = []
         if value is not None:
@@ -336,18 +341,20 @@ class _Gauge:
     def add_metric(self, label_values: list[str], value: float) -> None:
         self.samples.append((label_values, value))
 
-    def family(self) -> GaugeMetricFamily:
+    def family(self) -> GaugeMetricFamily | CounterMetricFamily:
+        cls = CounterMetricFamily if self.kind == "counter" else GaugeMetricFamily
         if not self.labels:
-            return GaugeMetricFamily(self.name, self.doc, value=self.samples[0][1] if self.samples else 0)
-        fam = GaugeMetricFamily(self.name, self.doc, labels=self.labels)
+            return cls(self.name, self.doc, value=self.samples[0][1] if self.samples else 0)
+        fam = cls(self.name, self.doc, labels=self.labels)
         for lv, v in self.samples:
             fam.add_metric(lv, v)
         return fam
 
     def render(self, out: list[str]) -> None:
-        name = self.name
+        family = self.name
         doc = self.doc.replace("\\", "\\\\").replace("\n", "\\n")
-        out.append(f"# HELP {name} {doc}\n# TYPE {name} gauge\n")
+        out.append(f"# HELP {family} {doc}\n# TYPE {family} {self.kind}\n")
+        name = family + "_total" if self.kind == "counter" else family
         if not self.labels:
             for _, v in self.samples:
                 out.append(f"{name} {_number(v)}\n")
@@ -389,6 +396,7 @@ class _StateCollector:
 
     def gauges(self) -> Iterator[_Gauge]:
         yield from self._partitions()
+        yield from self._cleaning()
         yield from self._controller()
         yield from self._groups()
         yield from self._broker()
@@ -465,6 +473,57 @@ class _StateCollector:
                                 value=len(self.source.replicas))
         yield _Gauge("strata_raft_quiesced_groups",
                      "Partition replicas whose Raft group is idle: no ticks, no heartbeats.", value=n_quiesced)
+
+    def _cleaning(self) -> Iterator[_Gauge]:
+        """Compaction, per compacted partition replica (each replica cleans its own log)."""
+        cleaner = self.source.cleaner
+        labels = ["topic", "partition"]
+        ratio = _Gauge("strata_partition_dirty_ratio",
+                       "Dirty bytes / cleanable bytes below the high watermark: the cleaner starts at the "
+                       "topic's min.cleanable.dirty.ratio.", labels=labels)
+        backlog = _Gauge("strata_partition_cleaner_backlog_bytes",
+                         "Dirty bytes the cleaner could clean now (closed segments below the high watermark).",
+                         labels=labels)
+        cleaned = _Gauge("strata_partition_cleaned_offset", "Offsets below it are compacted on this replica.",
+                         labels=labels)
+        removable = _Gauge("strata_partition_cleaner_removable_offset",
+                           "Tombstones may be removed below it: the minimum cleaned offset of all the "
+                           "partition's replicas (a replica that is down holds it back).", labels=labels)
+        last = _Gauge("strata_partition_last_clean_timestamp_seconds",
+                      "When the last cleaning pass of this replica finished (Unix time; absent before the "
+                      "first pass since the broker started).", labels=labels)
+        done = _Gauge("strata_partition_cleaner_bytes_total",
+                      "Log bytes read by cleaning passes of this replica since the broker started.",
+                      labels=labels, kind="counter")
+        total_backlog = 0
+        for (topic, p), r in list(self.source.replicas.items()):
+            lg = r.log
+            if not lg.config.compact:
+                continue
+            lv = [topic, str(p)]
+            try:
+                st = lg.cleaning_status(r.high_watermark)
+            except Exception:  # a log being reopened after a storage failure
+                continue
+            ratio.add_metric(lv, st.dirty_ratio)
+            backlog.add_metric(lv, st.dirty_bytes)
+            total_backlog += st.dirty_bytes
+            cleaned.add_metric(lv, lg.cleaned_offset)
+            if cleaner is not None:
+                removable.add_metric(lv, cleaner.removable_offset(r))
+            if lg.last_clean_time is not None:
+                last.add_metric(lv, lg.last_clean_time / 1000)
+            done.add_metric(lv, lg.bytes_cleaned)
+        yield from (ratio, backlog, cleaned, removable, last, done)
+        yield _Gauge("strata_cleaner_backlog_bytes", "Dirty bytes of all compacted partition replicas on this "
+                     "broker that the cleaner could clean now.", value=total_backlog)
+        if cleaner is not None:
+            t = cleaner.totals
+            yield _Gauge("strata_cleaner_passes_total", "Cleaning passes this broker finished since it started.",
+                         value=t.passes, kind="counter")
+            yield _Gauge("strata_cleaner_failures_total",
+                         "Cleaning passes that failed (full disk, corrupt batch, storage error).",
+                         value=t.failures, kind="counter")
 
     def _controller(self) -> Iterator[_Gauge]:
         """The cluster-wide view, exported by the active controller only (so ``sum()`` counts once)."""

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from strata.broker.cluster.channel import ControllerChannel
+from strata.broker.cluster.cleaning import RemovableOffsets
 from strata.broker.cluster.controller import HEARTBEAT_S, Controller, ControllerSettings
 from strata.broker.cluster.heartbeat import BrokerHeartbeater
 from strata.broker.cluster.metadata import METADATA_TOPIC, OFFSETS_TOPIC
@@ -40,6 +41,7 @@ from strata.broker.frontends.native.listener import NativeListener
 from strata.broker.frontends.stream import Listener
 from strata.broker.groups.coordinator import GroupCoordinator
 from strata.broker.metrics import BrokerMetrics, MetricsSource
+from strata.broker.replication.cleaning import CleanerService
 from strata.broker.replication.manager import Assignment, ReplicaManager
 from strata.broker.replication.replica import Replica
 from strata.broker.replication.transport import PeerTransport
@@ -103,15 +105,21 @@ class Broker:
                                        tasks=self.tasks, on_leadership=self._leadership_changed)
         self.view = ClusterView(self.node_id, self.replicas.replicas)
         self.channel = ControllerChannel(self.node_id, config.peers, lambda: self.controller.leader_id)
-        self.heartbeater = BrokerHeartbeater(config, self.controller, self.view, self.replicas, self.channel)
+        self.removable = RemovableOffsets(self.replicas.replicas)
+        self.heartbeater = BrokerHeartbeater(config, self.controller, self.view, self.replicas, self.channel,
+                                             self.removable)
+        self.cleaner = CleanerService(config, self.replicas.replicas, self.removable.removable_offset,
+                                      trim_head_topics=frozenset({OFFSETS_TOPIC}))
         authorizer = AllowAll()
         self.coordinator = GroupCoordinator(node_id=self.node_id, controller=self.controller, view=self.view,
                                             broker_address=self.broker_address,
-                                            default_retention_ms=config.retention_ms, authorizer=authorizer)
+                                            offsets_retention_ms=config.offsets_retention_minutes * 60_000,
+                                            authorizer=authorizer)
         self.metrics = BrokerMetrics(MetricsSource(
             node_id=self.node_id, metrics_listen=config.metrics_listen, replicas=self.replicas.replicas,
             controller=self.controller, coordinator=self.coordinator, ready=self.ready, data_dir=self.data_dir,
-            started_at=self.started_at, group_commit=self.group_commit))
+            started_at=self.started_at, group_commit=self.group_commit,
+            cleaner=self.cleaner))
         self.partitions = PartitionService(
             node_id=self.node_id, replicas=self.replicas.replicas, controller=self.controller, view=self.view,
             limits=config.limits, authorizer=authorizer,
@@ -172,6 +180,7 @@ class Broker:
         self.tasks.spawn(self.replicas.ticker(), name="ticker")
         self.tasks.spawn(self.heartbeater.run(), name="heartbeat")
         self.tasks.spawn(self.replicas.retention(), name="retention")
+        self.tasks.spawn(self.cleaner.run(), name="log-cleaner")
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
         log.info("broker %d listening on %s (data %s)", self.node_id,

@@ -66,6 +66,7 @@ class ErrorCode(IntEnum):
     FENCED_LEADER_EPOCH = 31
     UNKNOWN_LEADER_EPOCH = 32
     UNSUPPORTED_COMPRESSION = 33
+    INVALID_RECORD = 34  # Kafka's: a record the topic refuses (no key on a compacted topic)
 
     # Idempotent producers (40-49).
     OUT_OF_ORDER_SEQUENCE = 40
@@ -164,6 +165,9 @@ _INFO: dict[ErrorCode, _Info] = {
     _E.FENCED_LEADER_EPOCH: _Info(True, "the leader epoch is stale; refresh metadata and retry"),
     _E.UNKNOWN_LEADER_EPOCH: _Info(True, "the broker is behind on metadata; retry"),
     _E.UNSUPPORTED_COMPRESSION: _Info(False, "use a compression codec the broker supports"),
+    _E.INVALID_RECORD: _Info(
+        False, "the topic refused a record (a compacted topic needs a key on every record)"
+    ),
     _E.OUT_OF_ORDER_SEQUENCE: _Info(
         False, "records were lost between retries; restart the producer"
     ),
@@ -365,6 +369,11 @@ class CorruptBatchResponseError(
 
 class BatchTooLargeError(StrataError, code=ErrorCode.BATCH_TOO_LARGE):
     """The batch exceeds the broker's limit."""
+
+
+class InvalidRecordError(StrataError, code=ErrorCode.INVALID_RECORD):
+    """The topic refused a record of the batch: on a compacted topic, a record without a key
+    (Kafka's ``InvalidRecordException``). Nothing of the batch was written."""
 
 
 class StorageError(StrataError, code=ErrorCode.STORAGE_ERROR):
@@ -612,6 +621,7 @@ __all__ = [
     "InvalidConfigError",
     "InvalidGroupIdError",
     "InvalidProducerEpochError",
+    "InvalidRecordError",
     "InvalidRequestError",
     "InvalidTopicError",
     "LeaderNotAvailableError",

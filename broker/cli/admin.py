@@ -100,8 +100,10 @@ def topic_list(bootstrap: str, output: str, internal: bool) -> None:
 @_bootstrap
 @_output
 def topic_describe(name: str, bootstrap: str, output: str) -> None:
-    """Show each partition of NAME (leader, replicas, in-sync replicas, offsets) and the
-    topic's configs, each with its source: 'topic' when set on the topic, else 'default'.
+    """Show each partition of NAME (leader, replicas, in-sync replicas, offsets; for a
+    compacted topic the dirty ratio: the share of the cleanable log not cleaned yet), the
+    cleanup policy, and the topic's configs, each with its source: 'topic' when set on the
+    topic, else 'default'.
 
     \b
     Examples:
@@ -115,15 +117,20 @@ def topic_describe(name: str, bootstrap: str, output: str) -> None:
         desc = admin.describe_topic(name)
         resource = ConfigResource(ConfigResourceType.TOPIC, name)
         configs = admin.describe_configs([resource])[resource]
+    policy_entry = configs.get("cleanup.policy")
+    policy = policy_entry.value if policy_entry is not None and policy_entry.value else "delete"
     if output == "json":
         doc = desc.to_dict()
+        doc["cleanup_policy"] = policy
         doc["configs"] = {k: c.to_dict() for k, c in configs.items()}
         click.echo(json.dumps(doc))
         return
+    click.echo(f"Topic: {name}  cleanup.policy: {policy}")
     _table(
-        ["PARTITION", "LEADER", "REPLICAS", "ISR", "LOG-START", "LOG-END", "HIGH-WATERMARK"],
+        ["PARTITION", "LEADER", "REPLICAS", "ISR", "LOG-START", "LOG-END", "HIGH-WATERMARK", "DIRTY-RATIO"],
         [[p.partition, "-" if p.leader is None else p.leader, _ids(p.replicas), _ids(p.isr),
-          _off(p.log_start_offset), _off(p.log_end_offset), _off(p.high_watermark)]
+          _off(p.log_start_offset), _off(p.log_end_offset), _off(p.high_watermark),
+          "-" if p.dirty_ratio is None else f"{p.dirty_ratio:.3f}"]
          for p in desc.partitions],
     )
     click.echo("")

@@ -32,6 +32,8 @@ class ConfigDef:
     lo: int | float | None = None
     hi: int | float | None = None
     choices: tuple[str, ...] = ()
+    #: Spelling a string value the one way it is stored (before ``choices`` are checked).
+    normalize: Callable[[str], str] | None = None
 
     def parse(self, value: object) -> ConfigValue:
         """The typed value for ``value`` (a string from the wire, or already typed)."""
@@ -39,7 +41,7 @@ class ConfigDef:
         if self.kind is str:
             if not isinstance(value, str):
                 raise _invalid(self.name, value, "expected a string")
-            v = value.strip()
+            v = value.strip() if self.normalize is None else self.normalize(value)
             if self.choices and v not in self.choices:
                 raise _invalid(self.name, value, f"expected one of {', '.join(self.choices)}")
             return v
@@ -65,6 +67,21 @@ def _retention_ms(c: BrokerConfig) -> int:
     return c.retention_ms
 
 
+def _cleanup_policy(value: str) -> str:
+    """Kafka's ``cleanup.policy`` is a list: "delete,compact", "compact, delete" and
+    "compact,delete" are one policy, stored as "compact,delete"."""
+    parts = sorted({p.strip() for p in value.split(",") if p.strip()})
+    return ",".join(parts)
+
+
+#: Kafka's defaults for the compaction settings (``docs/compaction.md``).
+DEFAULT_CLEANUP_POLICY = "delete"
+DEFAULT_MIN_CLEANABLE_DIRTY_RATIO = 0.5
+DEFAULT_DELETE_RETENTION_MS = 24 * 3600 * 1000
+#: ``max.compaction.lag.ms`` = Long.MAX_VALUE: never forced by age.
+MAX_COMPACTION_LAG_NEVER = _LONG_MAX
+
+
 TOPIC_CONFIGS: dict[str, ConfigDef] = {
     d.name: d
     for d in (
@@ -80,6 +97,22 @@ TOPIC_CONFIGS: dict[str, ConfigDef] = {
         ConfigDef("max.message.bytes", int,
                   "Largest record batch the topic accepts, in bytes (after compression).",
                   lambda c: c.limits.max_batch_bytes, 1, 1 << 30),
+        ConfigDef("cleanup.policy", str,
+                  "delete: old segments go by retention.ms/bytes; compact: keep each key's latest "
+                  "record (records need keys); compact,delete: both.",
+                  lambda c: DEFAULT_CLEANUP_POLICY, choices=("compact", "compact,delete", "delete"),
+                  normalize=_cleanup_policy),
+        ConfigDef("min.cleanable.dirty.ratio", float,
+                  "A compacted partition is cleaned once its dirty bytes reach this share of its "
+                  "cleanable bytes.", lambda c: DEFAULT_MIN_CLEANABLE_DIRTY_RATIO, 0.0, 1.0),
+        ConfigDef("min.compaction.lag.ms", int, "Records younger than this are never compacted, in ms.",
+                  lambda c: 0, 0, _LONG_MAX),
+        ConfigDef("max.compaction.lag.ms", int,
+                  "A compacted partition whose oldest dirty record is older than this is cleaned "
+                  "whatever its dirty ratio, in ms.", lambda c: MAX_COMPACTION_LAG_NEVER, 1, _LONG_MAX),
+        ConfigDef("delete.retention.ms", int,
+                  "How long a tombstone (a null value) stays readable after its segment was first "
+                  "cleaned, in ms.", lambda c: DEFAULT_DELETE_RETENTION_MS, 0, _LONG_MAX),
     )
 }
 
@@ -104,7 +137,17 @@ def parse_topic_configs(configs: Mapping[str, object]) -> dict[str, ConfigValue]
     out: dict[str, ConfigValue] = {}
     for key, value in configs.items():
         out[key] = topic_config_def(key).parse(value)
+    check_topic_configs(out)
     return out
+
+
+def check_topic_configs(configs: Mapping[str, ConfigValue]) -> None:
+    """The rules between a topic's settings (each value is already valid on its own)."""
+    lo = configs.get("min.compaction.lag.ms", 0)
+    hi = configs.get("max.compaction.lag.ms", MAX_COMPACTION_LAG_NEVER)
+    if isinstance(lo, int) and isinstance(hi, int) and hi < lo:
+        raise error_for(ErrorCode.INVALID_CONFIG,
+                        f"max.compaction.lag.ms ({hi}) must be at least min.compaction.lag.ms ({lo})")
 
 
 def topic_config_def(key: str) -> ConfigDef:

@@ -25,8 +25,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from strata.broker.cluster.cleaning import CleanedOffsets
 from strata.broker.cluster.configs import (
     ConfigValue,
+    check_topic_configs,
     cluster_config_def,
     config_ops,
     parse_topic_configs,
@@ -94,6 +96,9 @@ class Controller:
         self._pid_end = 0
         self._pid_lock = asyncio.Lock()
         self._creating_offsets_topic = False
+        #: Compacted replicas' cleaned offsets, and the minimum each partition may drop
+        #: tombstones below (reported and answered with the heartbeats).
+        self.cleaning = CleanedOffsets()
         #: When this broker last became the controller leader, and a wake-up for each heartbeat
         #: it hears: a new leader knows no broker's liveness until their heartbeats arrive.
         self._leading_since = 0.0
@@ -315,7 +320,10 @@ class Controller:
         self.require_leader()
         if name not in self.image.topics:
             raise error_for(ErrorCode.UNKNOWN_TOPIC, f"topic {name!r} does not exist")
-        return config_ops(ops, topic_config_def)
+        to_set, to_delete = config_ops(ops, topic_config_def)
+        merged = {k: v for k, v in self.image.topics[name].configs.items() if k not in to_delete}
+        check_topic_configs({**merged, **to_set})
+        return to_set, to_delete
 
     async def alter_topic_configs(self, name: str, ops: list[tuple[str, str, str | None]]) -> None:
         to_set, to_delete = self.validate_topic_config_ops(name, ops)
@@ -345,21 +353,38 @@ class Controller:
             return pid
 
     def ensure_offsets_topic(self) -> None:
-        """On the controller leader: create ``__consumer_offsets`` once enough brokers are up."""
-        if not self.is_leader or OFFSETS_TOPIC in self.image.topics or self._creating_offsets_topic:
+        """On the controller leader: create ``__consumer_offsets`` once enough brokers are up,
+        or make it compacted if an earlier version created it with the delete policy."""
+        if not self.is_leader or self._creating_offsets_topic:
             return
-        self._creating_offsets_topic = True
-        self._tasks.spawn(self._create_offsets_topic(), name="create-offsets-topic")
+        topic = self.image.topics.get(OFFSETS_TOPIC)
+        if topic is None:
+            self._creating_offsets_topic = True
+            self._tasks.spawn(self._create_offsets_topic(), name="create-offsets-topic")
+        elif topic.configs.get("cleanup.policy", "delete") == "delete":
+            self._creating_offsets_topic = True
+            self._tasks.spawn(self._compact_offsets_topic(), name="compact-offsets-topic")
+
+    async def _compact_offsets_topic(self) -> None:
+        """An offsets topic from before compaction: its coordinators re-wrote live offsets to
+        outrun time retention; now the cleaner keeps them instead (``docs/groups.md``)."""
+        try:
+            await self.alter_topic_configs(OFFSETS_TOPIC, [("cleanup.policy", "set", "compact")])
+            log.info("%s is now compacted (cleanup.policy=compact)", OFFSETS_TOPIC)
+        except StrataError as exc:
+            log.warning("could not make %s compacted yet: %s", OFFSETS_TOPIC, exc.message)
+        finally:
+            self._creating_offsets_topic = False
 
     async def _create_offsets_topic(self) -> None:
         try:
             rf = min(3, len(self.settings.voters))
             if OFFSETS_TOPIC in self.image.topics or len(self.live_brokers()) < rf:
                 return
-            # Offsets must outlive any size limit: only time-based retention applies, and the
-            # coordinator re-writes live offsets before they age out (docs/groups.md).
+            # Compacted: each group's latest offsets stay as long as the group does, and what a
+            # new coordinator replays does not grow with history (docs/groups.md).
             await self.create_topic(OFFSETS_TOPIC, self.settings.offsets_partitions, rf,
-                                    {"retention.bytes": -1, "segment.bytes": 16 << 20}, allow_internal=True)
+                                    {"cleanup.policy": "compact", "segment.bytes": 16 << 20}, allow_internal=True)
         except StrataError as exc:
             if exc.code != ErrorCode.TOPIC_ALREADY_EXISTS:
                 log.warning("could not create %s yet: %s", OFFSETS_TOPIC, exc.message)
@@ -389,8 +414,7 @@ class Controller:
         for t, p, tid in req.get("lost", ()):
             cur = self.partitions.get((t, p))
             if cur is not None and cur.leader == bid and cur.topic_id == tid:
-                self.partitions[(t, p)] = PartitionView(tid, None, cur.epoch, [], cur.log_start_offset,
-                                                        cur.log_end_offset, cur.high_watermark)
+                self.partitions[(t, p)] = replace(cur, leader=None, isr=[])
                 changed = True
         live = set(self.live_brokers())
         if live != self.live:
@@ -410,6 +434,7 @@ class Controller:
             resp["parts"] = [v.to_wire(t, p) for (t, p), v in self.partitions.items()]
         self._plan_preferred_transfers()
         resp["transfers"] = self._pending_transfers.pop(bid, [])
+        resp.update(self.cleaning.handle(self.require_leader().node.term, bid, req, self.image))
         return resp
 
     async def _register(self, bid: int, host: str, port: int, mport: int | None,

@@ -17,10 +17,11 @@ from typing import TYPE_CHECKING, Any
 from strata.broker.cluster.channel import ControllerChannel
 from strata.broker.cluster.controller import HEARTBEAT_S, SESSION_TIMEOUT_S, Controller
 from strata.broker.cluster.metadata import METADATA_TOPIC
-from strata.broker.cluster.view import ClusterView, PartitionView
+from strata.broker.cluster.view import ClusterView, PartitionView, dirty_ratio
 from strata.client.protocol import Api
 
 if TYPE_CHECKING:
+    from strata.broker.cluster.cleaning import RemovableOffsets
     from strata.broker.config import BrokerConfig
     from strata.broker.replication.manager import ReplicaManager
 
@@ -29,8 +30,11 @@ log = logging.getLogger("strata.broker.heartbeat")
 
 class BrokerHeartbeater:
     def __init__(self, config: BrokerConfig, controller: Controller, view: ClusterView,
-                 replicas: ReplicaManager, channel: ControllerChannel) -> None:
+                 replicas: ReplicaManager, channel: ControllerChannel,
+                 cleaning: RemovableOffsets | None = None) -> None:
         self.config = config
+        #: Compacted replicas' cleaned offsets go out, the partitions' minimums come back.
+        self._cleaning = cleaning
         self.node_id = config.node_id
         self._controller = controller
         self._view = view
@@ -47,16 +51,20 @@ class BrokerHeartbeater:
             if r.is_leader and t != METADATA_TOPIC and r.topic_id is not None:
                 lg = r.log
                 parts.append(PartitionView(r.topic_id, self.node_id, r.node.term, r.in_sync_replicas(),
-                                           lg.log_start_offset, lg.log_end_offset, r.high_watermark).to_wire(t, p))
+                                           lg.log_start_offset, lg.log_end_offset, r.high_watermark,
+                                           dirty_ratio(r)).to_wire(t, p))
         lost = []
         for key in self._replicas.lost_leadership:
             gone = self._replicas.replicas.get(key)
             if gone is not None and gone.topic_id is not None:
                 lost.append([key[0], key[1], gone.topic_id])
         self._replicas.lost_leadership.clear()
-        return {"id": self.node_id, "host": host, "port": port, "mport": mport,
-                "endpoints": {k: list(v) for k, v in self.config.endpoints().items()},
-                "parts": parts, "lost": lost, "known_version": self._view.version}
+        req = {"id": self.node_id, "host": host, "port": port, "mport": mport,
+               "endpoints": {k: list(v) for k, v in self.config.endpoints().items()},
+               "parts": parts, "lost": lost, "known_version": self._view.version}
+        if self._cleaning is not None:
+            req.update(self._cleaning.request_fields())
+        return req
 
     async def run(self) -> None:
         last_ok = time.monotonic()
@@ -77,9 +85,13 @@ class BrokerHeartbeater:
                 if silent > SESSION_TIMEOUT_S:
                     self.not_ready = f"cannot reach the controller (broker {leader}) for {silent:.0f}s"
                 self._replicas.lost_leadership.update((t, p) for t, p, _ in req["lost"])
+                if self._cleaning is not None:
+                    self._cleaning.failed()
                 continue
             last_ok = time.monotonic()
             self._view.apply(resp)
+            if self._cleaning is not None:
+                self._cleaning.answered(req, resp)
             for topic, p, to in resp.get("transfers", ()):
                 r = self._replicas.replicas.get((topic, p))
                 if r is not None and r.is_leader:

@@ -36,15 +36,26 @@ class PartitionView:
     log_start_offset: int
     log_end_offset: int
     high_watermark: int
+    #: A compacted partition's dirty ratio on its leader (rounded), None for other topics.
+    dirty_ratio: float | None = None
 
     def to_wire(self, topic: str, partition: int) -> list[Any]:
         return [topic, partition, self.topic_id, self.leader, self.epoch, self.isr, self.log_start_offset,
-                self.log_end_offset, self.high_watermark]
+                self.log_end_offset, self.high_watermark, self.dirty_ratio]
 
     @staticmethod
     def from_wire(item: list[Any]) -> tuple[tuple[str, int], PartitionView]:
-        t, p, tid, leader, epoch, isr, lso, leo, hw = item
-        return (t, p), PartitionView(tid, leader, epoch, list(isr), lso, leo, hw)
+        t, p, tid, leader, epoch, isr, lso, leo, hw, *more = item
+        return (t, p), PartitionView(tid, leader, epoch, list(isr), lso, leo, hw, more[0] if more else None)
+
+
+def dirty_ratio(r: Replica) -> float | None:
+    """What the leader reports of a compacted partition: the dirty share of its cleanable
+    bytes below the high watermark (3 decimals: the view is re-sent when it changes)."""
+    lg = r.log
+    if not lg.config.compact:
+        return None
+    return round(lg.cleaning_status(r.high_watermark).dirty_ratio, 3)
 
 
 class ClusterView:
@@ -83,7 +94,7 @@ class ClusterView:
         if r is not None and r.is_leader:
             lg = r.log
             return PartitionState(partition, self.node_id, r.node.term, reps, r.in_sync_replicas(),
-                                  lg.log_start_offset, lg.log_end_offset, r.high_watermark)
+                                  lg.log_start_offset, lg.log_end_offset, r.high_watermark, dirty_ratio(r))
         v = self.partitions.get(key)
         if v is not None and v.topic_id != topic.topic_id:
             v = None
@@ -96,5 +107,5 @@ class ClusterView:
             leader, epoch = r.node.leader, r.node.term
         if v is not None:
             return PartitionState(partition, leader, epoch, reps, v.isr if leader == v.leader else [],
-                                  v.log_start_offset, v.log_end_offset, v.high_watermark)
+                                  v.log_start_offset, v.log_end_offset, v.high_watermark, v.dirty_ratio)
         return PartitionState(partition, leader, r.node.term if r is not None else -1, reps, [])

@@ -130,6 +130,8 @@ class PartitionState:
     log_start_offset: int = -1
     log_end_offset: int = -1
     high_watermark: int = -1
+    #: Compacted topics: dirty bytes / cleanable bytes on the leader; None for other topics.
+    dirty_ratio: float | None = None
 
     @property
     def offline_replicas(self) -> list[int]:

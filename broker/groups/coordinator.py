@@ -16,10 +16,14 @@ first and is persisted as one record per change; the heartbeat that caused it is
 after that record commits, so a member never holds an epoch or an assignment a new
 coordinator would not know.
 
-Retention: ``__consumer_offsets`` is retained by time like any topic, but a latest offset must
-be kept forever. Every minute each shard re-writes the entries (offsets and group records)
-whose record is older than half the retention time, so a live key's latest record is always
-in a segment too young to be deleted; segments that hold only superseded records age out.
+Retention: ``__consumer_offsets`` is compacted (``cleanup.policy=compact``): the log cleaner
+keeps each key's latest record, drops the ones a later commit superseded, and moves the log
+start past the empty head (``strata.broker.replication.cleaning``), so what a new coordinator
+replays grows with the live groups, not with history. Offsets go when their group goes:
+deleted (``delete_groups``), or expired (Kafka's ``offsets.retention.minutes``): an empty group's
+offsets are tombstoned once it has been empty for the retention time; offsets committed
+without a group (admin commits) once their commit is that old; and a live group's offsets of
+topics no member subscribes to any more, once their commit is that old.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -83,14 +87,16 @@ MAX_METADATA_LEN = 4_096
 WRITE_TIMEOUT_S = 10.0
 #: Session expiry and topic-size checks run this often.
 SWEEP_INTERVAL_S = 0.05
-REFRESH_INTERVAL_S = 60.0
+#: Offsets past their retention are looked for this often (Kafka's
+#: ``offsets.retention.check.interval.ms`` is 10 minutes).
+EXPIRE_INTERVAL_S = 60.0
 LOAD_READ_BYTES = 1 << 20
 
 
 @dataclass(slots=True)
 class OffsetEntry:
     value: OffsetValue
-    written_ms: int  # wall clock of the record that holds it (for the retention refresh)
+    written_ms: int  # wall clock of the record that holds it: the commit time (for expiry)
     log_offset: int  # where it was written: a late-finishing older commit never overwrites a newer one
 
 
@@ -162,6 +168,10 @@ class Shard:
     offsets: dict[str, dict[TP, OffsetEntry]] = field(default_factory=dict)
     #: The last group record proposed per group (its bytes) and when, to skip writing no-change.
     written: dict[str, tuple[bytes | None, int]] = field(default_factory=dict)
+    #: When each group without members became empty (wall ms; from its group record on load).
+    empty_since: dict[str, int] = field(default_factory=dict)
+    #: Commits being written per group: its offsets are not expired meanwhile.
+    pending_commits: dict[str, int] = field(default_factory=dict)
     task: asyncio.Task[None] | None = None
 
 
@@ -187,14 +197,14 @@ class GroupCoordinator(ClassicOps):
         controller: Controller,
         view: ClusterView,
         broker_address: Callable[[int, str], tuple[str, int] | None],
-        default_retention_ms: int,
+        offsets_retention_ms: int,
         authorizer: Authorizer,
     ) -> None:
         self.node_id = node_id
         self._controller = controller
         self._view = view
         self._address = broker_address
-        self._default_retention_ms = default_retention_ms
+        self._offsets_retention_ms = offsets_retention_ms
         self._authz = authorizer
         self.shards: dict[int, Shard] = {}
         self._stopping = False
@@ -264,6 +274,8 @@ class GroupCoordinator(ClassicOps):
         offset = r.log.log_start_offset
         n = 0
         while offset < hw:
+            # (The cleaner may move the log start past an empty head meanwhile: nothing to read there.)
+            offset = max(offset, r.log.log_start_offset)
             sl = r.log.read(offset, LOAD_READ_BYTES, max_offset=hw)
             if sl is None:
                 break
@@ -288,13 +300,16 @@ class GroupCoordinator(ClassicOps):
         now = _now_ms()
         shard.offsets = {g: tps for g, tps in offsets.items() if tps}
         for gid, (state, ts) in groups.items():
+            g: Group | ClassicGroup
             if is_classic(state):
-                shard.groups[gid] = ClassicGroup.from_wire(gid, state, now)
+                g = ClassicGroup.from_wire(gid, state, now)
             else:
                 g = Group.from_wire(gid, state)
                 g.reset_sessions(now)
-                shard.groups[gid] = g
+            shard.groups[gid] = g
             shard.written[gid] = (None, ts)  # re-written on its first change
+            if not g.members:
+                shard.empty_since[gid] = ts  # its last record was written when it became empty
         for gid in shard.offsets:
             if gid not in shard.groups:
                 shard.groups[gid] = Group(gid)
@@ -363,10 +378,15 @@ class GroupCoordinator(ClassicOps):
         if not g.members and not shard.offsets.get(g.group_id):
             if shard.groups.get(g.group_id) is g:
                 del shard.groups[g.group_id]
+                shard.empty_since.pop(g.group_id, None)
             prev = shard.written.pop(g.group_id, None)
             if prev is not None:
                 await self._write(shard, [(group_key(g.group_id), None)])
             return
+        if g.members:
+            shard.empty_since.pop(g.group_id, None)
+        else:
+            shard.empty_since.setdefault(g.group_id, _wall_ms())
         value = group_value(g.to_wire())
         prev = shard.written.get(g.group_id)
         if prev is not None and prev[0] == value:
@@ -487,7 +507,15 @@ class GroupCoordinator(ClassicOps):
                 accepted.append((tp, v))
                 records.append((offset_key(group, *tp), offset_value(v)))
         if records:
-            last, wall = await self._write(shard, records)
+            # While this commit is being written, the group's offsets are not expired: a
+            # tombstone proposed after it would delete what it commits.
+            shard.pending_commits[group] = shard.pending_commits.get(group, 0) + 1
+            try:
+                last, wall = await self._write(shard, records)
+            finally:
+                left = shard.pending_commits.pop(group) - 1
+                if left:
+                    shard.pending_commits[group] = left
             tps = shard.offsets.setdefault(group, {})
             for tp, v in accepted:
                 cur = tps.get(tp)
@@ -650,8 +678,8 @@ class GroupCoordinator(ClassicOps):
     # -- timers --------------------------------------------------------------------------
 
     async def _sweep_loop(self) -> None:
-        """Expire dead members, follow topic size changes, refresh entries before retention."""
-        next_refresh = time.monotonic() + REFRESH_INTERVAL_S
+        """Expire dead members, follow topic size changes, expire offsets past their retention."""
+        next_expiry = time.monotonic() + EXPIRE_INTERVAL_S
         while True:
             await asyncio.sleep(SWEEP_INTERVAL_S)
             now = _now_ms()
@@ -668,11 +696,11 @@ class GroupCoordinator(ClassicOps):
                         log.info("group %r: removed member %s: %s (epoch %d)", g.group_id, mid, why, g.epoch)
                     if gone or g.refresh_topics(topics):
                         self._tasks.spawn(self._persist_quietly(shard, g), name=f"persist-{g.group_id}")
-            if time.monotonic() >= next_refresh:
-                next_refresh = time.monotonic() + REFRESH_INTERVAL_S
+            if time.monotonic() >= next_expiry:
+                next_expiry = time.monotonic() + EXPIRE_INTERVAL_S
                 for shard in list(self.shards.values()):
                     if shard.loaded and self._current(shard):
-                        self._tasks.spawn(self._refresh(shard), name=f"refresh-{shard.partition}")
+                        self._tasks.spawn(self.expire_offsets(shard), name=f"expire-offsets-{shard.partition}")
 
     async def _persist_quietly(self, shard: Shard, g: Group | ClassicGroup) -> None:
         try:
@@ -680,39 +708,76 @@ class GroupCoordinator(ClassicOps):
         except GroupError as exc:
             log.warning("group %r: could not persist its state: %s", g.group_id, exc.message)
 
-    def _retention_ms(self) -> int:
-        t = self._controller.image.topics.get(OFFSETS_TOPIC)
-        configs: Mapping[str, object] = t.configs if t is not None else {}
-        v = configs.get("retention.ms", self._default_retention_ms)
-        return int(v) if isinstance(v, int | str) else self._default_retention_ms
+    def expired_offsets(self, shard: Shard, now_ms: int) -> dict[str, list[TP]]:
+        """The offsets past ``offsets.retention.minutes``, per group (Kafka's rules, KIP-211):
 
-    async def _refresh(self, shard: Shard) -> None:
-        """Re-write entries whose record is older than half the retention time."""
-        retention = self._retention_ms()
-        if retention < 0:
-            return
-        cutoff = _wall_ms() - retention // 2
-        records: list[tuple[bytes, bytes | None]] = []
-        stale_offsets: list[tuple[str, TP, OffsetEntry]] = []
+        * a group without members: all of its offsets once it has been empty that long; if
+          when it became empty is unknown (offsets committed without ever joining), each
+          offset once its commit is that old;
+        * a native group with members: its offsets of topics no member subscribes to, once
+          their commit is that old; a classic (Kafka protocol) group with members: none (its
+          members' subscriptions are opaque bytes of their assignor's protocol).
+
+        A group with a commit being written is left alone this round.
+        """
+        retention = self._offsets_retention_ms
+        out: dict[str, list[TP]] = {}
         for group, tps in shard.offsets.items():
-            for tp, e in tps.items():
-                if e.written_ms < cutoff:
-                    stale_offsets.append((group, tp, e))
-                    records.append((offset_key(group, *tp), offset_value(e.value)))
-        stale_groups = [gid for gid, (_, ts) in shard.written.items() if ts < cutoff and gid in shard.groups]
-        for gid in stale_groups:
-            records.append((group_key(gid), group_value(shard.groups[gid].to_wire())))
-        if not records:
-            return
+            if shard.pending_commits.get(group):
+                continue
+            g = shard.groups.get(group)
+            if isinstance(g, ClassicGroup) and g.members:
+                gone = []  # a classic group's subscriptions are opaque to the broker: kept while it lives
+            elif isinstance(g, Group) and g.members:
+                subscribed = g.subscribed_topics()
+                gone = [tp for tp, e in tps.items() if tp[0] not in subscribed and now_ms - e.written_ms >= retention]
+            else:
+                since = shard.empty_since.get(group)
+                if since is not None:
+                    gone = list(tps) if now_ms - since >= retention else []
+                else:
+                    gone = [tp for tp, e in tps.items() if now_ms - e.written_ms >= retention]
+            if gone:
+                out[group] = sorted(gone)
+        return out
+
+    async def expire_offsets(self, shard: Shard, now_ms: int | None = None) -> int:
+        """Tombstone the offsets past their retention (and the groups left with nothing);
+        returns how many offsets went."""
+        expired = self.expired_offsets(shard, _wall_ms() if now_ms is None else now_ms)
+        if not expired:
+            return 0
+        records: list[tuple[bytes, bytes | None]] = []
+        emptied: list[str] = []
+        for group, tps in expired.items():
+            records.extend((offset_key(group, *tp), None) for tp in tps)
+            g = shard.groups.get(group)
+            if (g is None or not g.members) and len(tps) == len(shard.offsets.get(group, {})):
+                emptied.append(group)
+                if group in shard.written:
+                    records.append((group_key(group), None))
         try:
-            last, wall = await self._write(shard, records)
+            last, _ = await self._write(shard, records)
         except GroupError as exc:
-            log.warning("%s-%d: could not refresh %d entries before retention: %s", OFFSETS_TOPIC,
-                        shard.partition, len(records), exc.message)
-            return
-        for _group, _tp, e in stale_offsets:
-            e.written_ms = wall
-        for gid in stale_groups:
-            v, _ = shard.written.get(gid, (None, 0))
-            shard.written[gid] = (v, wall)
-        log.info("%s-%d: re-wrote %d entries ahead of retention", OFFSETS_TOPIC, shard.partition, len(records))
+            log.warning("%s-%d: could not expire the offsets of %d groups: %s", OFFSETS_TOPIC, shard.partition,
+                        len(expired), exc.message)
+            return 0
+        n = 0
+        for group, tps in expired.items():
+            have = shard.offsets.get(group, {})
+            for tp in tps:
+                e = have.get(tp)
+                if e is not None and e.log_offset < last:  # not committed again meanwhile
+                    del have[tp]
+                    n += 1
+            if not have:
+                shard.offsets.pop(group, None)
+        for group in emptied:
+            g = shard.groups.get(group)
+            if g is not None and not g.members and group not in shard.offsets:
+                del shard.groups[group]
+                shard.written.pop(group, None)
+                shard.empty_since.pop(group, None)
+        log.info("%s-%d: expired %d committed offsets of %d groups (%d groups removed), after %d minutes",
+                 OFFSETS_TOPIC, shard.partition, n, len(expired), len(emptied), self._offsets_retention_ms // 60_000)
+        return n

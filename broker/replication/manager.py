@@ -21,6 +21,12 @@ from typing import Any
 
 import msgpack
 
+from strata.broker.cluster.configs import (
+    DEFAULT_CLEANUP_POLICY,
+    DEFAULT_DELETE_RETENTION_MS,
+    DEFAULT_MIN_CLEANABLE_DIRTY_RATIO,
+    MAX_COMPACTION_LAG_NEVER,
+)
 from strata.broker.config import BrokerConfig
 from strata.broker.raft.messages import from_wire as raft_from_wire
 from strata.broker.replication.replica import Replica, ReplicaEnv
@@ -104,6 +110,8 @@ class ReplicaManager:
         tc = topic_configs or {}
         retention_ms = int(tc.get("retention.ms", c.retention_ms))
         retention_bytes = int(tc.get("retention.bytes", c.retention_bytes))
+        min_lag = int(tc.get("min.compaction.lag.ms", 0))
+        max_lag = int(tc.get("max.compaction.lag.ms", MAX_COMPACTION_LAG_NEVER))
         return LogConfig(
             segment_bytes=int(tc.get("segment.bytes", c.segment_bytes)),
             segment_ms=int(tc.get("segment.ms", c.segment_ms)),
@@ -115,6 +123,12 @@ class ReplicaManager:
             # The broker's hard limit, for every append (replication included); a topic's
             # max.message.bytes is checked only where producers write.
             max_batch_bytes=c.limits.max_batch_bytes,
+            cleanup_policy=str(tc.get("cleanup.policy", DEFAULT_CLEANUP_POLICY)),  # type: ignore[arg-type]
+            min_cleanable_dirty_ratio=float(tc.get("min.cleanable.dirty.ratio", DEFAULT_MIN_CLEANABLE_DIRTY_RATIO)),
+            min_compaction_lag_ms=min_lag,
+            # Kafka's Long.MAX_VALUE means "never forced"; the storage engine spells that None.
+            max_compaction_lag_ms=None if max_lag >= MAX_COMPACTION_LAG_NEVER else max(max_lag, min_lag),
+            delete_retention_ms=int(tc.get("delete.retention.ms", DEFAULT_DELETE_RETENTION_MS)),
         )
 
     def open(self, key: GroupKey, voters: list[int], *, on_commit: OnCommit | None = None,

@@ -21,17 +21,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import random
-import struct
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import msgpack
 
 from strata.broker.core.types import ACKS_ALL, ProduceResult
 from strata.broker.raft.membership import Membership
@@ -47,11 +43,20 @@ from strata.broker.raft.node import (
     Role,
 )
 from strata.broker.replication import hardstate
+from strata.broker.replication.control import (
+    decode_log_start,
+    decode_membership,
+    log_start_batch,
+    membership_batch,
+    noop_batch,
+)
+from strata.broker.replication.durable_marker import MARKER_INTERVAL_S, read_marker, write_marker
+from strata.broker.replication.inputs import Input, Propose, Step, Transfer, WaitingAppend, Wake
+from strata.broker.replication.keys import require_keys
 from strata.broker.replication.producer_state import ProducerStateTable, Verdict
 from strata.broker.replication.raft_log import StorageRaftLog
 from strata.client.batch import BatchHeader, CorruptBatchError, iter_batches, validate_batches
 from strata.client.errors import ErrorCode, StrataError, error_for
-from strata.client.records import build_control_batch, decode_batch
 from strata.storage import GroupCommit, Log, LogFullError, StorageError
 from strata.storage.segment import FileSlice
 
@@ -62,12 +67,6 @@ log = logging.getLogger("strata.broker.replication.replica")
 
 GroupKey = tuple[str, int]
 
-#: Control record type carrying a Raft configuration (KRaft's "voters" record type).
-MEMBERSHIP_CONTROL_TYPE = 6
-#: Control record type carrying a DeleteRecords: the new log start offset (Strata's own;
-#: consumers skip control batches of any type).
-LOG_START_CONTROL_TYPE = 100
-_LOG_START = struct.Struct(">q")
 #: Inputs queued while a Ready is being persisted; past this, peer messages are dropped
 #: (Raft resends) and proposals refused with a retriable error.
 MAX_QUEUED_INPUTS = 10_000
@@ -97,71 +96,6 @@ class ReplicaEnv:
     on_failure: Callable[[Replica, str], None]
 
 
-@dataclass(slots=True)
-class _Step:
-    msg: Message
-
-
-@dataclass(slots=True)
-class _Append:
-    """A producer batch waiting for the core (idempotence check and append happen together)."""
-
-    header: BatchHeader
-    batch: memoryview
-    fut: asyncio.Future[tuple[bool, int, int]]
-
-
-@dataclass(slots=True)
-class _Propose:
-    batch: bytes
-    fut: asyncio.Future[tuple[int, int]]
-
-
-@dataclass(slots=True)
-class _Transfer:
-    to: int
-
-
-@dataclass(slots=True)
-class _Wake:
-    leader_silent: int
-
-
-_Input = _Step | _Append | _Propose | _Transfer | _Wake
-
-
-def _noop_batch() -> bytes:
-    """The control batch a new leader appends to commit its term (Raft §5.4.2)."""
-    return build_control_batch("leader_change")
-
-
-def _membership_batch(m: Membership) -> bytes:
-    return build_control_batch(MEMBERSHIP_CONTROL_TYPE, value=msgpack.packb(m.to_wire()))
-
-
-def _decode_log_start(batch: memoryview) -> int | None:
-    """The new log start offset a DeleteRecords control batch carries, or None."""
-    try:
-        decoded = decode_batch(batch, check_crc=False)
-    except CorruptBatchError:
-        return None
-    for c in decoded.control_records():
-        if c.type == LOG_START_CONTROL_TYPE and c.value and len(c.value) == _LOG_START.size:
-            return int(_LOG_START.unpack(c.value)[0])
-    return None
-
-
-def _decode_membership(batch: memoryview) -> Membership | None:
-    try:
-        decoded = decode_batch(batch, check_crc=False)
-    except CorruptBatchError:
-        return None
-    if not decoded.header.is_control:
-        return None
-    for c in decoded.control_records():
-        if c.type == MEMBERSHIP_CONTROL_TYPE and c.value:
-            return Membership.from_wire(msgpack.unpackb(c.value))
-    return None
 
 
 class Replica:
@@ -203,7 +137,7 @@ class Replica:
         self._stopped = False
         self.failed = False
         self._busy = False
-        self._inbox: deque[_Input] = deque()
+        self._inbox: deque[Input] = deque()
         self._queued_ticks = 0
         #: The broker tick at which each peer last sent this group a message.
         self._heard: dict[int, int] = {}
@@ -213,7 +147,7 @@ class Replica:
         stored = hardstate.load(directory)
         hs = HardState.from_wire(stored["hs"]) if "hs" in stored else None
         faulty = bool(self.log.recovery.corrupt)
-        self._marker = _read_marker(directory)
+        self._marker = read_marker(directory)
         self._marker_written_at = 0.0
         #: A durable end waiting for the marker's rate limit, and the timer that writes it.
         self._marker_due = 0
@@ -240,9 +174,9 @@ class Replica:
         self.node = RaftNode(
             RaftConfig(
                 node_id=node_id,
-                noop_batch=_noop_batch,
-                membership_batch=_membership_batch,
-                decode_membership=_decode_membership,
+                noop_batch=noop_batch,
+                membership_batch=membership_batch,
+                decode_membership=decode_membership,
                 election_timeout=timing.election_ticks,
                 heartbeat_interval=timing.heartbeat_ticks,
                 max_inflight_msgs=limits.max_raft_inflight_msgs,
@@ -295,7 +229,7 @@ class Replica:
                 pass
         self._fail_waiters(ErrorCode.NOT_LEADER, f"{self.name} is no longer served by broker {self.node_id}")
         for item in self._inbox:
-            if isinstance(item, _Append | _Propose) and not item.fut.done():
+            if isinstance(item, WaitingAppend | Propose) and not item.fut.done():
                 item.fut.set_exception(self.not_leader_error())
         self._inbox.clear()
         self._data_event.set()
@@ -306,7 +240,7 @@ class Replica:
         end = self.log.log_end_offset
         if end > self._marker and not self.failed:
             self._marker = end
-            _write_marker(self.dir, end)
+            write_marker(self.dir, end)
         self.log.close()
 
     # -- inputs --------------------------------------------------------------------------
@@ -336,7 +270,7 @@ class Replica:
         self._heard[msg.src] = self.env.clock()
         if self._busy:
             if len(self._inbox) < MAX_QUEUED_INPUTS:
-                self._inbox.append(_Step(msg))
+                self._inbox.append(Step(msg))
             return
         self._step(msg)
         if self.node.has_ready():
@@ -347,7 +281,7 @@ class Replica:
         if self._stopped or not self.node.quiesced:
             return
         if self._busy:
-            self._inbox.append(_Wake(leader_silent))
+            self._inbox.append(Wake(leader_silent))
             return
         self.node.wake(leader_silent)
         if self.node.has_ready():
@@ -405,7 +339,7 @@ class Replica:
 
     def transfer_leadership(self, to: int) -> None:
         if self._busy:
-            self._inbox.append(_Transfer(to))
+            self._inbox.append(Transfer(to))
             return
         try:
             self.node.transfer_leadership(to)
@@ -421,7 +355,7 @@ class Replica:
             if len(self._inbox) >= MAX_QUEUED_INPUTS:
                 raise self._queue_full()
             fut: asyncio.Future[tuple[int, int]] = asyncio.get_running_loop().create_future()
-            self._inbox.append(_Propose(batch, fut))
+            self._inbox.append(Propose(batch, fut))
             return await fut
         return self._propose(batch)
 
@@ -474,6 +408,8 @@ class Replica:
         h = headers[0]
         if h.is_control:
             raise error_for(ErrorCode.INVALID_REQUEST, "clients may not write control batches")
+        if self.log.config.compact:
+            require_keys(self.key[0], self.log.config.cleanup_policy, h, payload)
         if len(self._commit_waiters) >= limits.max_pending_appends:
             raise error_for(
                 ErrorCode.NOT_ENOUGH_REPLICAS,
@@ -486,7 +422,7 @@ class Replica:
             if len(self._inbox) >= MAX_QUEUED_INPUTS:
                 raise self._queue_full()
             fut: asyncio.Future[tuple[bool, int, int]] = asyncio.get_running_loop().create_future()
-            self._inbox.append(_Append(h, payload, fut))
+            self._inbox.append(WaitingAppend(h, payload, fut))
             duplicate, base, last = await fut
         else:
             duplicate, base, last = self._check_and_append(h, payload)
@@ -679,7 +615,7 @@ class Replica:
             self._marker_due = min(self._marker_due, rd.truncated_to)
             if rd.truncated_to < self._marker:
                 self._marker = rd.truncated_to
-                _write_marker(self.dir, self._marker)
+                write_marker(self.dir, self._marker)
                 self._marker_written_at = time.monotonic()
         end = rd.sync_end if self.config.flush_policy == "always" else self.log.log_end_offset
         if end > self._marker:
@@ -695,7 +631,7 @@ class Replica:
         due, self._marker_due = self._marker_due, 0
         if due > self._marker and not self.failed:
             self._marker = due
-            _write_marker(self.dir, due)
+            write_marker(self.dir, due)
             self._marker_written_at = time.monotonic()
 
     def _drain_inbox(self) -> None:
@@ -708,26 +644,26 @@ class Replica:
         while inbox and not self._stopped:  # a failed replica's queue is failed by stop()
             item = inbox.popleft()
             match item:
-                case _Step(msg):
+                case Step(msg):
                     self._step(msg)
-                case _Append(header, batch, fut):
+                case WaitingAppend(header, batch, fut):
                     if not fut.done():
                         try:
                             fut.set_result(self._check_and_append(header, batch))
                         except StrataError as exc:
                             fut.set_exception(exc)
-                case _Propose(batch, fut):
+                case Propose(batch, fut):
                     if not fut.done():
                         try:
                             fut.set_result(self._propose(batch))
                         except StrataError as exc:
                             fut.set_exception(exc)
-                case _Transfer(to):
+                case Transfer(to):
                     try:
                         node.transfer_leadership(to)
                     except (NotLeaderError, ValueError):
                         pass
-                case _Wake(leader_silent):
+                case Wake(leader_silent):
                     node.wake(leader_silent)
 
     def _after_ready(self, rd: Ready) -> None:
@@ -777,7 +713,7 @@ class Replica:
         for h in headers:
             self.producers.update(h)
             if h.is_control:
-                target = _decode_log_start(memoryview(data)[pos:pos + h.size])
+                target = decode_log_start(memoryview(data)[pos:pos + h.size])
                 if target is not None:
                     self._log_starts.append((h.base_offset, target))
             pos += h.size
@@ -801,7 +737,7 @@ class Replica:
                             log_start_offset=start, high_watermark=hw)
         if target <= start:
             return start
-        batch = build_control_batch(LOG_START_CONTROL_TYPE, value=_LOG_START.pack(target))
+        batch = log_start_batch(target)
         base, last = await self.propose(batch)
         self._log_starts.append((base, target))
         await self.wait_committed(last, timeout_s)
@@ -855,30 +791,3 @@ class Replica:
             if last is None:
                 return
             offset = last.next_offset
-
-
-MARKER_FILE = "durable-end"
-MARKER_INTERVAL_S = 0.1
-
-
-def _read_marker(directory: Path) -> int:
-    try:
-        data = (directory / MARKER_FILE).read_bytes()
-    except FileNotFoundError:
-        return 0
-    return struct.unpack(">q", data)[0] if len(data) == 8 else 0
-
-
-def _write_marker(directory: Path, offset: int) -> None:
-    try:
-        fd = os.open(directory / MARKER_FILE, os.O_WRONLY | os.O_CREAT, 0o644)
-        try:
-            os.pwrite(fd, struct.pack(">q", offset), 0)
-        finally:
-            os.close(fd)
-    except OSError:
-        pass  # best effort: a stale marker only weakens the check at the next open
-
-
-
-

@@ -282,6 +282,7 @@ class AIOAdminClient:
                             p.get("log_start_offset", -1),
                             p.get("log_end_offset", -1),
                             p.get("high_watermark", -1),
+                            _dirty_ratio(p.get("dirty_ratio", -1.0)),
                         )
                         for p in parts
                     ],
@@ -648,3 +649,8 @@ def _raise_first(entries: Iterable[Mapping[str, Any]]) -> None:
 
 
 __all__ = ["AIOAdminClient", "AdminConfig"]
+
+
+def _dirty_ratio(value: float) -> float | None:
+    """The metadata's ``dirty_ratio`` (-1: not a compacted topic, or not reported yet)."""
+    return None if value < 0 else float(value)

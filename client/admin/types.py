@@ -54,6 +54,9 @@ class PartitionDescription:
     log_start_offset: int
     log_end_offset: int
     high_watermark: int
+    #: Compacted topics: dirty bytes / cleanable bytes below the high watermark on the
+    #: leader, as last reported to the controller; ``None`` for other topics or not known yet.
+    dirty_ratio: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -64,6 +67,7 @@ class PartitionDescription:
             "log_start_offset": self.log_start_offset,
             "log_end_offset": self.log_end_offset,
             "high_watermark": self.high_watermark,
+            "dirty_ratio": self.dirty_ratio,
         }
 
 

@@ -65,6 +65,7 @@ _NOT_WRITTEN = frozenset(
         ErrorCode.BATCH_TOO_LARGE,
         ErrorCode.INVALID_REQUEST,
         ErrorCode.UNSUPPORTED_COMPRESSION,
+        ErrorCode.INVALID_RECORD,
         ErrorCode.UNKNOWN_TOPIC,
         ErrorCode.UNKNOWN_PARTITION,
         ErrorCode.FRAME_TOO_LARGE,

@@ -19,6 +19,7 @@ from .framing import DEFAULT_MAX_FRAME_BYTES
 from .schema import (
     ANY,
     BOOL,
+    FLOAT,
     INT,
     STR,
     FieldError,
@@ -128,6 +129,9 @@ _METADATA_V0 = Schema(
                                 opt("log_start_offset", INT, -1, "as last reported by the leader"),
                                 opt("log_end_offset", INT, -1),
                                 opt("high_watermark", INT, -1),
+                                opt("dirty_ratio", FLOAT, -1.0,
+                                    "compacted topics: dirty / cleanable bytes on the leader; -1 = not "
+                                    "compacted or unknown"),
                             )
                         ),
                         [],

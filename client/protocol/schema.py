@@ -166,6 +166,7 @@ INT: Final = Scalar("int", (int,))
 STR: Final = Scalar("str", (str,))
 BYTES: Final = Scalar("bytes", (bytes,))
 BOOL: Final = Scalar("bool", (bool,))
+FLOAT: Final = Scalar("float", (float,))
 ANY: Final = AnyType()
 
 

@@ -94,8 +94,8 @@ compat: compat-deps
 ## compat-deps: every client of the matrix and Apache Kafka's jars
 compat-deps: compat-kcat compat-python compat-node compat-go compat-java kafka-dist
 
-## compat-subset-deps: what make test's compat subset needs (kafka-python, confluent-kafka, Java)
-compat-subset-deps: compat-python compat-java
+## compat-subset-deps: what make test needs of the clients (kafka-python, confluent-kafka, Java; kcat for the README walk)
+compat-subset-deps: compat-python compat-java compat-kcat
 
 ## compat-kcat: kcat (Debian's, on librdkafka 2.0.2) with apt, if missing
 compat-kcat:

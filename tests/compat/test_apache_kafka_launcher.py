@@ -1,7 +1,8 @@
 """The Apache Kafka launcher: a real 1-node KRaft cluster, a topic, records in and out.
 
-The cluster test needs Apache Kafka's jars (``make kafka-dist``); without them it is
-skipped with that command in the reason. The rest (properties, the readiness probe's
+The cluster test needs Apache Kafka's jars (``make kafka-dist``): it is part of ``make
+compat``, which installs them (``make test`` deselects it; run by hand without the jars, it
+is skipped with that command in the reason). The rest (properties, the readiness probe's
 wire format) needs nothing and always runs.
 """
 
@@ -40,6 +41,7 @@ def _gone(pid: int) -> bool:
 
 
 @pytest.mark.apache_kafka
+@pytest.mark.compat  # make compat installs Apache Kafka and runs it; make test deselects it
 @pytest.mark.integration
 @pytest.mark.skipif(bool(MISSING), reason=MISSING)
 def test_one_node_cluster_round_trips_records_and_stops(tmp_path: Path) -> None:

@@ -10,6 +10,12 @@ cluster settled. Acknowledgements are promises checked against it; polls are
 observations checked against it and against each other. Every anomaly names
 its partition, the offsets and values involved and a sentence saying why it
 is wrong, because a report is read by a person hunting a bug.
+
+A compacted topic (declared in the history) is checked as a table instead: the
+cleaner removes superseded records, so "every acknowledged record is in the
+final read" does not hold there. What holds is that, per key, the latest record
+of the final read is the latest acknowledged write of that key (or a write sent
+after it whose outcome is unknown), at the offset it was acknowledged at.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from enum import StrEnum
 
 from tests.fault.history import (
     Commit,
+    CompactedTopic,
     Event,
     Fault,
     FinalRead,
@@ -34,6 +41,7 @@ from tests.fault.history import (
     SendInfo,
     SendInvoke,
     SendOk,
+    TableRead,
     TopicPartition,
 )
 
@@ -53,6 +61,7 @@ class AnomalyKind(StrEnum):
     COMMIT_REGRESSION = "commit-regression"
     DIVERGENT_REPLICAS = "divergent-replicas"
     MISSING_FINAL_READ = "missing-final-read"
+    STALE_VALUE = "stale-value"
 
 
 @dataclass(slots=True, frozen=True)
@@ -168,10 +177,14 @@ class _Observation:
 def check(history: History | Iterable[Event], unseen_samples: int = 10) -> CheckResult:
     """Check a history and return every anomaly found plus the run's counts."""
     events = history.events() if isinstance(history, History) else list(history)
-    sends = _collect_sends(events)
+    compacted = {e.topic for e in events if isinstance(e, CompactedTopic)}
+    all_sends = _collect_sends(events)
+    table_sends = {op: s for op, s in all_sends.items() if s.tp[0] in compacted}
+    sends = {op: s for op, s in all_sends.items() if s.tp[0] not in compacted}
     final = _final_reads(events)
     observations = _observations(events)
     anomalies: list[Anomaly] = []
+    anomalies += _tables(table_sends, events)
     anomalies += _missing_final_reads(sends, final)
     anomalies += _lost(sends, final)
     anomalies += _unseen(sends, events, final)
@@ -182,7 +195,7 @@ def check(history: History | Iterable[Event], unseen_samples: int = 10) -> Check
     anomalies += _polls(events, final)
     anomalies += _commit_regressions(events)
     anomalies += _divergent_replicas(events)
-    counts = _counts(events, sends, final, unseen_samples)
+    counts = _counts(events, all_sends, final, unseen_samples)
     return CheckResult(anomalies, counts)
 
 
@@ -452,6 +465,77 @@ def _divergent_replicas(events: list[Event]) -> list[Anomaly]:
     return out
 
 
+def _tables(sends: dict[int, _Send], events: list[Event]) -> list[Anomaly]:
+    """Compacted partitions: each key's latest record in the final read is its latest
+    acknowledged write, or a write of that key sent after it (outcome unknown)."""
+    reads: dict[TopicPartition, TableRead] = {}
+    for e in events:
+        if isinstance(e, TableRead):
+            reads[(e.topic, e.partition)] = e
+    by_tp: dict[TopicPartition, list[_Send]] = defaultdict(list)
+    for op in sorted(sends):
+        by_tp[sends[op].tp].append(sends[op])
+    out: list[Anomaly] = []
+    for tp, stream in sorted(by_tp.items()):
+        acked = [s for s in stream if s.outcome == "ok"]
+        read = reads.get(tp)
+        if read is None:
+            if acked:
+                out.append(Anomaly(AnomalyKind.MISSING_FINAL_READ, tp, (), (),
+                                   f"{len(acked)} acknowledged writes but the history has no final read "
+                                   "of the compacted partition"))
+            continue
+        sent = {(s.invoke.key, s.invoke.value): s for s in stream}
+        latest: dict[str, tuple[int, str]] = {}
+        at: dict[str, list[int]] = defaultdict(list)
+        for offset, key, value in sorted(read.records):
+            latest[key] = (offset, value)
+            at[value].append(offset)
+        for value, offsets in sorted(at.items()):
+            if len(offsets) > 1:
+                out.append(Anomaly(AnomalyKind.DUPLICATE, tp, tuple(offsets), (value,),
+                                   f"value stored at {len(offsets)} offsets of the compacted partition"))
+        reported: set[str] = set()  # keys whose latest value is already an anomaly of its own
+        for key, (offset, value) in sorted(latest.items()):
+            s = sent.get((key, value))
+            if s is None or s.outcome == "fail":
+                reported.add(key)
+            if s is None:
+                out.append(Anomaly(AnomalyKind.PHANTOM, tp, (offset,), (value,),
+                                   f"the final read has {value!r} for key {key!r}, which no producer sent"))
+            elif s.outcome == "fail":
+                out.append(Anomaly(AnomalyKind.ABORTED_READ, tp, (offset,), (value,),
+                                   f"key {key!r}: the final read's latest value was definitely not written"))
+        last_ack: dict[str, _Send] = {}
+        for s in acked:
+            key = s.invoke.key or ""
+            assert s.offset is not None
+            cur = last_ack.get(key)
+            if cur is None or (cur.offset is not None and s.offset > cur.offset):
+                last_ack[key] = s
+        for key, s in sorted(last_ack.items()):
+            assert s.offset is not None
+            if key in reported:
+                continue
+            found = latest.get(key)
+            if found is None:
+                out.append(Anomaly(AnomalyKind.STALE_VALUE, tp, (s.offset,), (s.invoke.value,),
+                                   f"key {key!r}: acknowledged {s.invoke.value!r} at offset {s.offset}, "
+                                   "but the final read has no record of the key"))
+                continue
+            offset, value = found
+            if offset == s.offset and value == s.invoke.value:
+                continue
+            later = sent.get((key, value))
+            if offset > s.offset and later is not None and later.outcome != "fail" and later.invoke.op > s.invoke.op:
+                continue  # a later write of the key, acknowledged or not, landed after it
+            out.append(Anomaly(AnomalyKind.STALE_VALUE, tp, (s.offset, offset), (s.invoke.value, value),
+                               f"key {key!r}: acknowledged {s.invoke.value!r} at offset {s.offset} "
+                               f"(t={s.done_time:.3f}s), but the final read's latest value is {value!r} "
+                               f"at offset {offset}"))
+    return out
+
+
 # -- counts -------------------------------------------------------------------
 
 
@@ -472,7 +556,7 @@ def _counts(events: list[Event], sends: dict[int, _Send],
     for e in events:
         if isinstance(e, Poll):
             c.polls += 1
-        elif isinstance(e, FinalRead):
+        elif isinstance(e, FinalRead | TableRead):
             c.final_records += len(e.records)
         elif isinstance(e, Fault) and e.phase == "start":
             kinds[e.name] += 1

@@ -15,6 +15,11 @@ Vocabulary (Jepsen's, because it is precise about uncertainty):
   appending, e.g. ``NOT_LEADER``). It must never be read.
 * ``info``: we do not know (timeout, connection lost). It may or may not appear.
 
+A topic declared with ``compacted_topic`` is a table, not a log: its sends carry a key,
+its final read (``TableRead``) keeps only what compaction left, and what must hold is
+that each key's latest acknowledged value is what that read returns (the checker's
+``stale-value`` rule) rather than that every acknowledged record is still there.
+
 Events are recorded by the workload; the history does no I/O of its own until
 ``write_jsonl`` is called.
 """
@@ -48,6 +53,8 @@ class SendInvoke:
     topic: str
     partition: int
     value: str
+    #: The record's key, for sends to a compacted topic (None elsewhere).
+    key: str | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -159,6 +166,30 @@ class FinalRead:
 
 
 @dataclass(slots=True, frozen=True)
+class CompactedTopic:
+    """``topic`` has ``cleanup.policy=compact``: its sends and reads are checked per key."""
+
+    TYPE: ClassVar[str] = "compacted-topic"
+    time: float
+    topic: str
+
+
+@dataclass(slots=True, frozen=True)
+class TableRead:
+    """A direct read of a whole compacted partition from offset 0 after the cluster settled.
+
+    ``records`` holds ``(offset, key, value)`` for every data record the log still holds:
+    superseded values may be gone (compacted) or still there (not cleaned yet).
+    """
+
+    TYPE: ClassVar[str] = "table-read"
+    time: float
+    topic: str
+    partition: int
+    records: tuple[tuple[int, str, str], ...]
+
+
+@dataclass(slots=True, frozen=True)
 class ReplicaDump:
     """One broker's copy of one partition below the high watermark, as a digest.
 
@@ -193,12 +224,12 @@ class Fault:
 
 Event = (
     SendInvoke | SendOk | SendFail | SendInfo | Seek | Poll | Commit | Reset | FinalRead
-    | ReplicaDump | Fault
+    | CompactedTopic | TableRead | ReplicaDump | Fault
 )
 EVENT_TYPES: dict[str, type[Any]] = {
     cls.TYPE: cls
     for cls in (SendInvoke, SendOk, SendFail, SendInfo, Seek, Poll, Commit, Reset, FinalRead,
-                ReplicaDump, Fault)
+                CompactedTopic, TableRead, ReplicaDump, Fault)
 }
 
 
@@ -233,13 +264,13 @@ class History:
     # -- sends -------------------------------------------------------------
 
     def send_invoke(self, producer: str, partition: int, value: str,
-                    topic: str = DEFAULT_TOPIC) -> int:
+                    topic: str = DEFAULT_TOPIC, key: str | None = None) -> int:
         """Record the start of a send and return the op id to complete it with."""
         with self._lock:
             op = self._next_op
             self._next_op += 1
             self._events.append(SendInvoke(op=op, time=self.now(), producer=producer, topic=topic,
-                                           partition=partition, value=value))
+                                           partition=partition, value=value, key=key))
         return op
 
     def send_ok(self, op: int, offset: int) -> None:
@@ -282,6 +313,15 @@ class History:
         """The settled contents of a partition, read directly from offset 0."""
         recs = tuple((int(o), str(v)) for o, v in records)
         self._record(FinalRead, topic=topic, partition=partition, records=recs)
+
+    def compacted_topic(self, topic: str) -> None:
+        """Declare ``topic`` compacted (before anything is sent to it)."""
+        self._record(CompactedTopic, topic=topic)
+
+    def table_read(self, partition: int, records: Iterable[tuple[int, str, str]], topic: str) -> None:
+        """The settled contents of a compacted partition, read directly from offset 0."""
+        recs = tuple((int(o), str(k), str(v)) for o, k, v in records)
+        self._record(TableRead, topic=topic, partition=partition, records=recs)
 
     def replica_dump(self, broker: int, partition: int, high_watermark: int,
                      data: bytes | None = None, digest: str | None = None, size: int = -1,
@@ -358,7 +398,9 @@ def event_from_dict(d: dict[str, Any]) -> Event:
         if f.name not in d:
             continue
         v = d[f.name]
-        if f.name == "records":
+        if f.name == "records" and cls is TableRead:
+            v = tuple((int(o), str(k), str(val)) for o, k, val in v)
+        elif f.name == "records":
             v = tuple((int(o), str(val)) for o, val in v)
         elif f.name == "targets":
             v = tuple(v)

@@ -22,6 +22,12 @@ What it records, and why each piece is there:
   and every few seconds "restarts": it fetches the committed offsets back (recorded with
   ``source="fetch"``) and resumes from them, the way a restarted group member would. The
   checker then catches a committed offset moving backwards.
+* **A compacted topic** (``table``, one partition, ``cleanup.policy=compact`` with small
+  segments, so that the brokers' cleaners run during the run): one more idempotent producer
+  writes ``TABLE_KEYS`` keys over and over. Its final read is checked per key: each key's
+  latest acknowledged value is what the read returns (the checker's ``stale-value`` rule),
+  and the replicas' dumps compare logical content (``logical_digest``: each replica
+  cleans its own log, so their bytes may differ while their meaning may not).
 * **Final reads** (after the nemesis healed everything and the cluster settled): every
   partition read from offset 0 through raw ``FETCH`` requests to the partition's leader,
   up to its high watermark.
@@ -52,10 +58,17 @@ from strata.client import TopicPartition
 from strata.client.aio import AIOAdminClient, AIOConsumer, AIOProducer
 from strata.client.batch import CorruptBatchError
 from strata.client.conn import BrokerConnection, open_connection
-from strata.client.errors import ErrorCode, OffsetOutOfRangeError, StrataError, TimedOutError
+from strata.client.errors import (
+    ErrorCode,
+    OffsetOutOfRangeError,
+    StrataError,
+    TimedOutError,
+    TopicAlreadyExistsError,
+)
 from strata.client.producer.accumulator import RecordFuture
 from strata.client.protocol import Api
 from strata.client.records import decode_batches
+from strata.storage import logical_digest
 from strata.storage.log import Log
 from tests.fault.history import DEFAULT_TOPIC, SendOk
 from tests.fault.nemesis import Nemesis
@@ -65,6 +78,14 @@ from tests.fault.workload import RunContext
 log = logging.getLogger("tests.fault.strata")
 
 TOPIC = DEFAULT_TOPIC
+#: The compacted topic: one partition, keys written over and over.
+TABLE = "table"
+TABLE_KEYS = 32
+#: Segments roll every few seconds at the workload's pace, so passes run during the run
+#: (the brokers' cleaner looks for due logs every ``cleaner_backoff_ms``, 15 s by default).
+TABLE_CONFIGS = {"cleanup.policy": "compact", "segment.bytes": "16384", "min.cleanable.dirty.ratio": "0.1"}
+#: Padding in each table value, so that segments fill faster than the keys alone would.
+TABLE_PAD = "." * 100
 GROUP = "readers"
 BROKER_PORT = 9092
 METRICS_PORT = 9100
@@ -182,6 +203,28 @@ class Brokers:
         self.conns.clear()
 
 
+async def create_topic(admin: AIOAdminClient, name: str, partitions: int, rf: int,
+                       configs: dict[str, str] | None = None, timeout: float = 60.0) -> None:
+    """Create a topic, retrying what the controller calls retriable (an election of the
+    metadata group on a loaded machine); a retry that finds the topic made by an earlier
+    attempt is success."""
+    deadline = time.monotonic() + timeout
+    attempts = 0
+    while True:
+        try:
+            await admin.create_topic(name, partitions, rf, configs, timeout_ms=30_000)
+            return
+        except TopicAlreadyExistsError:
+            if attempts == 0:
+                raise
+            return
+        except StrataError as exc:
+            if not exc.retriable or time.monotonic() > deadline:
+                raise
+        attempts += 1
+        await asyncio.sleep(0.5)
+
+
 async def until(what: str, timeout: float, check: Callable[[], Awaitable[bool]],
                 interval: float = 0.2) -> None:
     """Poll an async condition until true; TimeoutError naming ``what`` after ``timeout``."""
@@ -217,7 +260,8 @@ class StrataWorkload:
     request_timeout_ms: int = 5000
     _brokers: Brokers | None = None
     _final_hw: dict[int, int] = field(default_factory=dict)
-    _acked_high: dict[int, int] = field(default_factory=dict)
+    _table_hw: int | None = None
+    _acked_high: dict[tuple[str, int], int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.command:
@@ -254,11 +298,14 @@ class StrataWorkload:
                 return d.controller is not None and all(b.alive for b in d.brokers)
 
             await until("every broker registered", 60, all_alive)
-            await admin.create_topic(TOPIC, self.partitions, rf, timeout_ms=30_000)
+            await create_topic(admin, TOPIC, self.partitions, rf)
+            ctx.history.compacted_topic(TABLE)
+            await create_topic(admin, TABLE, 1, rf, TABLE_CONFIGS)
         brokers = Brokers(self._endpoints(ctx))
         try:
             async def led() -> bool:
-                return len(await brokers.partitions(TOPIC)) == self.partitions
+                return (len(await brokers.partitions(TOPIC)) == self.partitions
+                        and len(await brokers.partitions(TABLE)) == 1)
 
             await until("a leader for every partition", 60, led)
         finally:
@@ -302,6 +349,7 @@ class StrataWorkload:
             async with asyncio.TaskGroup() as tg:
                 producing = [tg.create_task(self._produce(ctx, p, stop))
                              for p in range(self.partitions)]
+                producing.append(tg.create_task(self._produce(ctx, 0, stop, TABLE)))
                 for p in range(self.partitions):
                     tg.create_task(self._consume(ctx, p, stop, producers_done))
                 tg.create_task(self._group_reader(ctx, stop, producers_done))
@@ -311,10 +359,12 @@ class StrataWorkload:
             await self._brokers.close()
             self._brokers = None
 
-    async def _produce(self, ctx: RunContext, partition: int, stop: asyncio.Event) -> None:
+    async def _produce(self, ctx: RunContext, partition: int, stop: asyncio.Event,
+                       topic: str = TOPIC) -> None:
+        """One producer of one partition; to ``TABLE`` it writes keyed values."""
         h = ctx.history
         loop = asyncio.get_running_loop()
-        name = f"producer-{partition}"
+        name = f"producer-{partition}" if topic == TOPIC else f"producer-{topic}-{partition}"
         room = asyncio.Semaphore(self.window)
         pending: set[RecordFuture] = set()
 
@@ -325,7 +375,7 @@ class StrataWorkload:
             if exc is None:
                 offset = fut.result(0).offset
                 h.send_ok(op, offset)
-                self._acked_high[partition] = max(self._acked_high.get(partition, -1), offset)
+                self._acked_high[(topic, partition)] = max(self._acked_high.get((topic, partition), -1), offset)
                 return
             definite, text = classify_send_error(exc)
             (h.send_fail if definite else h.send_info)(op, text)
@@ -338,11 +388,16 @@ class StrataWorkload:
             n = 0
             while not stop.is_set():
                 await room.acquire()
-                value = f"{partition}-{n}"
+                key: str | None = None
+                if topic == TOPIC:
+                    value = f"{partition}-{n}"
+                else:
+                    key, value = f"k{n % TABLE_KEYS}", f"{topic}-{n}{TABLE_PAD}"
                 n += 1
-                op = h.send_invoke(name, partition, value)
+                op = h.send_invoke(name, partition, value, topic=topic, key=key)
                 try:
-                    fut = await producer.send(TOPIC, value.encode(), partition=partition)
+                    fut = await producer.send(topic, value.encode(), partition=partition,
+                                              key=None if key is None else key.encode())
                 except StrataError as exc:  # refused before it was buffered: never sent
                     h.send_fail(op, f"send() raised {type(exc).__name__}: {exc}")
                     room.release()
@@ -521,10 +576,10 @@ class StrataWorkload:
         brokers = Brokers(self._endpoints(ctx))
         try:
             async def caught_up() -> bool:
-                states = await brokers.partitions(TOPIC)
-                return len(states) == self.partitions and all(
+                states = [*(await brokers.partitions(TOPIC)).values(), *(await brokers.partitions(TABLE)).values()]
+                return len(states) == self.partitions + 1 and all(
                     set(s.isr) == set(s.replicas) and s.log_end_offset == s.high_watermark
-                    for s in states.values())
+                    for s in states)
 
             try:
                 await until("every replica in sync", self.settle_timeout, caught_up, 0.5)
@@ -538,28 +593,35 @@ class StrataWorkload:
                     self._note(ctx, "final", str(exc))
                     continue
                 self._final_hw[p] = hw
-                ctx.history.final_read(p, records)
+                ctx.history.final_read(p, [(o, v) for o, _, v in records])
+            try:
+                records, hw = await self._read_partition(brokers, 0, topic=TABLE)
+            except TimeoutError as exc:
+                self._note(ctx, "final", str(exc))
+            else:
+                self._table_hw = hw
+                ctx.history.table_read(0, [(o, k or "", v) for o, k, v in records], TABLE)
         finally:
             await brokers.close()
 
-    async def _read_partition(self, brokers: Brokers, partition: int,
-                              timeout: float = 120.0) -> tuple[list[tuple[int, str]], int]:
-        """Every data record below the leader's high watermark, from offset 0."""
+    async def _read_partition(self, brokers: Brokers, partition: int, timeout: float = 120.0,
+                              topic: str = TOPIC) -> tuple[list[tuple[int, str | None, str]], int]:
+        """Every data record (offset, key, value) below the leader's high watermark, from offset 0."""
         deadline = time.monotonic() + timeout
-        records: list[tuple[int, str]] = []
+        records: list[tuple[int, str | None, str]] = []
         offset = 0
         last_error = ""
         while True:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"final read of {TOPIC}-{partition} stuck at offset {offset}"
+                raise TimeoutError(f"final read of {topic}-{partition} stuck at offset {offset}"
                                    f"{': ' + last_error if last_error else ''}")
-            state = (await brokers.partitions(TOPIC)).get(partition)
+            state = (await brokers.partitions(topic)).get(partition)
             if state is None:
                 await asyncio.sleep(0.2)
                 continue
             try:
                 hdr, payload = await brokers.request(state.leader, Api.FETCH, {
-                    "max_wait_ms": 0, "partitions": [{"topic": TOPIC, "partition": partition,
+                    "max_wait_ms": 0, "partitions": [{"topic": topic, "partition": partition,
                                                       "offset": offset, "max_bytes": 1 << 20}]})
             except (StrataError, OSError, TimeoutError):
                 await asyncio.sleep(0.2)
@@ -578,7 +640,7 @@ class StrataWorkload:
                 continue
             for batch in decode_batches(data):
                 if not batch.is_control:
-                    records.extend((r.offset, (r.value or b"").decode())
+                    records.extend((r.offset, None if r.key is None else r.key.decode(), (r.value or b"").decode())
                                    for r in batch.records if r.offset >= offset)
                 offset = batch.next_offset
 
@@ -593,6 +655,14 @@ class StrataWorkload:
                 if problem:
                     self._note(ctx, "final", f"broker {node.id} {TOPIC}-{p}: {problem}")
                 ctx.history.replica_dump(node.id, p, hw, data=data)
+            table = Path(node.data_dir) / f"{TABLE}-0"
+            if self._table_hw is not None and table.is_dir():
+                lg = Log.open(str(table))
+                try:
+                    digest = logical_digest(lg, max_offset=self._table_hw)
+                finally:
+                    lg.close()
+                ctx.history.replica_dump(node.id, 0, self._table_hw, digest=digest, topic=TABLE)
 
 
 def read_log(path: Path, high_watermark: int) -> tuple[bytes, str]:

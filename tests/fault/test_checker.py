@@ -28,12 +28,17 @@ from tests.fault.history import (
     SendInfo,
     SendInvoke,
     SendOk,
+    TableRead,
     digest_bytes,
 )
 
 T = DEFAULT_TOPIC
 P0 = [(1, "p1-0"), (2, "p1-1"), (4, "p1-2"), (5, "p1-3"), (6, "p1-4")]  # 0 and 3: control batches
 P1 = [(1, "p2-0"), (2, "p2-1")]
+TABLE = "table"
+#: What the compacted partition holds after the run: k1's first value was compacted away,
+#: k2's acknowledged "t-2" was not cleaned yet, and its later "t-4" (outcome unknown) landed.
+TABLE_READ = [(2, "k2", "t-2"), (3, "k1", "t-3"), (4, "k2", "t-4")]
 
 
 def clean_history() -> History:
@@ -47,6 +52,11 @@ def clean_history() -> History:
     h.send_info(h.send_invoke("p1", 0, "p1-info-gone"), "timeout")
     for offset, value in P1:
         h.send_ok(h.send_invoke("p2", 1, value), offset)
+    h.compacted_topic(TABLE)
+    for offset, key, value in [(1, "k1", "t-1"), (2, "k2", "t-2"), (3, "k1", "t-3")]:
+        h.send_ok(h.send_invoke("pt", 0, value, topic=TABLE, key=key), offset)
+    h.send_info(h.send_invoke("pt", 0, "t-4", topic=TABLE, key="k2"), "timeout")
+    h.send_fail(h.send_invoke("pt", 0, "t-5", topic=TABLE, key="k1"), "NOT_LEADER")
     h.fault("partition-isolate", "end", [2])
     h.seek("c1", 0, 0)
     for offset, value in P0:
@@ -59,9 +69,11 @@ def clean_history() -> History:
     h.commit("g", 0, 7, source="fetch")
     h.final_read(0, P0)
     h.final_read(1, P1)
+    h.table_read(0, TABLE_READ, TABLE)
     for broker in (1, 2, 3):
         h.replica_dump(broker, 0, 7, data=b"batches of partition 0")
         h.replica_dump(broker, 1, 3, data=b"batches of partition 1")
+        h.replica_dump(broker, 0, 5, digest="logical digest of the table", topic=TABLE)
     return h
 
 
@@ -138,6 +150,37 @@ def missing_final_read(events: list[Event]) -> list[Event]:
     return [e for e in events if not (isinstance(e, FinalRead) and e.partition == 1)]
 
 
+def _replace_table(events: list[Event], records: list[tuple[int, str, str]]) -> list[Event]:
+    return [dataclasses.replace(e, records=tuple(records)) if isinstance(e, TableRead) else e for e in events]
+
+
+def table_stale_value(events: list[Event]) -> list[Event]:
+    """k1's acknowledged "t-3" is gone and its older "t-1" is what a reader gets."""
+    return _replace_table(events, [(1, "k1", "t-1"), (2, "k2", "t-2"), (4, "k2", "t-4")])
+
+
+def table_key_gone(events: list[Event]) -> list[Event]:
+    """Compaction removed the key's latest value along with the older ones."""
+    return _replace_table(events, [r for r in TABLE_READ if r[1] != "k1"])
+
+
+def table_phantom(events: list[Event]) -> list[Event]:
+    return _replace_table(events, [*TABLE_READ, (5, "k9", "t-9")])
+
+
+def table_aborted_read(events: list[Event]) -> list[Event]:
+    return _replace_table(events, [*TABLE_READ, (5, "k1", "t-5")])
+
+
+def table_missing_final_read(events: list[Event]) -> list[Event]:
+    return [e for e in events if not isinstance(e, TableRead)]
+
+
+def table_divergent_replicas(events: list[Event]) -> list[Event]:
+    return [dataclasses.replace(e, digest="another meaning")
+            if isinstance(e, ReplicaDump) and e.topic == TABLE and e.broker == 2 else e for e in events]
+
+
 PLANTS: list[tuple[AnomalyKind, Plant]] = [
     (AnomalyKind.LOST, lost_absent),
     (AnomalyKind.LOST, lost_moved),
@@ -152,6 +195,12 @@ PLANTS: list[tuple[AnomalyKind, Plant]] = [
     (AnomalyKind.COMMIT_REGRESSION, commit_regression),
     (AnomalyKind.DIVERGENT_REPLICAS, divergent_replicas),
     (AnomalyKind.MISSING_FINAL_READ, missing_final_read),
+    (AnomalyKind.STALE_VALUE, table_stale_value),
+    (AnomalyKind.STALE_VALUE, table_key_gone),
+    (AnomalyKind.PHANTOM, table_phantom),
+    (AnomalyKind.ABORTED_READ, table_aborted_read),
+    (AnomalyKind.MISSING_FINAL_READ, table_missing_final_read),
+    (AnomalyKind.DIVERGENT_REPLICAS, table_divergent_replicas),
 ]
 
 
@@ -160,8 +209,8 @@ def test_clean_history_reports_nothing() -> None:
     assert result.anomalies == [], result.report()
     assert result.valid
     c = result.counts
-    assert (c.acknowledged, c.definitely_failed, c.indefinite, c.indefinite_appeared) == (7, 1, 1, 0)
-    assert (c.polls, c.final_records, c.faults) == (10, 7, 1)
+    assert (c.acknowledged, c.definitely_failed, c.indefinite, c.indefinite_appeared) == (10, 2, 2, 0)
+    assert (c.polls, c.final_records, c.faults) == (10, 10, 1)
     assert result.report().startswith("VALID")
 
 

@@ -34,11 +34,12 @@ def test_topic_create_list_describe_delete(cluster):
     r = strata(cluster, "topic", "describe", "cli-events", "--output", "json")
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
-    assert doc["name"] == "cli-events"
+    assert doc["name"] == "cli-events" and doc["cleanup_policy"] == "delete"
     assert [p["partition"] for p in doc["partitions"]] == [0, 1, 2]
     for p in doc["partitions"]:
         assert list(p) == ["partition", "leader", "replicas", "isr", "log_start_offset",
-                           "log_end_offset", "high_watermark"]
+                           "log_end_offset", "high_watermark", "dirty_ratio"]
+        assert p["dirty_ratio"] is None  # not a compacted topic
         assert sorted(p["replicas"]) == [1, 2, 3]
     r = strata(cluster, "topic", "describe", "cli-events")
     assert r.returncode == 0 and "HIGH-WATERMARK" in r.stdout and "LEADER" in r.stdout

@@ -233,7 +233,8 @@ def test_admin_create_describe_list_delete(cluster, admin):
         assert p["leader"] in (1, 2, 3)
         assert sorted(p["replicas"]) == [1, 2, 3]
         assert set(p) == {"partition", "leader", "replicas", "isr", "log_start_offset",
-                          "log_end_offset", "high_watermark"}
+                          "log_end_offset", "high_watermark", "dirty_ratio"}
+        assert p["dirty_ratio"] is None  # not a compacted topic
     with pytest.raises(TopicAlreadyExistsError):
         admin.create_topic(name, partitions=2, replication_factor=3)
     admin.delete_topic(name)

@@ -19,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from strata.broker.metrics import BrokerMetrics, MetricsSource
 from strata.client.errors import ErrorCode
 from strata.client.protocol import Api
+from strata.storage import CleaningStatus, LogConfig
 
 
 @dataclass
@@ -32,9 +33,18 @@ class FakeReplica:
     hw: int = 90
     term: int = 4
     quiesced: bool = False
+    #: A compacted partition's log, as the cleaner left it (None: cleanup.policy=delete).
+    cleaning: CleaningStatus | None = None
+    last_clean_ms: int | None = None
 
     def __post_init__(self) -> None:
-        self.log = SimpleNamespace(log_end_offset=self.leo, log_start_offset=10, size_bytes=4096, segment_count=2)
+        self.key = ("events", 0)
+        self.topic_id = 7
+        self.log = SimpleNamespace(log_end_offset=self.leo, log_start_offset=10, size_bytes=4096, segment_count=2,
+                                   config=LogConfig(cleanup_policy="compact" if self.cleaning else "delete"),
+                                   cleaned_offset=self.cleaning.cleaned_offset if self.cleaning else 0,
+                                   last_clean_time=self.last_clean_ms, bytes_cleaned=1 << 20,
+                                   cleaning_status=lambda max_offset: self.cleaning)
         self.high_watermark = self.hw
         progress = {p: SimpleNamespace(match=m) for p, m in self.matches.items()}
         self.node = SimpleNamespace(term=self.term, leader=self.leader, progress=progress, quiesced=self.quiesced)
@@ -47,13 +57,22 @@ class FakeReplica:
         return self.isr
 
 
-def fake_broker(tmp_path: Path, *, metrics_listen=("127.0.0.1", 0), lag_rows=None, ready=(True, "ready")):
+def fake_broker(tmp_path: Path, *, metrics_listen=("127.0.0.1", 0), lag_rows=None, ready=(True, "ready"),
+                compacted: bool = False):
     topics = {"events": SimpleNamespace(replicas=[[1, 2, 3], [2, 3, 1], [3, 1, 2]])}
     replicas = {
         ("events", 0): FakeReplica(1, [1, 2, 3], leader=1, isr=[1, 2], matches={1: 99, 2: 99, 3: 60}),
         ("events", 1): FakeReplica(1, [2, 3, 1], leader=2, quiesced=True),
         ("events", 2): FakeReplica(1, [3, 1, 2], leader=None),
     }
+    cleaner = None
+    if compacted:
+        # 40 clean bytes below offset 60, then 120 dirty bytes up to the high watermark.
+        replicas[("table", 0)] = FakeReplica(1, [1, 2, 3], leader=1, cleaning=CleaningStatus(
+            cleaned_offset=60, cleanable_end=90, clean_bytes=40, dirty_bytes=120, oldest_dirty_ms=None, due=True),
+            last_clean_ms=1_700_000_000_500)
+        cleaner = SimpleNamespace(totals=SimpleNamespace(passes=3, failures=1),
+                                  removable_offset=lambda r: 55)
     controller = SimpleNamespace(
         is_leader=True, replica=SimpleNamespace(high_watermark=7),
         image=SimpleNamespace(topics=topics, applied_offset=6),
@@ -65,7 +84,7 @@ def fake_broker(tmp_path: Path, *, metrics_listen=("127.0.0.1", 0), lag_rows=Non
         coordinator.lag_snapshot = lambda: lag_rows
     return MetricsSource(
         node_id=1, metrics_listen=metrics_listen, data_dir=tmp_path, replicas=replicas, controller=controller,
-        coordinator=coordinator, ready=lambda: ready, started_at=0.0, group_commit=None,
+        coordinator=coordinator, ready=lambda: ready, started_at=0.0, group_commit=None, cleaner=cleaner,
     )
 
 
@@ -98,6 +117,22 @@ def test_partition_replication_and_controller_values(tmp_path: Path) -> None:
     assert s[("strata_data_dir_free_bytes", ())] > 0 and s[("strata_data_dir_size_bytes", ())] > 0
     (info,) = [dict(labels) for name, labels in s if name == "strata_broker_info"]
     assert info["broker_id"] == "1" and info["version"]
+
+
+def test_compacted_partitions_show_their_cleaning_and_others_do_not(tmp_path: Path) -> None:
+    s = scrape(BrokerMetrics(fake_broker(tmp_path, compacted=True)))
+    t0 = (("partition", "0"), ("topic", "table"))
+    assert s[("strata_partition_dirty_ratio", t0)] == 0.75  # 120 / (40 + 120)
+    assert s[("strata_partition_cleaner_backlog_bytes", t0)] == 120
+    assert s[("strata_partition_cleaned_offset", t0)] == 60
+    assert s[("strata_partition_cleaner_removable_offset", t0)] == 55
+    assert s[("strata_partition_last_clean_timestamp_seconds", t0)] == 1_700_000_000.5
+    assert s[("strata_partition_cleaner_bytes_total", t0)] == 1 << 20
+    assert s[("strata_cleaner_backlog_bytes", ())] == 120
+    assert s[("strata_cleaner_passes_total", ())] == 3
+    assert s[("strata_cleaner_failures_total", ())] == 1
+    # A partition of a topic that is not compacted has no cleaning series at all.
+    assert not [k for k in s if k[0].startswith("strata_partition_dirty") and ("topic", "events") in k[1]]
 
 
 def test_consumer_group_lag_leaves_unknown_lag_out(tmp_path: Path) -> None:
@@ -163,7 +198,7 @@ def test_without_metrics_listen_handlers_run_unwrapped(tmp_path: Path) -> None:
 
 def test_the_fast_text_writer_says_what_prometheus_client_would(tmp_path: Path) -> None:
     rows = [('we"ird\\group\nname', "events", 0, 40, 100, 60)]
-    m = BrokerMetrics(fake_broker(tmp_path, lag_rows=rows))
+    m = BrokerMetrics(fake_broker(tmp_path, lag_rows=rows, compacted=True))
     served, reference = scrape(m), scrape(m, generate_latest(m.registry))
     volatile = {"strata_broker_uptime_seconds", "strata_data_dir_free_bytes", "process_cpu_seconds_total",
                 "process_resident_memory_bytes", "process_virtual_memory_bytes", "process_open_fds"}

@@ -106,7 +106,7 @@ def protocol_error(
 def sample(t: Type, depth: int = 0) -> Any:
     """A value of type ``t`` with every optional field present and different from its default."""
     if isinstance(t, Scalar):
-        return {"int": 7, "str": "s7", "bool": True, "bytes": b"b7"}[t.name]
+        return {"int": 7, "str": "s7", "bool": True, "bytes": b"b7", "float": 0.25}[t.name]
     if t is ANY:
         return ["events", 0]
     if isinstance(t, Nullable):

@@ -64,10 +64,13 @@ class NativeContext:
 
 
 def _partition(st: PartitionState) -> Header:
-    return {"partition": st.partition, "leader": -1 if st.leader is None else st.leader,
-            "leader_epoch": st.leader_epoch, "replicas": st.replicas, "isr": st.isr,
-            "log_start_offset": st.log_start_offset, "log_end_offset": st.log_end_offset,
-            "high_watermark": st.high_watermark}
+    out: Header = {"partition": st.partition, "leader": -1 if st.leader is None else st.leader,
+                   "leader_epoch": st.leader_epoch, "replicas": st.replicas, "isr": st.isr,
+                   "log_start_offset": st.log_start_offset, "log_end_offset": st.log_end_offset,
+                   "high_watermark": st.high_watermark}
+    if st.dirty_ratio is not None:
+        out["dirty_ratio"] = float(st.dirty_ratio)
+    return out
 
 
 def _topic_result(r: TopicResult, fields: Header, ctx: NativeContext) -> Header:

@@ -411,7 +411,10 @@ class ClassicGroup:
         if generation != self.generation:
             raise _err(ErrorCode.ILLEGAL_GENERATION,
                        f"generation {generation} is not the group's current {self.generation}")
-        if self.state in (PREPARING, COMPLETING):
+        # While the group prepares a rebalance, members of the current generation still
+        # commit (Kafka's rule: an eager consumer commits what it read before it gives its
+        # partitions up); once the join is done, the new generation has no assignment yet.
+        if self.state == COMPLETING:
             raise _err(ErrorCode.REBALANCE_IN_PROGRESS, "the group is rebalancing: rejoin, then commit")
         del m
 

@@ -200,12 +200,12 @@ class ClusterHandlers:
         for r in created:
             info = image.topics.get(r.name)
             ok = r.error is None and not body.validate_only
-            config_error, configs = self._created_configs(conn, r.name) if ok else (None, [])
+            config_error, entries = self._created_configs(conn, r.name) if ok else (None, [])
             results.append(CreateTopicsResponse.CreatableTopicResult(
                 name=r.name, error_code=kafka_code(r.error), error_message=None if r.error is None else r.error.message,
                 topic_id=self.ctx.topic_uuid(info.topic_id) if ok and info is not None else _zero_uuid(),
                 num_partitions=r.partitions, replication_factor=r.replication_factor,
-                topic_config_error_code=kafka_code(config_error), configs=configs))
+                topic_config_error_code=kafka_code(config_error), configs=entries))
         return KafkaAnswer(CreateTopicsResponse(topics=results))
 
     def _created_configs(self, conn: KafkaConnection, name: str

@@ -15,6 +15,7 @@ log still answers. Raft needs it as ``prevLogTerm`` for the first entry the log 
 from __future__ import annotations
 
 import logging
+import threading
 from bisect import bisect_right
 
 from strata.storage.checkpoint import read_checkpoint, write_checkpoint
@@ -32,12 +33,18 @@ log = logging.getLogger("strata.storage")
 
 
 class LeaderEpochCache:
-    __slots__ = ("_epochs", "_starts", "path")
+    __slots__ = ("_changes", "_epochs", "_lock", "_starts", "_written", "path")
 
     def __init__(self, path: str, entries: list[tuple[int, int]] | None = None):
         self.path = path
         self._epochs: list[int] = []
         self._starts: list[int] = []
+        #: Changes made (on the owner's thread) and the count the checkpoint on disk
+        #: reflects: a flush job may write the checkpoint from another thread (see
+        #: ``Log.begin_flush``), so writes are serialized and never go back in time.
+        self._changes = 0
+        self._written = 0
+        self._lock = threading.Lock()
         for epoch, start in entries or []:
             self._epochs.append(epoch)
             self._starts.append(start)
@@ -63,7 +70,25 @@ class LeaderEpochCache:
         assert len(self._epochs) <= MAX_EPOCH_ENTRIES
 
     def flush(self) -> None:
-        write_checkpoint(self.path, list(zip(self._epochs, self._starts, strict=True)))
+        """Write the checkpoint now (write, fsync, rename, fsync the directory)."""
+        self.write(self._changes, self.entries)
+
+    @property
+    def unsaved(self) -> bool:
+        """Whether the checkpoint on disk lags the cache."""
+        return self._changes != self._written
+
+    def snapshot(self) -> tuple[int, list[tuple[int, int]]]:
+        """What :meth:`write` needs to save the cache as it is now, from any thread."""
+        return self._changes, self.entries
+
+    def write(self, changes: int, entries: list[tuple[int, int]]) -> None:
+        """Save a :meth:`snapshot` (thread-safe); a snapshot older than what is on disk is dropped."""
+        with self._lock:
+            if changes < self._written:
+                return
+            write_checkpoint(self.path, entries)
+            self._written = changes
 
     @property
     def entries(self) -> list[tuple[int, int]]:
@@ -93,6 +118,7 @@ class LeaderEpochCache:
             del self._starts[0]
         self._epochs.append(epoch)
         self._starts.append(start_offset)
+        self._changes += 1
         return True
 
     def epoch_for_offset(self, offset: int) -> int | None:
@@ -121,6 +147,7 @@ class LeaderEpochCache:
             return False
         del self._epochs[i:]
         del self._starts[i:]
+        self._changes += 1
         return True
 
     def truncate_from_start(self, log_start_offset: int) -> bool:
@@ -130,12 +157,14 @@ class LeaderEpochCache:
             return False
         del self._epochs[:i]
         del self._starts[:i]
+        self._changes += 1
         return True
 
     def reset(self, epoch: int | None, start_offset: int) -> None:
         """Start over with (at most) one entry: used when the whole log is replaced."""
         self._epochs.clear()
         self._starts.clear()
+        self._changes += 1
         if epoch is not None:
             self._epochs.append(epoch)
             self._starts.append(start_offset)

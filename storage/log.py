@@ -118,9 +118,15 @@ class FlushJob:
     generation: int
     synced_segments: list[LogSegment]
     recovery_point: int
+    #: The leader-epoch cache and a snapshot of it, when its checkpoint lags: written
+    #: before the data is fsynced, so that no durable batch's epoch is missing from it.
+    epochs: tuple[LeaderEpochCache, int, list[tuple[int, int]]] | None = None
 
     def run(self) -> None:
         try:
+            if self.epochs is not None:
+                cache, changes, entries = self.epochs
+                cache.write(changes, entries)
             for fd in self.fds:
                 os.fsync(fd)
             for path in self.index_paths:
@@ -384,8 +390,11 @@ class Log:
                 cache_changed = True
         now = self._clock()
         try:
-            if cache_changed:
-                cache.flush()  # before the data, as Kafka does; a crash between is harmless
+            # The epoch checkpoint is not written here (two fsyncs on every new term, on
+            # every replica: most of the cost of electing many groups at once) but by the
+            # next flush, before it fsyncs the data (``begin_flush``). A batch that reaches
+            # the disk without that flush lies past the recovery point, where recovery
+            # re-derives epochs from the batches themselves.
             i = 0
             n = len(pieces)
             while i < n:
@@ -492,7 +501,8 @@ class Log:
     def begin_flush(self) -> FlushJob | None:
         """Capture what an fsync round must cover; ``None`` if everything is already durable."""
         self._check_writable()
-        if self.flushed_offset >= self.log_end_offset and not self._unsynced and not self._dir_dirty:
+        if (self.flushed_offset >= self.log_end_offset and not self._unsynced and not self._dir_dirty
+                and not self.epoch_cache.unsaved):
             return None
         for seg in self._unsynced:
             if seg.offset_index._on_disk < len(seg.offset_index) or seg.time_index._on_disk < len(seg.time_index):
@@ -506,6 +516,7 @@ class Log:
             generation=self._generation,
             synced_segments=list(self._unsynced),
             recovery_point=self.active_segment.base_offset,
+            epochs=(self.epoch_cache, *self.epoch_cache.snapshot()) if self.epoch_cache.unsaved else None,
         )
         self._dir_dirty = False
         return job

@@ -23,6 +23,7 @@ import msgpack
 
 from strata.broker.config import BrokerConfig
 from strata.broker.raft.messages import from_wire as raft_from_wire
+from strata.broker.replication.hardstate import HardStateWriter
 from strata.broker.replication.replica import Replica, ReplicaEnv
 from strata.broker.replication.transport import PeerTransport
 from strata.client.tasks import TaskOwner
@@ -87,10 +88,12 @@ class ReplicaManager:
         #: Partitions whose leadership this broker lost since the last controller heartbeat.
         self.lost_leadership: set[GroupKey] = set()
         self.stopping = False
+        self.hard_state = HardStateWriter()
         self._env = ReplicaEnv(
             config=config,
             send=transport.send,
             group_commit=group_commit,
+            hard_state=self.hard_state,
             clock=lambda: self.ticks,
             peer_heard=self.peer_heard,
             on_leadership=self._leadership_changed,
@@ -188,19 +191,30 @@ class ReplicaManager:
             delay = min(5.0, delay * 2)
 
     def reconcile(self, wanted: Mapping[GroupKey, Assignment], keep: Iterable[GroupKey],
-                  on_commit_for: Callable[[GroupKey], OnCommit | None]) -> None:
+                  on_commit_for: Callable[[GroupKey], OnCommit | None], *,
+                  budget_s: float | None = None) -> bool:
         """Hold exactly the ``wanted`` partitions (plus ``keep``): open new ones, remove the rest.
 
         A replica of an older topic of the same name (another topic id) is removed and a new
         one opened in its place; an open replica whose configs changed gets them at once.
+
+        With ``budget_s``, replicas are opened only until that much time has passed, and
+        the answer says whether some are left for another call: opening a thousand new
+        partitions takes seconds, and a loop held that long stops answering its peers,
+        which then call elections on every group they share with it.
         """
         keep = set(keep)
+        deadline = None if budget_s is None else time.monotonic() + budget_s
+        more = False
         for key, a in wanted.items():
             r = self.replicas.get(key)
             if r is not None and r.topic_id != a.topic_id:
                 self._remove(key)
                 r = None
             if r is None:
+                if deadline is not None and time.monotonic() > deadline:
+                    more = True
+                    continue
                 self.open(key, a.voters, topic_id=a.topic_id, configs=a.configs, on_commit=on_commit_for(key))
             else:
                 args = self._open_args[key]
@@ -212,6 +226,7 @@ class ReplicaManager:
         for key in list(self.replicas):
             if key not in wanted and key not in keep:
                 self._remove(key)
+        return more
 
     def _remove(self, key: GroupKey) -> None:
         r = self.replicas.pop(key)
@@ -241,6 +256,7 @@ class ReplicaManager:
                 r.close_log()
             except Exception:
                 log.exception("closing %s", r.name)
+        self.hard_state.close()
 
     async def transfer_all_leadership(self, timeout_s: float, poll_s: float) -> None:
         """Clean shutdown: hand every group this broker leads to an in-sync follower first."""

@@ -87,6 +87,8 @@ class ReplicaEnv:
     #: Queue a Raft message for a peer: ``send(to, group, fields, payload)``.
     send: Callable[[int, list[Any], list[Any], bytes | memoryview | None], None]
     group_commit: GroupCommit
+    #: Persists a group's hard state (term, vote) off the event loop.
+    hard_state: hardstate.HardStateWriter
     #: The broker's Raft tick count (peers' liveness is measured in ticks).
     clock: Callable[[], int]
     #: The tick at which each peer broker last sent anything (its liveness pings).
@@ -293,6 +295,7 @@ class Replica:
                 await self._task
             except (asyncio.CancelledError, Exception):
                 pass
+        await self.env.hard_state.settle(self.dir)
         self._fail_waiters(ErrorCode.NOT_LEADER, f"{self.name} is no longer served by broker {self.node_id}")
         for item in self._inbox:
             if isinstance(item, _Append | _Propose) and not item.fut.done():
@@ -644,7 +647,7 @@ class Replica:
                         fields, payload = m.to_wire()
                         send(m.dst, wire_key, fields, payload)
                     if rd.hard_state is not None:
-                        hardstate.save(self.dir, {"hs": rd.hard_state.to_wire()})
+                        await self.env.hard_state.save(self.dir, {"hs": rd.hard_state.to_wire()})
                     if always and rd.sync_end > self.log.flushed_offset:
                         await gc.durable(self.log, rd.sync_end - 1)
                     after = node.advance(rd)

@@ -61,14 +61,17 @@ async def create_and_time(driver: StrataDriver, topic: str, partitions: int, tim
     admin = driver._admin
     cpu = CpuWindow.begin(driver.server_pids())
     t0 = time.perf_counter()
-    await admin.create_topic(topic, partitions, 3, timeout_ms=int(timeout_s * 1000))
+    # wait=False: the admin client's own wait gives up when a broker is slow to answer
+    # metadata; the loop below polls (and tolerates such answers) until the bound.
+    await admin.create_topic(topic, partitions, 3, wait=False, timeout_ms=int(timeout_s * 1000))
     out: dict[str, Any] = {"partitions": partitions, "returned_s": time.perf_counter() - t0,
-                           "load_before": load_average()}
+                           "load_before": load_average(), "describe_errors": 0}
     deadline = t0 + timeout_s
     while time.perf_counter() < deadline:
         try:
             desc = await admin.describe_topic(topic)
-        except Exception:
+        except Exception:  # e.g. "still loading the cluster metadata": counted, and polled again
+            out["describe_errors"] += 1
             await asyncio.sleep(POLL_S)
             continue
         parts = desc.partitions

@@ -35,6 +35,8 @@ GroupKey = tuple[str, int]
 OnCommit = Callable[[Replica, int, int], None]
 
 PARTITION_METADATA = "partition.metadata"
+#: Every this many ticks the ticker looks at every replica, not only the awake ones.
+AWAKE_SWEEP_TICKS = 20
 
 
 def partition_dir_name(topic: str, partition: int) -> str:
@@ -88,6 +90,10 @@ class ReplicaManager:
         #: Partitions whose leadership this broker lost since the last controller heartbeat.
         self.lost_leadership: set[GroupKey] = set()
         self.stopping = False
+        #: The groups the ticker ticks: every replica not known to be quiesced. A group
+        #: enters on any input that may wake it and leaves when it is found quiesced, so an
+        #: idle broker's tick costs nothing per sleeping partition.
+        self._awake: dict[GroupKey, Replica] = {}
         self.hard_state = HardStateWriter()
         self._env = ReplicaEnv(
             config=config,
@@ -97,6 +103,7 @@ class ReplicaManager:
             clock=lambda: self.ticks,
             peer_heard=self.peer_heard,
             on_leadership=self._leadership_changed,
+            awake=self._mark_awake,
             on_failure=self._failed,
         )
 
@@ -239,6 +246,10 @@ class ReplicaManager:
         shutil.rmtree(r.dir, ignore_errors=True)
         log.info("deleted %s-%d and its data", *r.key)
 
+    def _mark_awake(self, r: Replica) -> None:
+        r.activity += 1
+        self._awake[r.key] = r
+
     def _leadership_changed(self, r: Replica) -> None:
         if not r.is_leader:
             self.lost_leadership.add(r.key)
@@ -300,8 +311,15 @@ class ReplicaManager:
             if self.ticks % timing.heartbeat_ticks == 0:
                 self.transport.ping()
             self._watch_peers()
-            for r in list(self.replicas.values()):
-                if not r.node.quiesced:
+            if self.ticks % AWAKE_SWEEP_TICKS == 0:
+                # A safety net: a group woken by a path that forgot to say so is ticked
+                # again within a second rather than never.
+                self._awake.update((k, r) for k, r in self.replicas.items() if not r.node.quiesced)
+            replicas = self.replicas
+            for key, r in list(self._awake.items()):
+                if r.node.quiesced or replicas.get(key) is not r:
+                    del self._awake[key]
+                else:
                     r.tick()  # never raises: a replica whose storage fails restarts itself
             delay = next_at - loop.time()
             if delay < -interval * timing.election_ticks:

@@ -95,6 +95,8 @@ class ReplicaEnv:
     peer_heard: Mapping[int, int]
     #: Called when the replica's role or known leader changes.
     on_leadership: Callable[[Replica], None]
+    #: Called when the group may have left quiescence: the holder ticks only awake groups.
+    awake: Callable[[Replica], None]
     #: Called when storage failed under the replica: the holder reopens it from disk.
     on_failure: Callable[[Replica, str], None]
 
@@ -203,6 +205,9 @@ class Replica:
         self._kick = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopped = False
+        #: Counts inputs that may have woken the group (see ``ReplicaEnv.awake``): a report
+        #: about a quiesced group stays true while this count stays the same.
+        self.activity = 0
         self.failed = False
         self._busy = False
         self._inbox: deque[_Input] = deque()
@@ -274,11 +279,17 @@ class Replica:
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._ready_loop(), name=f"replica-{self.name}")
-        if (self.node.term == 0 and self.log.log_end_offset == 0 and len(self.voters) > 1
-                and self.voters[0] == self.node_id):
+        if self.node.term == 0 and self.log.log_end_offset == 0 and len(self.voters) > 1:
             # A brand-new partition: its preferred replica asks for votes at once, so the
             # partition starts on its preferred leader instead of moving there seconds later.
-            self.node.campaign()
+            # The others give it two election timeouts' head start: its first request may
+            # reach peers that have not opened the partition yet (they drop it), and its
+            # retry must not lose the race to their own first timeouts.
+            if self.voters[0] == self.node_id:
+                self.node.campaign()
+            else:
+                self.node.delay_election(2 * self.config.raft.election_ticks)
+        self.env.awake(self)
         self._kick.set()
 
     async def stop(self) -> None:
@@ -353,6 +364,7 @@ class Replica:
             self._inbox.append(_Wake(leader_silent))
             return
         self.node.wake(leader_silent)
+        self.env.awake(self)
         if self.node.has_ready():
             self._kick.set()
 
@@ -372,6 +384,8 @@ class Replica:
             self.node.step(msg)
         except Exception as exc:  # e.g. a follower append on a full disk
             self.fail(f"handling {type(msg).__name__} failed: {exc!r}")
+        if not self.node.quiesced:
+            self.env.awake(self)
 
     def fail(self, reason: str) -> None:
         """Storage failed under the Raft core: stop this replica and have the broker reopen it.
@@ -414,6 +428,7 @@ class Replica:
             self.node.transfer_leadership(to)
         except (NotLeaderError, ValueError):
             return
+        self.env.awake(self)
         self._kick.set()
 
     async def propose(self, batch: bytes) -> tuple[int, int]:
@@ -434,6 +449,7 @@ class Replica:
     def _propose(self, batch: bytes | memoryview, headers: list[BatchHeader] | None = None) -> tuple[int, int]:
         try:
             base, last = self.node.propose(batch, headers)
+            self.env.awake(self)
         except NotLeaderError:
             raise self.not_leader_error() from None
         except CorruptBatchError as exc:
@@ -730,8 +746,10 @@ class Replica:
                         node.transfer_leadership(to)
                     except (NotLeaderError, ValueError):
                         pass
+                    self.env.awake(self)
                 case _Wake(leader_silent):
                     node.wake(leader_silent)
+                    self.env.awake(self)
 
     def _after_ready(self, rd: Ready) -> None:
         node = self.node

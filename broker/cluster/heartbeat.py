@@ -13,8 +13,9 @@ partitions whose entry differs from what the controller acknowledged, plus a ``s
 token the controller handed out: a new controller leader (or the same broker leading again
 in a later term) hands out another one and answers ``resync``, and the broker sends every
 entry once more (``full``). A group that was already quiesced when its entry was
-acknowledged, and has not been woken since (``Replica.activity``), cannot have changed, so it
-is not even looked at.
+acknowledged with every replica in sync, and has not been woken since (``Replica.activity``),
+cannot have changed (losing a replica means its peer fell silent, which wakes the group), so
+it is not even looked at.
 """
 
 from __future__ import annotations
@@ -71,15 +72,22 @@ class BrokerHeartbeater:
             if not full and quiesced and last is not None and last[1] == r.activity:
                 continue  # asleep since before its entry was acknowledged: nothing changed
             lg = r.log
-            wire = PartitionView(r.topic_id, self.node_id, r.node.term, r.in_sync_replicas(),
+            isr = r.in_sync_replicas()
+            wire = PartitionView(r.topic_id, self.node_id, r.node.term, isr,
                                  lg.log_start_offset, lg.log_end_offset, r.high_watermark).to_wire(*key)
-            snapshot[key] = (wire, r.activity if quiesced else None)
+            # Only a sleeping group with every replica in sync is frozen: a shorter ISR can
+            # grow back with the peers' pings alone, no input to the group.
+            frozen = quiesced and len(isr) >= len(r.voters)
+            snapshot[key] = (wire, r.activity if frozen else None)
             if full or last is None or last[0] != wire:
                 parts.append(wire)
         lost = []
         for key in self._replicas.lost_leadership:
             gone = self._replicas.replicas.get(key)
-            if gone is not None and gone.topic_id is not None:
+            # Lost and led again since the last beat: its entry in ``parts`` (or the one the
+            # controller has) says so, and a "lost" beside it would make the controller
+            # forget the leader it just learned (a beat carries both; "lost" is applied last).
+            if gone is not None and gone.topic_id is not None and not gone.is_leader:
                 lost.append([key[0], key[1], gone.topic_id])
         self._replicas.lost_leadership.clear()
         for key in lost:

@@ -325,10 +325,16 @@ class ReplicaManager:
             if delay < -interval * timing.election_ticks:
                 # This process stalled (paused, starved) for longer than an election
                 # timeout: a group it led may have moved on meanwhile, and a quiesced
-                # leader would not find out. Wake every group.
-                log.warning("broker %d stalled for %.1fs; waking every quiesced group", self.node_id, -delay)
+                # leader would not find out. Wake the groups it leads (their heartbeat
+                # round shows who is still there). Not the ones it follows: a leader that
+                # died meanwhile is noticed by the peer watch (_watch_peers), which now
+                # finds that peer silent; waking every group of a starved broker set off
+                # heartbeats from all of them, which starved it further.
+                log.warning("broker %d stalled for %.1fs; waking the quiesced groups it leads",
+                            self.node_id, -delay)
                 for r in list(self.replicas.values()):
-                    r.wake()
+                    if r.is_leader:
+                        r.wake()
             if delay < -interval * 5:
                 next_at = loop.time()  # we fell far behind: do not tick in a burst
             await asyncio.sleep(max(0.0, delay))

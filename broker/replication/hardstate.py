@@ -68,6 +68,9 @@ class HardStateWriter:
         #: The latest save of each directory: at most one per group, as a group waits for
         #: its save before its next one. Bounded by the groups this broker holds.
         self._latest: dict[Path, Future[None]] = {}
+        #: Saves submitted and not yet returned (queued or running).
+        self.pending = 0
+        self.threads = threads
 
     async def save(self, directory: Path, state: dict[str, Any]) -> None:
         """:func:`save` on a pool thread; returns (or raises) once it is durable.
@@ -77,9 +80,11 @@ class HardStateWriter:
         """
         fut = self._pool.submit(save, directory, state)
         self._latest[directory] = fut
+        self.pending += 1
         try:
             await asyncio.wrap_future(fut)
         finally:
+            self.pending -= 1
             if self._latest.get(directory) is fut and fut.done():
                 del self._latest[directory]
 

@@ -316,6 +316,17 @@ class ReplicaManager:
                 # again within a second rather than never.
                 self._awake.update((k, r) for k, r in self.replicas.items() if not r.node.quiesced)
             replicas = self.replicas
+            if self.hard_state.pending > self.hard_state.threads:
+                # A wave of elections is waiting for its votes to reach the disk: Raft time
+                # stands still until the backlog drains (as it did when the saves blocked
+                # the loop), or every group whose save is still queued would time out and
+                # start the next term, and the wave would never end. Pings still go out,
+                # and the groups that never quiesce (the controller's) keep their time.
+                for r in list(self._awake.values()):
+                    if not r.node.cfg.quiesce:
+                        r.tick()
+                await asyncio.sleep(max(0.0, next_at - loop.time()))
+                continue
             for key, r in list(self._awake.items()):
                 if r.node.quiesced or replicas.get(key) is not r:
                     del self._awake[key]

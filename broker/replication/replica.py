@@ -212,6 +212,8 @@ class Replica:
         self._busy = False
         self._inbox: deque[_Input] = deque()
         self._queued_ticks = 0
+        #: A hard state (term, vote) is being saved: ticks meanwhile are dropped, not queued.
+        self._saving_state = False
         #: The broker tick at which each peer last sent this group a message.
         self._heard: dict[int, int] = {}
         #: Committed-pending DeleteRecords: (offset of its control batch, new log start).
@@ -331,7 +333,12 @@ class Replica:
         if self._busy:
             # Time passes while the disk is busy, but a burst of queued ticks must not fire
             # an election the moment it returns: at most one timeout's worth is kept.
-            self._queued_ticks = min(self._queued_ticks + 1, self.config.raft.election_ticks)
+            # While the vote of an election is being saved, no time passes for the group:
+            # with many elections at once the saves queue up, and a timeout's worth of
+            # ticks replayed when one returns would start the next term at once, over and
+            # over (timers only; safety does not depend on them).
+            if not self._saving_state:
+                self._queued_ticks = min(self._queued_ticks + 1, self.config.raft.election_ticks)
             return
         self._tick_node()
 
@@ -663,7 +670,11 @@ class Replica:
                         fields, payload = m.to_wire()
                         send(m.dst, wire_key, fields, payload)
                     if rd.hard_state is not None:
-                        await self.env.hard_state.save(self.dir, {"hs": rd.hard_state.to_wire()})
+                        self._saving_state = True
+                        try:
+                            await self.env.hard_state.save(self.dir, {"hs": rd.hard_state.to_wire()})
+                        finally:
+                            self._saving_state = False
                     if always and rd.sync_end > self.log.flushed_offset:
                         await gc.durable(self.log, rd.sync_end - 1)
                     after = node.advance(rd)

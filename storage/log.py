@@ -738,6 +738,11 @@ class Log:
 
     def _checkpoint_log_start(self) -> None:
         self.log_start_offset = max(self.log_start_offset, self.segments[0].base_offset)
+        if self.epoch_cache.unsaved:
+            # Epochs not checkpointed yet (they wait for the next flush) can be re-derived
+            # from their batches only while those are in the log: save them before the log
+            # start moves past the batches, or the epoch of log_start - 1 could be lost.
+            self.epoch_cache.flush()
         write_offset_checkpoint(os.path.join(self.dir, LOG_START_OFFSET_CHECKPOINT), self.log_start_offset)
         if self.epoch_cache.truncate_from_start(self.log_start_offset):
             self.epoch_cache.flush()

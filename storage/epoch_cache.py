@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 from bisect import bisect_right
+from collections.abc import Sequence
 
 from strata.storage.checkpoint import read_checkpoint, write_checkpoint
 
@@ -82,12 +83,12 @@ class LeaderEpochCache:
         """What :meth:`write` needs to save the cache as it is now, from any thread."""
         return self._changes, self.entries
 
-    def write(self, changes: int, entries: list[tuple[int, int]]) -> None:
+    def write(self, changes: int, entries: Sequence[tuple[int, ...]]) -> None:
         """Save a :meth:`snapshot` (thread-safe); a snapshot older than what is on disk is dropped."""
         with self._lock:
             if changes < self._written:
                 return
-            write_checkpoint(self.path, entries)
+            write_checkpoint(self.path, list(entries))
             self._written = changes
 
     @property

@@ -81,7 +81,7 @@ class BrokerHeartbeater:
             snapshot[key] = (wire, r.activity if frozen else None)
             if full or last is None or last[0] != wire:
                 parts.append(wire)
-        lost = []
+        lost: list[list[Any]] = []
         for key in self._replicas.lost_leadership:
             gone = self._replicas.replicas.get(key)
             # Lost and led again since the last beat: its entry in ``parts`` (or the one the
@@ -90,8 +90,8 @@ class BrokerHeartbeater:
             if gone is not None and gone.topic_id is not None and not gone.is_leader:
                 lost.append([key[0], key[1], gone.topic_id])
         self._replicas.lost_leadership.clear()
-        for key in lost:
-            reported.pop((key[0], key[1]), None)
+        for t, p, _ in lost:
+            reported.pop((t, p), None)
         req: dict[str, Any] = {"id": self.node_id, "host": host, "port": port, "mport": mport,
                                "endpoints": {k: list(v) for k, v in self.config.endpoints().items()},
                                "parts": parts, "lost": lost, "known_version": self._view.version}

@@ -10,11 +10,15 @@ is the only truth, as in Kafka's ``ProducerStateManager``.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 
-from strata.client.batch import NO_PRODUCER_ID, BatchHeader
+from strata.client.batch import NO_PRODUCER_ID, BatchHeader, CorruptBatchError, iter_batches
+from strata.storage import Log
+
+#: How much of a log's tail is read to rebuild idempotent-producer state.
+PRODUCER_STATE_SCAN_BYTES = 64 << 20
 
 #: How many recent batches per producer are remembered for duplicate detection (Kafka: 5).
 CACHED_BATCHES = 5
@@ -125,3 +129,44 @@ class ProducerStateTable:
         self._producers.clear()
         for h in headers:
             self.update(h)
+
+
+def log_tail_headers(log: Log, scan_bytes: int = PRODUCER_STATE_SCAN_BYTES) -> Iterator[BatchHeader]:
+    """The batch headers of the last ``scan_bytes`` of ``log`` (whole segments), in order:
+    what a replica rebuilds its producer state from, at start and after a truncation.
+
+    A producer whose batches are all older than that is forgotten and must start a new
+    sequence (it gets ``UNKNOWN_PRODUCER_ID`` and re-initialises), as with Kafka's producer
+    expiry. This bounds the work done on the event loop after a truncation to a few
+    milliseconds. Reading stops at the first batch that does not read back whole.
+    """
+    offset = _scan_start(log, scan_bytes)
+    end = log.log_end_offset
+    while offset < end:
+        try:
+            sl = log.read(offset, 1 << 20)
+        except CorruptBatchError:
+            return
+        if sl is None:
+            return
+        last = None
+        for _, h in iter_batches(sl.read_bytes()[: sl.size], check_crc=False):
+            last = h
+            yield h
+        if last is None:
+            return
+        offset = last.next_offset
+
+
+def _scan_start(log: Log, scan_bytes: int) -> int:
+    segments = getattr(log, "segments", None)
+    if not segments:
+        return int(log.log_start_offset)
+    total = 0
+    start: int = segments[-1].base_offset
+    for seg in reversed(segments):
+        start = seg.base_offset
+        total += seg.size
+        if total >= scan_bytes:
+            break
+    return max(start, int(log.log_start_offset))

@@ -24,7 +24,7 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -53,9 +53,9 @@ from strata.broker.replication.control import (
 from strata.broker.replication.durable_marker import MARKER_INTERVAL_S, read_marker, write_marker
 from strata.broker.replication.inputs import Input, Propose, Step, Transfer, WaitingAppend, Wake
 from strata.broker.replication.keys import require_keys
-from strata.broker.replication.producer_state import ProducerStateTable, Verdict
+from strata.broker.replication.producer_state import ProducerStateTable, Verdict, log_tail_headers
 from strata.broker.replication.raft_log import StorageRaftLog
-from strata.client.batch import BatchHeader, CorruptBatchError, iter_batches, validate_batches
+from strata.client.batch import BatchHeader, CorruptBatchError, validate_batches
 from strata.client.errors import ErrorCode, StrataError, error_for
 from strata.storage import GroupCommit, Log, LogFullError, StorageError
 from strata.storage.segment import FileSlice
@@ -70,8 +70,6 @@ GroupKey = tuple[str, int]
 #: Inputs queued while a Ready is being persisted; past this, peer messages are dropped
 #: (Raft resends) and proposals refused with a retriable error.
 MAX_QUEUED_INPUTS = 10_000
-#: How much of a log's tail is read to rebuild idempotent-producer state.
-PRODUCER_STATE_SCAN_BYTES = 64 << 20
 #: Test hook, never set in production: acknowledge ``acks=all`` writes before they commit.
 #: It breaks safety on purpose, so that the fault suite can prove it notices a broker that
 #: loses acknowledged writes (``tests/fault/unsafe_broker.py`` sets it; nothing else may).
@@ -784,42 +782,6 @@ class Replica:
                 log.info("%s: records below %d deleted (DeleteRecords)", self.name, to)
 
     def _rebuild_producers(self) -> None:
-        """Rebuild producer state from the tail of the log (at start and after a truncation).
-
-        Only the last ``PRODUCER_STATE_SCAN_BYTES`` of the log are read: a producer whose
-        batches are all older than that is forgotten and must start a new sequence (it gets
-        ``UNKNOWN_PRODUCER_ID`` and re-initialises), as with Kafka's producer expiry. This
-        bounds the work done on the event loop after a truncation to a few milliseconds.
-        """
-        self.producers.rebuild(self._iter_headers(self._scan_start()))
-
-    def _scan_start(self) -> int:
-        lg = self.log
-        segments = getattr(lg, "segments", None)
-        if not segments:
-            return int(lg.log_start_offset)
-        total = 0
-        start: int = segments[-1].base_offset
-        for seg in reversed(segments):
-            start = seg.base_offset
-            total += seg.size
-            if total >= PRODUCER_STATE_SCAN_BYTES:
-                break
-        return max(start, int(lg.log_start_offset))
-
-    def _iter_headers(self, offset: int) -> Iterator[BatchHeader]:
-        end = self.log.log_end_offset
-        while offset < end:
-            try:
-                sl = self.log.read(offset, 1 << 20)
-            except CorruptBatchError:
-                return
-            if sl is None:
-                return
-            last = None
-            for _, h in iter_batches(sl.read_bytes()[: sl.size], check_crc=False):
-                last = h
-                yield h
-            if last is None:
-                return
-            offset = last.next_offset
+        """Rebuild producer state from the tail of the log (at start and after a truncation):
+        see :func:`~strata.broker.replication.producer_state.log_tail_headers`."""
+        self.producers.rebuild(log_tail_headers(self.log))

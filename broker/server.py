@@ -51,6 +51,8 @@ from strata.storage import GroupCommit
 log = logging.getLogger("strata.broker")
 
 LOCK_FILE = ".lock"
+#: How long one loop turn may spend opening new replicas (a new topic's, a restart's).
+RECONCILE_SLICE_S = 0.02
 
 
 class StartupError(Exception):
@@ -222,9 +224,12 @@ class Broker:
             for p, reps in enumerate(topic.replicas):
                 if self.node_id in reps:
                     wanted[(name, p)] = Assignment(reps, topic.topic_id, topic.configs)
-        self.replicas.reconcile(wanted, keep=[(METADATA_TOPIC, 0)],
-                                on_commit_for=lambda key: self.coordinator.on_commit if key[0] == OFFSETS_TOPIC
-                                else None)
+        more = self.replicas.reconcile(wanted, keep=[(METADATA_TOPIC, 0)],
+                                       on_commit_for=lambda key: self.coordinator.on_commit
+                                       if key[0] == OFFSETS_TOPIC else None,
+                                       budget_s=RECONCILE_SLICE_S)
+        if more:
+            self.metadata_changed()  # the rest in the next loop turn, after I/O and ticks
         self.controller.ensure_offsets_topic()
 
     def _leadership_changed(self, replica: Replica) -> None:

@@ -6,14 +6,6 @@ strictly increasing in both, persisted in ``leader-epoch-checkpoint``. It answer
 "where does epoch e end" for a follower finding the point where its log diverges
 from the leader's (``OffsetsForLeaderEpoch``, Raft's fast backtracking).
 
-Saving: the log writes the checkpoint synchronously only when it cuts the log (truncation,
-reset: rare, once per diverged follower); a new epoch appended (once per election per
-partition) is saved by the log's next flush job, off the event loop, before that job's
-data fsync and so before the recovery point can pass the new epoch's start. Recovery
-re-derives every entry at or past the recovery point from the batches, so a checkpoint
-that lags the data is repaired, never trusted. Each change bumps a version and a save
-never overwrites a newer one, so a slow flush job cannot put back an older list.
-
 One Strata refinement: when the log start offset moves forward (retention, or a
 follower reset to the leader's log start), the entry covering ``log_start_offset - 1``
 is kept with its original start offset, so the epoch of the last offset *before* the
@@ -25,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 from bisect import bisect_right
+from collections.abc import Sequence
 
 from strata.storage.checkpoint import read_checkpoint, write_checkpoint
 
@@ -41,17 +34,18 @@ log = logging.getLogger("strata.storage")
 
 
 class LeaderEpochCache:
-    __slots__ = ("_epochs", "_saved", "_save_lock", "_starts", "_version", "path")
+    __slots__ = ("_changes", "_epochs", "_lock", "_starts", "_written", "path")
 
     def __init__(self, path: str, entries: list[tuple[int, int]] | None = None):
         self.path = path
         self._epochs: list[int] = []
         self._starts: list[int] = []
-        #: Bumped on every change; ``_saved`` is the version last written (under the lock,
-        #: from the loop or a flush job's thread).
-        self._version = 0
-        self._saved = 0
-        self._save_lock = threading.Lock()
+        #: Changes made (on the owner's thread) and the count the checkpoint on disk
+        #: reflects: a flush job may write the checkpoint from another thread (see
+        #: ``Log.begin_flush``), so writes are serialized and never go back in time.
+        self._changes = 0
+        self._written = 0
+        self._lock = threading.Lock()
         for epoch, start in entries or []:
             self._epochs.append(epoch)
             self._starts.append(start)
@@ -77,29 +71,25 @@ class LeaderEpochCache:
         assert len(self._epochs) <= MAX_EPOCH_ENTRIES
 
     def flush(self) -> None:
-        """Write the checkpoint now (fsynced), on the calling thread."""
-        self.save(self._version, self.entries, force=True)
+        """Write the checkpoint now (write, fsync, rename, fsync the directory)."""
+        self.write(self._changes, self.entries)
 
-    def unsaved(self) -> tuple[int, list[tuple[int, int]]] | None:
-        """``(version, entries)`` to hand to :meth:`save` later, or ``None`` if saved."""
-        if self._version == self._saved:
-            return None
-        return self._version, self.entries
+    @property
+    def unsaved(self) -> bool:
+        """Whether the checkpoint on disk lags the cache."""
+        return self._changes != self._written
 
-    def save(self, version: int, entries: list[tuple[int, int]], force: bool = False) -> None:
-        """Write ``entries`` (taken at ``version``) unless that version or a newer one is
-        on disk already (``force``: rewrite the same version too).
+    def snapshot(self) -> tuple[int, list[tuple[int, int]]]:
+        """What :meth:`write` needs to save the cache as it is now, from any thread."""
+        return self._changes, self.entries
 
-        Safe from any thread: the lock orders the writes, the version drops stale ones.
-        """
-        with self._save_lock:
-            if version < self._saved or (version == self._saved and not force):
+    def write(self, changes: int, entries: Sequence[tuple[int, ...]]) -> None:
+        """Save a :meth:`snapshot` (thread-safe); a snapshot older than what is on disk is dropped."""
+        with self._lock:
+            if changes < self._written:
                 return
-            write_checkpoint(self.path, entries)
-            self._saved = version
-
-    def _changed(self) -> None:
-        self._version += 1
+            write_checkpoint(self.path, list(entries))
+            self._written = changes
 
     @property
     def entries(self) -> list[tuple[int, int]]:
@@ -129,7 +119,7 @@ class LeaderEpochCache:
             del self._starts[0]
         self._epochs.append(epoch)
         self._starts.append(start_offset)
-        self._changed()
+        self._changes += 1
         return True
 
     def epoch_for_offset(self, offset: int) -> int | None:
@@ -158,7 +148,7 @@ class LeaderEpochCache:
             return False
         del self._epochs[i:]
         del self._starts[i:]
-        self._changed()
+        self._changes += 1
         return True
 
     def truncate_from_start(self, log_start_offset: int) -> bool:
@@ -168,14 +158,14 @@ class LeaderEpochCache:
             return False
         del self._epochs[:i]
         del self._starts[:i]
-        self._changed()
+        self._changes += 1
         return True
 
     def reset(self, epoch: int | None, start_offset: int) -> None:
         """Start over with (at most) one entry: used when the whole log is replaced."""
         self._epochs.clear()
         self._starts.clear()
+        self._changes += 1
         if epoch is not None:
             self._epochs.append(epoch)
             self._starts.append(start_offset)
-        self._changed()

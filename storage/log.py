@@ -118,15 +118,15 @@ class FlushJob:
     generation: int
     synced_segments: list[LogSegment]
     recovery_point: int
-    #: The epoch cache and ``(version, entries)`` to save first, if it changed since it was
-    #: last saved: durable before the recovery point can move past a new epoch's start.
-    epochs: tuple[LeaderEpochCache, tuple[int, list[tuple[int, int]]]] | None = None
+    #: The leader-epoch cache and a snapshot of it, when its checkpoint lags: written
+    #: before the data is fsynced, so that no durable batch's epoch is missing from it.
+    epochs: tuple[LeaderEpochCache, int, list[tuple[int, int]]] | None = None
 
     def run(self) -> None:
         try:
             if self.epochs is not None:
-                cache, (version, entries) = self.epochs
-                cache.save(version, entries)
+                cache, changes, entries = self.epochs
+                cache.write(changes, entries)
             for fd in self.fds:
                 os.fsync(fd)
             for path in self.index_paths:
@@ -390,8 +390,11 @@ class Log:
                 cache_changed = True
         now = self._clock()
         try:
-            # A new epoch is saved by the next flush job, before that job's data fsync (see
-            # strata.storage.epoch_cache): no fsync on the loop for each election.
+            # The epoch checkpoint is not written here (two fsyncs on every new term, on
+            # every replica: most of the cost of electing many groups at once) but by the
+            # next flush, before it fsyncs the data (``begin_flush``). A batch that reaches
+            # the disk without that flush lies past the recovery point, where recovery
+            # re-derives epochs from the batches themselves.
             i = 0
             n = len(pieces)
             while i < n:
@@ -498,9 +501,8 @@ class Log:
     def begin_flush(self) -> FlushJob | None:
         """Capture what an fsync round must cover; ``None`` if everything is already durable."""
         self._check_writable()
-        unsaved = self.epoch_cache.unsaved()
         if (self.flushed_offset >= self.log_end_offset and not self._unsynced and not self._dir_dirty
-                and unsaved is None):
+                and not self.epoch_cache.unsaved):
             return None
         for seg in self._unsynced:
             if seg.offset_index._on_disk < len(seg.offset_index) or seg.time_index._on_disk < len(seg.time_index):
@@ -514,7 +516,7 @@ class Log:
             generation=self._generation,
             synced_segments=list(self._unsynced),
             recovery_point=self.active_segment.base_offset,
-            epochs=(self.epoch_cache, unsaved) if unsaved is not None else None,
+            epochs=(self.epoch_cache, *self.epoch_cache.snapshot()) if self.epoch_cache.unsaved else None,
         )
         self._dir_dirty = False
         return job
@@ -736,6 +738,11 @@ class Log:
 
     def _checkpoint_log_start(self) -> None:
         self.log_start_offset = max(self.log_start_offset, self.segments[0].base_offset)
+        if self.epoch_cache.unsaved:
+            # Epochs not checkpointed yet (they wait for the next flush) can be re-derived
+            # from their batches only while those are in the log: save them before the log
+            # start moves past the batches, or the epoch of log_start - 1 could be lost.
+            self.epoch_cache.flush()
         write_offset_checkpoint(os.path.join(self.dir, LOG_START_OFFSET_CHECKPOINT), self.log_start_offset)
         if self.epoch_cache.truncate_from_start(self.log_start_offset):
             self.epoch_cache.flush()

@@ -69,6 +69,10 @@ class Driver(ABC):
     #: Whether the servers speak the Kafka protocol (:meth:`kafka_bootstrap`), so that
     #: the native load generator's workloads (``loadGenerator: kafka-perf``) apply.
     speaks_kafka: bool = False
+    #: Whether the row exists only for the native load generator's workloads (Strata's
+    #: Kafka listener: its Python-client rows would repeat ``strata-never``'s), so that
+    #: the Python-client workloads show ``n/a`` instead of running twice.
+    native_only: bool = False
     #: Set by the runner for ``--quick``: a driver may skip waits that only steady the
     #: figures of a long run (the quick run is a smoke test with a time budget).
     quick: bool = False

@@ -102,6 +102,11 @@ async def run_system(
                     results.append(_result(driver.name, w, client, "n/a", reason=reason))
                     say(f"n/a: {reason}")
                     continue
+                if not w.native and driver.native_only:
+                    reason = "native load generator only (the Python-client rows are strata-never's)"
+                    results.append(_result(driver.name, w, client, "n/a", reason=reason))
+                    say(f"n/a: {reason}")
+                    continue
                 if w.scenario == "failover" and not driver.supports_failover:
                     results.append(
                         _result(

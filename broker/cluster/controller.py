@@ -395,10 +395,15 @@ class Controller:
 
     def handle_heartbeat(self, req: Mapping[str, Any]) -> dict[str, Any]:
         """On the controller leader: record a broker's liveness and leaderships; answer the view."""
-        self.require_leader()
+        r = self.require_leader()
         bid = req["id"]
         self.last_seen[bid] = time.monotonic()
         self._heartbeat_heard.set()
+        # Heartbeats carry only what changed since the last one this controller answered in
+        # this term (see heartbeat.py): a broker whose session is not the current one must
+        # send everything again.
+        session = [self.node_id, r.node.term]
+        resync = not req.get("full") and req.get("session") != session
         changed = False
         topics = self.image.topics
         for item in req.get("parts", ()):
@@ -428,7 +433,9 @@ class Controller:
                                   registered.endpoints) != (req["host"], req["port"], req.get("mport"), endpoints):
             self._tasks.spawn(self._register(bid, req["host"], req["port"], req.get("mport"), endpoints),
                               name=f"register-broker-{bid}")
-        resp: dict[str, Any] = {"version": self.view_version, "controller": self.node_id}
+        resp: dict[str, Any] = {"version": self.view_version, "controller": self.node_id, "session": session}
+        if resync:
+            resp["resync"] = True
         if req.get("known_version") != self.view_version:
             resp["live"] = sorted(self.live)
             resp["parts"] = [v.to_wire(t, p) for (t, p), v in self.partitions.items()]

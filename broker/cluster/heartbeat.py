@@ -5,6 +5,17 @@ epoch, in-sync replicas, offsets); the answer carries the cluster view (adopted 
 :class:`ClusterView`) and the leadership transfers the controller planned for this broker
 (preferred leaders). A broker that cannot reach the controller for a session says so in its
 readiness.
+
+**Only what changed.** Listing every led partition four times a second cost each broker
+and the controller CPU in proportion to the partitions, idle or not (10,000 partitions:
+~13,000 entries a second to build, encode, decode and compare). A heartbeat now carries the
+partitions whose entry differs from what the controller acknowledged, plus a ``session``
+token the controller handed out: a new controller leader (or the same broker leading again
+in a later term) hands out another one and answers ``resync``, and the broker sends every
+entry once more (``full``). A group that was already quiesced when its entry was
+acknowledged with every replica in sync, and has not been woken since (``Replica.activity``),
+cannot have changed (losing a replica means its peer fell silent, which wakes the group), so
+it is not even looked at.
 """
 
 from __future__ import annotations
@@ -42,29 +53,77 @@ class BrokerHeartbeater:
         self._channel = channel
         #: Why this broker is not ready ("" once the controller has answered).
         self.not_ready = "starting"
+        #: The controller's session token from its last answer (None: send everything).
+        self._session: Any = None
+        #: What the controller acknowledged of each partition this broker leads, by key: the
+        #: entry, and the replica's activity count if it was quiesced then (else None).
+        self._reported: dict[tuple[str, int], tuple[list[Any], int | None]] = {}
+        #: The entries of the heartbeat in flight, to record once it is answered.
+        self._snapshot: dict[tuple[str, int], tuple[list[Any], int | None]] = {}
 
     def request(self) -> dict[str, Any]:
         host, port = self.config.advertised_address
         mport = self.config.metrics_listen[1] if self.config.metrics_listen else None
+        full = self._session is None
+        reported = self._reported
+        snapshot = self._snapshot = {}
         parts = []
-        for (t, p), r in self._replicas.replicas.items():
-            if r.is_leader and t != METADATA_TOPIC and r.topic_id is not None:
-                lg = r.log
-                parts.append(PartitionView(r.topic_id, self.node_id, r.node.term, r.in_sync_replicas(),
-                                           lg.log_start_offset, lg.log_end_offset, r.high_watermark,
-                                           dirty_ratio(r)).to_wire(t, p))
-        lost = []
+        for key, r in self._replicas.replicas.items():
+            if not r.is_leader or key[0] == METADATA_TOPIC or r.topic_id is None:
+                continue
+            quiesced = r.node.quiesced
+            last = reported.get(key)
+            if not full and quiesced and last is not None and last[1] == r.activity:
+                continue  # asleep since before its entry was acknowledged: nothing changed
+            lg = r.log
+            isr = r.in_sync_replicas()
+            wire = PartitionView(r.topic_id, self.node_id, r.node.term, isr,
+                                 lg.log_start_offset, lg.log_end_offset, r.high_watermark,
+                                 dirty_ratio(r)).to_wire(*key)
+            # Only a sleeping group with every replica in sync is frozen: a shorter ISR can
+            # grow back with the peers' pings alone, no input to the group; and a compacted
+            # partition's dirty ratio moves with its cleaner, not with the group.
+            frozen = quiesced and len(isr) >= len(r.voters) and not lg.config.compact
+            snapshot[key] = (wire, r.activity if frozen else None)
+            if full or last is None or last[0] != wire:
+                parts.append(wire)
+        lost: list[list[Any]] = []
         for key in self._replicas.lost_leadership:
             gone = self._replicas.replicas.get(key)
-            if gone is not None and gone.topic_id is not None:
+            # Lost and led again since the last beat: its entry in ``parts`` (or the one the
+            # controller has) says so, and a "lost" beside it would make the controller
+            # forget the leader it just learned (a beat carries both; "lost" is applied last).
+            if gone is not None and gone.topic_id is not None and not gone.is_leader:
                 lost.append([key[0], key[1], gone.topic_id])
         self._replicas.lost_leadership.clear()
-        req = {"id": self.node_id, "host": host, "port": port, "mport": mport,
-               "endpoints": {k: list(v) for k, v in self.config.endpoints().items()},
-               "parts": parts, "lost": lost, "known_version": self._view.version}
+        for t, p, _ in lost:
+            reported.pop((t, p), None)
+        req: dict[str, Any] = {"id": self.node_id, "host": host, "port": port, "mport": mport,
+                               "endpoints": {k: list(v) for k, v in self.config.endpoints().items()},
+                               "parts": parts, "lost": lost, "known_version": self._view.version}
+        if full:
+            req["full"] = True
+        else:
+            req["session"] = self._session
         if self._cleaning is not None:
             req.update(self._cleaning.request_fields())
         return req
+
+    def acknowledged(self, req: dict[str, Any], resp: dict[str, Any]) -> None:
+        """Note what the controller now knows, or start over if it asks for everything."""
+        session = resp.get("session")
+        if session is None or resp.get("resync"):
+            # A controller that lost (or never had) this broker's entries: send them all.
+            self._session = None
+            self._reported.clear()
+            return
+        if req.get("full"):
+            self._reported.clear()
+        self._session = session
+        self._reported.update(self._snapshot)
+        if len(self._reported) > len(self._replicas.replicas):
+            # Keys of partitions this broker no longer holds (deleted topics, moved replicas).
+            self._reported = {k: v for k, v in self._reported.items() if k in self._replicas.replicas}
 
     async def run(self) -> None:
         last_ok = time.monotonic()
@@ -89,6 +148,7 @@ class BrokerHeartbeater:
                     self._cleaning.failed()
                 continue
             last_ok = time.monotonic()
+            self.acknowledged(req, resp)
             self._view.apply(resp)
             if self._cleaning is not None:
                 self._cleaning.answered(req, resp)

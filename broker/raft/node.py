@@ -330,6 +330,16 @@ class RaftNode:
         else:
             self.election_elapsed = max(self.election_elapsed, leader_silent)
 
+    def delay_election(self, ticks: int) -> None:
+        """Push this node's next election timeout ``ticks`` further out.
+
+        For a replica that should let another campaign first (a new partition's preferred
+        replica): timing only, so safety is untouched; if the other never wins, this node
+        campaigns as usual, just later.
+        """
+        assert ticks >= 0
+        self.election_elapsed -= ticks
+
     def campaign(self) -> None:
         """Start an election now, as if the election timeout had passed (etcd's MsgHup)."""
         assert self._outstanding is None

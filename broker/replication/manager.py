@@ -29,6 +29,7 @@ from strata.broker.cluster.configs import (
 )
 from strata.broker.config import BrokerConfig
 from strata.broker.raft.messages import from_wire as raft_from_wire
+from strata.broker.replication.hardstate import HardStateWriter
 from strata.broker.replication.replica import Replica, ReplicaEnv
 from strata.broker.replication.transport import PeerTransport
 from strata.client.tasks import TaskOwner
@@ -40,6 +41,8 @@ GroupKey = tuple[str, int]
 OnCommit = Callable[[Replica, int, int], None]
 
 PARTITION_METADATA = "partition.metadata"
+#: Every this many ticks the ticker looks at every replica, not only the awake ones.
+AWAKE_SWEEP_TICKS = 20
 
 
 def partition_dir_name(topic: str, partition: int) -> str:
@@ -93,13 +96,20 @@ class ReplicaManager:
         #: Partitions whose leadership this broker lost since the last controller heartbeat.
         self.lost_leadership: set[GroupKey] = set()
         self.stopping = False
+        #: The groups the ticker ticks: every replica not known to be quiesced. A group
+        #: enters on any input that may wake it and leaves when it is found quiesced, so an
+        #: idle broker's tick costs nothing per sleeping partition.
+        self._awake: dict[GroupKey, Replica] = {}
+        self.hard_state = HardStateWriter()
         self._env = ReplicaEnv(
             config=config,
             send=transport.send,
             group_commit=group_commit,
+            hard_state=self.hard_state,
             clock=lambda: self.ticks,
             peer_heard=self.peer_heard,
             on_leadership=self._leadership_changed,
+            awake=self._mark_awake,
             on_failure=self._failed,
         )
 
@@ -202,19 +212,30 @@ class ReplicaManager:
             delay = min(5.0, delay * 2)
 
     def reconcile(self, wanted: Mapping[GroupKey, Assignment], keep: Iterable[GroupKey],
-                  on_commit_for: Callable[[GroupKey], OnCommit | None]) -> None:
+                  on_commit_for: Callable[[GroupKey], OnCommit | None], *,
+                  budget_s: float | None = None) -> bool:
         """Hold exactly the ``wanted`` partitions (plus ``keep``): open new ones, remove the rest.
 
         A replica of an older topic of the same name (another topic id) is removed and a new
         one opened in its place; an open replica whose configs changed gets them at once.
+
+        With ``budget_s``, replicas are opened only until that much time has passed, and
+        the answer says whether some are left for another call: opening a thousand new
+        partitions takes seconds, and a loop held that long stops answering its peers,
+        which then call elections on every group they share with it.
         """
         keep = set(keep)
+        deadline = None if budget_s is None else time.monotonic() + budget_s
+        more = False
         for key, a in wanted.items():
             r = self.replicas.get(key)
             if r is not None and r.topic_id != a.topic_id:
                 self._remove(key)
                 r = None
             if r is None:
+                if deadline is not None and time.monotonic() > deadline:
+                    more = True
+                    continue
                 self.open(key, a.voters, topic_id=a.topic_id, configs=a.configs, on_commit=on_commit_for(key))
             else:
                 args = self._open_args[key]
@@ -226,6 +247,7 @@ class ReplicaManager:
         for key in list(self.replicas):
             if key not in wanted and key not in keep:
                 self._remove(key)
+        return more
 
     def _remove(self, key: GroupKey) -> None:
         r = self.replicas.pop(key)
@@ -237,6 +259,10 @@ class ReplicaManager:
         r.log.close()
         shutil.rmtree(r.dir, ignore_errors=True)
         log.info("deleted %s-%d and its data", *r.key)
+
+    def _mark_awake(self, r: Replica) -> None:
+        r.activity += 1
+        self._awake[r.key] = r
 
     def _leadership_changed(self, r: Replica) -> None:
         if not r.is_leader:
@@ -255,6 +281,7 @@ class ReplicaManager:
                 r.close_log()
             except Exception:
                 log.exception("closing %s", r.name)
+        self.hard_state.close()
 
     async def transfer_all_leadership(self, timeout_s: float, poll_s: float) -> None:
         """Clean shutdown: hand every group this broker leads to an in-sync follower first."""
@@ -298,17 +325,41 @@ class ReplicaManager:
             if self.ticks % timing.heartbeat_ticks == 0:
                 self.transport.ping()
             self._watch_peers()
-            for r in list(self.replicas.values()):
-                if not r.node.quiesced:
+            if self.ticks % AWAKE_SWEEP_TICKS == 0:
+                # A safety net: a group woken by a path that forgot to say so is ticked
+                # again within a second rather than never.
+                self._awake.update((k, r) for k, r in self.replicas.items() if not r.node.quiesced)
+            replicas = self.replicas
+            if self.hard_state.pending > self.hard_state.threads:
+                # A wave of elections is waiting for its votes to reach the disk: Raft time
+                # stands still until the backlog drains (as it did when the saves blocked
+                # the loop), or every group whose save is still queued would time out and
+                # start the next term, and the wave would never end. Pings still go out,
+                # and the groups that never quiesce (the controller's) keep their time.
+                for r in list(self._awake.values()):
+                    if not r.node.cfg.quiesce:
+                        r.tick()
+                await asyncio.sleep(max(0.0, next_at - loop.time()))
+                continue
+            for key, r in list(self._awake.items()):
+                if r.node.quiesced or replicas.get(key) is not r:
+                    del self._awake[key]
+                else:
                     r.tick()  # never raises: a replica whose storage fails restarts itself
             delay = next_at - loop.time()
             if delay < -interval * timing.election_ticks:
                 # This process stalled (paused, starved) for longer than an election
                 # timeout: a group it led may have moved on meanwhile, and a quiesced
-                # leader would not find out. Wake every group.
-                log.warning("broker %d stalled for %.1fs; waking every quiesced group", self.node_id, -delay)
+                # leader would not find out. Wake the groups it leads (their heartbeat
+                # round shows who is still there). Not the ones it follows: a leader that
+                # died meanwhile is noticed by the peer watch (_watch_peers), which now
+                # finds that peer silent; waking every group of a starved broker set off
+                # heartbeats from all of them, which starved it further.
+                log.warning("broker %d stalled for %.1fs; waking the quiesced groups it leads",
+                            self.node_id, -delay)
                 for r in list(self.replicas.values()):
-                    r.wake()
+                    if r.is_leader:
+                        r.wake()
             if delay < -interval * 5:
                 next_at = loop.time()  # we fell far behind: do not tick in a burst
             await asyncio.sleep(max(0.0, delay))

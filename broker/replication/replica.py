@@ -86,12 +86,16 @@ class ReplicaEnv:
     #: Queue a Raft message for a peer: ``send(to, group, fields, payload)``.
     send: Callable[[int, list[Any], list[Any], bytes | memoryview | None], None]
     group_commit: GroupCommit
+    #: Persists a group's hard state (term, vote) off the event loop.
+    hard_state: hardstate.HardStateWriter
     #: The broker's Raft tick count (peers' liveness is measured in ticks).
     clock: Callable[[], int]
     #: The tick at which each peer broker last sent anything (its liveness pings).
     peer_heard: Mapping[int, int]
     #: Called when the replica's role or known leader changes.
     on_leadership: Callable[[Replica], None]
+    #: Called when the group may have left quiescence: the holder ticks only awake groups.
+    awake: Callable[[Replica], None]
     #: Called when storage failed under the replica: the holder reopens it from disk.
     on_failure: Callable[[Replica, str], None]
 
@@ -135,10 +139,15 @@ class Replica:
         self._kick = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopped = False
+        #: Counts inputs that may have woken the group (see ``ReplicaEnv.awake``): a report
+        #: about a quiesced group stays true while this count stays the same.
+        self.activity = 0
         self.failed = False
         self._busy = False
         self._inbox: deque[Input] = deque()
         self._queued_ticks = 0
+        #: A hard state (term, vote) is being saved: ticks meanwhile are dropped, not queued.
+        self._saving_state = False
         #: The broker tick at which each peer last sent this group a message.
         self._heard: dict[int, int] = {}
         #: Committed-pending DeleteRecords: (offset of its control batch, new log start).
@@ -206,11 +215,17 @@ class Replica:
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._ready_loop(), name=f"replica-{self.name}")
-        if (self.node.term == 0 and self.log.log_end_offset == 0 and len(self.voters) > 1
-                and self.voters[0] == self.node_id):
+        if self.node.term == 0 and self.log.log_end_offset == 0 and len(self.voters) > 1:
             # A brand-new partition: its preferred replica asks for votes at once, so the
             # partition starts on its preferred leader instead of moving there seconds later.
-            self.node.campaign()
+            # The others give it two election timeouts' head start: its first request may
+            # reach peers that have not opened the partition yet (they drop it), and its
+            # retry must not lose the race to their own first timeouts.
+            if self.voters[0] == self.node_id:
+                self.node.campaign()
+            else:
+                self.node.delay_election(2 * self.config.raft.election_ticks)
+        self.env.awake(self)
         self._kick.set()
 
     async def stop(self) -> None:
@@ -227,6 +242,7 @@ class Replica:
                 await self._task
             except (asyncio.CancelledError, Exception):
                 pass
+        await self.env.hard_state.settle(self.dir)
         self._fail_waiters(ErrorCode.NOT_LEADER, f"{self.name} is no longer served by broker {self.node_id}")
         for item in self._inbox:
             if isinstance(item, WaitingAppend | Propose) and not item.fut.done():
@@ -251,7 +267,12 @@ class Replica:
         if self._busy:
             # Time passes while the disk is busy, but a burst of queued ticks must not fire
             # an election the moment it returns: at most one timeout's worth is kept.
-            self._queued_ticks = min(self._queued_ticks + 1, self.config.raft.election_ticks)
+            # While the vote of an election is being saved, no time passes for the group:
+            # with many elections at once the saves queue up, and a timeout's worth of
+            # ticks replayed when one returns would start the next term at once, over and
+            # over (timers only; safety does not depend on them).
+            if not self._saving_state:
+                self._queued_ticks = min(self._queued_ticks + 1, self.config.raft.election_ticks)
             return
         self._tick_node()
 
@@ -284,6 +305,7 @@ class Replica:
             self._inbox.append(Wake(leader_silent))
             return
         self.node.wake(leader_silent)
+        self.env.awake(self)
         if self.node.has_ready():
             self._kick.set()
 
@@ -303,6 +325,8 @@ class Replica:
             self.node.step(msg)
         except Exception as exc:  # e.g. a follower append on a full disk
             self.fail(f"handling {type(msg).__name__} failed: {exc!r}")
+        if not self.node.quiesced:
+            self.env.awake(self)
 
     def fail(self, reason: str) -> None:
         """Storage failed under the Raft core: stop this replica and have the broker reopen it.
@@ -345,6 +369,7 @@ class Replica:
             self.node.transfer_leadership(to)
         except (NotLeaderError, ValueError):
             return
+        self.env.awake(self)
         self._kick.set()
 
     async def propose(self, batch: bytes) -> tuple[int, int]:
@@ -365,6 +390,7 @@ class Replica:
     def _propose(self, batch: bytes | memoryview, headers: list[BatchHeader] | None = None) -> tuple[int, int]:
         try:
             base, last = self.node.propose(batch, headers)
+            self.env.awake(self)
         except NotLeaderError:
             raise self.not_leader_error() from None
         except CorruptBatchError as exc:
@@ -580,7 +606,11 @@ class Replica:
                         fields, payload = m.to_wire()
                         send(m.dst, wire_key, fields, payload)
                     if rd.hard_state is not None:
-                        hardstate.save(self.dir, {"hs": rd.hard_state.to_wire()})
+                        self._saving_state = True
+                        try:
+                            await self.env.hard_state.save(self.dir, {"hs": rd.hard_state.to_wire()})
+                        finally:
+                            self._saving_state = False
                     if always and rd.sync_end > self.log.flushed_offset:
                         await gc.durable(self.log, rd.sync_end - 1)
                     after = node.advance(rd)
@@ -663,8 +693,10 @@ class Replica:
                         node.transfer_leadership(to)
                     except (NotLeaderError, ValueError):
                         pass
+                    self.env.awake(self)
                 case Wake(leader_silent):
                     node.wake(leader_silent)
+                    self.env.awake(self)
 
     def _after_ready(self, rd: Ready) -> None:
         node = self.node

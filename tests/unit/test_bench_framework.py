@@ -331,7 +331,8 @@ def test_partitions_split_round_robin_over_consumers() -> None:
 
 def test_driver_aliases() -> None:
     assert resolve(["redis"]) == ["redis-aof-always", "redis-aof-everysec"]
-    assert resolve(["nats", "strata"]) == ["strata-always", "strata-never", "nats-jetstream"]
+    assert resolve(["nats", "strata"]) == [
+        "strata-always", "strata-never", "strata-kafka", "nats-jetstream"]  # fmt: skip
     assert resolve(None)[0] == "strata-always"
     assert resolve(["kafka", "strata-never"]) == ["strata-never", "apache-kafka"]
     assert "apache-kafka" in resolve(["peers"])
@@ -700,6 +701,36 @@ def test_runner_marks_native_workloads_n_a_without_a_kafka_listener() -> None:
     ]
     assert results[0]["client"].startswith("kafka-producer-perf-test")
     assert driver.stopped == 1
+
+
+class _NativeOnlyDriver(_NoKafkaDriver):
+    """A row that exists only for the native load generator (Strata's Kafka listener)."""
+
+    name = "strata-kafka"
+    speaks_kafka = True
+    native_only = True
+
+
+def test_runner_marks_python_workloads_n_a_for_a_native_only_row() -> None:
+    import asyncio
+
+    from benchmarks.omb.run import Console, run_system
+
+    w = next(w for w in load_workloads(quick=True) if w.name == "max-rate-1-topic-6-partitions-1kb")
+    driver = _NativeOnlyDriver()
+    results = asyncio.run(run_system(driver, [w], Console(), {}, {"client": "x"}))  # type: ignore[arg-type]
+    assert [r["status"] for r in results] == ["n/a"]
+    assert "native load generator only" in results[0]["reason"]
+
+
+def test_strata_kafka_row_advertises_its_kafka_listener() -> None:
+    from benchmarks.omb.drivers import DRIVERS
+
+    kafka_row, plain = DRIVERS["strata-kafka"](), DRIVERS["strata-never"]()
+    assert (kafka_row.name, kafka_row.speaks_kafka, kafka_row.native_only) == ("strata-kafka", True, True)
+    assert (plain.speaks_kafka, plain.native_only, plain.kafka_bootstrap()) == (False, False, None)
+    kafka_row.kafka_ports = [9092, 9093]  # type: ignore[attr-defined]
+    assert kafka_row.kafka_bootstrap() == "127.0.0.1:9092,127.0.0.1:9093"
 
 
 def test_summary_puts_server_cpu_per_mib_beside_throughput() -> None:

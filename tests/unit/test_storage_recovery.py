@@ -272,3 +272,51 @@ def test_recovery_point_past_the_data_still_checks_the_tail(tmp_path):
     assert read_everything(log) == b"".join(stored)
     assert log.recovery.truncated_bytes == 30
     log.close()
+
+
+def test_a_new_log_writes_no_checkpoint_and_reopens_empty(tmp_path):
+    """Opening an empty log (every replica of a new partition) costs no checkpoint write."""
+    log = Log.open(tmp_path, CFG)
+    assert sorted(os.listdir(tmp_path)) == [
+        "00000000000000000000.index", SEG0, "00000000000000000000.timeindex"]  # fmt: skip
+    log.abandon()  # a crash before anything was written
+    log = Log.open(tmp_path, CFG)
+    assert (log.log_start_offset, log.log_end_offset, log.epoch_cache.entries) == (0, 0, [])
+    log.append_as_leader(make_batch([b"x"]), 1)
+    log.close()
+    log = Log.open(tmp_path, CFG)
+    assert (log.log_end_offset, log.epoch_cache.entries) == (1, [(1, 0)])
+    log.close()
+
+
+def test_new_epochs_reach_the_checkpoint_with_the_next_flush(tmp_path):
+    """An epoch is saved by the flush that makes its first batch durable, not on append."""
+    log = Log.open(tmp_path, CFG)
+    log.append_as_leader(make_batch([b"a"]), 1)
+    log.append_as_leader(make_batch([b"b"]), 2)
+    assert not (tmp_path / "leader-epoch-checkpoint").exists()
+    log.flush()
+    with open(tmp_path / "leader-epoch-checkpoint") as f:
+        assert f.read().split("\n")[2:4] == ["1 0", "2 1"]
+    log.append_as_leader(make_batch([b"c"]), 3)
+    log.abandon()  # a crash: epoch 3 never reached the checkpoint, its batch may have
+    log = Log.open(tmp_path, CFG)  # not a full check: the tail past the recovery point is scanned
+    assert log.log_end_offset == 3
+    assert log.epoch_cache.entries == [(1, 0), (2, 1), (3, 2)]
+    log.close()
+
+
+def test_epochs_of_trusted_segments_survive_a_crash_after_a_flush(tmp_path):
+    """Segments below the recovery point are trusted with the checkpoint's epochs: the flush
+    that moved the recovery point must have saved them."""
+    log = Log.open(tmp_path, CFG)
+    for e in range(1, 6):
+        for _ in range(8):
+            log.append_as_leader(make_batch([b"v" * 50] * 2), e)
+    entries = log.epoch_cache.entries
+    log.flush()
+    log.abandon()
+    log = Log.open(tmp_path, CFG)
+    assert log.segment_count > 1 and log.recovery.segments_scanned < log.segment_count
+    assert log.epoch_cache.entries == entries
+    log.close()

@@ -12,11 +12,11 @@ from collections.abc import Callable
 from benchmarks.omb.driver import Driver
 
 
-def _strata(flush_policy: str) -> Callable[[], Driver]:
+def _strata(flush_policy: str, *, kafka_listener: bool = False) -> Callable[[], Driver]:
     def make() -> Driver:
         from benchmarks.omb.drivers.strata import StrataDriver
 
-        return StrataDriver(flush_policy)
+        return StrataDriver(flush_policy, kafka_listener=kafka_listener)
 
     return make
 
@@ -46,6 +46,7 @@ def _apache_kafka() -> Driver:
 DRIVERS: dict[str, Callable[[], Driver]] = {
     "strata-always": _strata("always"),
     "strata-never": _strata("never"),
+    "strata-kafka": _strata("never", kafka_listener=True),
     "apache-kafka": _apache_kafka,
     "nats-jetstream": _nats,
     "redis-aof-always": _redis("always"),
@@ -54,7 +55,7 @@ DRIVERS: dict[str, Callable[[], Driver]] = {
 
 #: Short names accepted by ``--drivers``.
 ALIASES: dict[str, tuple[str, ...]] = {
-    "strata": ("strata-always", "strata-never"),
+    "strata": ("strata-always", "strata-never", "strata-kafka"),
     "kafka": ("apache-kafka",),
     "nats": ("nats-jetstream",),
     "redis": ("redis-aof-always", "redis-aof-everysec"),

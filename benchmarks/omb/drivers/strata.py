@@ -8,7 +8,11 @@ the peers that make the same choice:
   on disk -- stronger than JetStream's ack (no per-message fsync) and what Redis's
   ``appendfsync always`` gives on a single server;
 * ``strata-never``: the OS decides when to write back; an ack means a quorum has
-  the batch in its page cache -- the same promise as a JetStream ack.
+  the batch in its page cache -- the same promise as a JetStream ack;
+* ``strata-kafka``: ``flush never`` brokers with ``--kafka-listen`` as well, for the
+  native load generator only (Kafka's ProducerPerformance through Strata's Kafka
+  listener, beside Apache Kafka's row driven by the same tool). Its Python-client
+  workloads are ``n/a``: they would repeat ``strata-never``'s.
 
 Clients: :class:`~strata.client.aio.AIOProducer` (``acks="all"``, idempotent, a
 short linger) and :class:`~strata.client.aio.AIOConsumer` with ``assign()``;
@@ -119,19 +123,23 @@ class StrataDriver(Driver):
 
     supports_failover = True
 
-    def __init__(self, flush_policy: str = "always") -> None:
+    def __init__(self, flush_policy: str = "always", *, kafka_listener: bool = False) -> None:
         if flush_policy not in ("always", "never"):
             raise ValueError(f"flush policy must be 'always' or 'never', not {flush_policy!r}")
         self.flush_policy = flush_policy
-        self.name = f"strata-{flush_policy}"
+        self.name = "strata-kafka" if kafka_listener else f"strata-{flush_policy}"
+        self.speaks_kafka = self.native_only = kafka_listener
         self.servers: list[ServerProcess] = []
         self.ports: list[int] = []
         self.metrics_ports: list[int] = []
+        self.kafka_ports: list[int] = []
         self._admin: Any = None
         self._clients: list[Any] = []
 
     @property
     def client_name(self) -> str:
+        if self.speaks_kafka:
+            return "Kafka's perf tools through Strata's Kafka listener"
         return "strata client (asyncio)"
 
     def server_version(self) -> str:
@@ -143,6 +151,11 @@ class StrataDriver(Driver):
             return "strata (not installed as a package)"
 
     def durability(self) -> str:
+        if self.speaks_kafka:
+            return (
+                "acks=all through the Kafka listener: committed by the partition's Raft "
+                "quorum, in page cache (flush never)"
+            )
         if self.flush_policy == "always":
             return "acks=all: committed by the partition's Raft quorum, each replica fsynced (flush always)"
         return "acks=all: committed by the partition's Raft quorum, in page cache (flush never)"
@@ -151,9 +164,15 @@ class StrataDriver(Driver):
     def bootstrap(self) -> str:
         return ",".join(f"127.0.0.1:{p}" for p in self.ports)
 
+    def kafka_bootstrap(self) -> str | None:
+        if not self.speaks_kafka:
+            return None
+        return ",".join(f"127.0.0.1:{p}" for p in self.kafka_ports)
+
     async def start(self, nodes: int, workdir: Path) -> None:
-        ports = free_ports(2 * nodes)
-        self.ports, self.metrics_ports = ports[:nodes], ports[nodes:]
+        ports = free_ports(3 * nodes)
+        self.ports, self.metrics_ports = ports[:nodes], ports[nodes : 2 * nodes]
+        self.kafka_ports = ports[2 * nodes :] if self.speaks_kafka else []
         peers = ",".join(f"{i + 1}@127.0.0.1:{p}" for i, p in enumerate(self.ports))
         self.servers = []
         try:
@@ -169,6 +188,8 @@ class StrataDriver(Driver):
                     "--metrics-listen", f"127.0.0.1:{self.metrics_ports[i]}",
                     "--flush-policy", self.flush_policy,
                 ]  # fmt: skip
+                if self.kafka_ports:
+                    argv += ["--kafka-listen", f"127.0.0.1:{self.kafka_ports[i]}"]
                 server = ServerProcess(f"node-{i + 1}", argv, node_dir / "broker.log", node_dir)
                 self.servers.append(server)
                 server.start()

@@ -325,7 +325,14 @@ def test_describe_configs_after_create_and_alter(pair: Pair) -> None:
         obs["describe_error"] = error
         obs["configs"] = configs
         obs["incremental_set"] = incremental_set(s, topic, {"retention.ms": "3600000"})
-        after = describe_configs(s, topic)[1]
+        # A broker answers DescribeConfigs from its copy of the metadata, which learns the
+        # change a moment after the ack (Kafka's too): wait for it, bounded.
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while True:
+            after = describe_configs(s, topic)[1]
+            if after.get("retention.ms", (None, -1))[0] == "3600000" or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
         obs["after_alter"] = {k: after.get(k, (None, -1))[0] for k in sorted(created)}
         return obs
 

@@ -193,6 +193,12 @@ class CleanPlan:
     _finished: bool = False
     _token: str = field(default_factory=lambda: os.urandom(6).hex())
 
+    @property
+    def read_end(self) -> int:
+        """The end of what ``run`` reads: a truncation below it cuts a file under the plan
+        (the sources end at segment boundaries, at most the high watermark)."""
+        return max(self.cleanable_end, self.sources[-1].next_offset if self.sources else 0)
+
     def __repr__(self) -> str:
         return (f"CleanPlan({self.log.dir!r}, dirty=[{self.dirty_start}, {self.cleanable_end}), "
                 f"map_end={self.map_end}, groups={len(self.groups)}, removable={self.removable_offset})")
@@ -201,9 +207,10 @@ class CleanPlan:
 
     def invalidate(self, truncated_to: int) -> None:
         """The log was cut to ``truncated_to`` (loop thread). Cancel the work if that
-        reaches into what it reads; the swap re-checks in any case."""
+        reaches into what it reads (then ``swap`` abandons the pass too: a source it
+        would replace lost its tail); the swap re-checks in any case."""
         self.truncated_to = truncated_to if self.truncated_to is None else min(self.truncated_to, truncated_to)
-        if truncated_to < self.cleanable_end:
+        if truncated_to < self.read_end:
             self._cancel.set()
 
     def cancel(self) -> None:
@@ -560,8 +567,14 @@ class LogCleaner:
             return None
         start, end = status.cleaned_offset, status.cleanable_end
         limit = max(end, start)
+        # Only segments wholly below the high watermark: anything at or above it may be
+        # cut by a truncation (a Raft conflict) while ``run`` reads, and a cut read is
+        # not corruption. Below ``end`` that holds already; it matters when nothing is
+        # dirty (``end == start``) and the segment holding ``start`` reaches past the
+        # high watermark (appended after a crash cut the segment that followed it): it
+        # waits for the high watermark, as the dirty section does.
         closed = lg.segments[:-1]
-        picked = [s for s in closed if s.base_offset < limit and s.size > 0]
+        picked = [s for s in closed if s.base_offset < limit and s.next_offset <= max_offset and s.size > 0]
         if not picked or (end <= start and start <= lg.log_start_offset):
             return None
         sources = [_Source(s, os.dup(s.fd), s.base_offset, s.next_offset, s.size, s.log_path) for s in picked]

@@ -151,7 +151,7 @@ class CompactedLogMachine(RuleBasedStateMachine):
             self.flushed = self.hw = self.leo
         removable = data.draw(st.integers(0, self.leo + 1))
         cleaner = LogCleaner(CleanerConfig(map_bytes=capacity * BYTES_PER_ENTRY))
-        happens, map_end = self._expected_pass(capacity, force)
+        happens, map_end, reach = self._expected_pass(capacity, force)
         plan = cleaner.plan(self.log, self.hw, removable, force=force)
         assert (plan is not None) == happens, (self.cleaned, self.hw, [s.base_offset for s in self.log.segments])
         if plan is None:
@@ -172,10 +172,12 @@ class CompactedLogMachine(RuleBasedStateMachine):
         event(f"pass: map {'filled' if map_end < plan.cleanable_end else 'covered the dirty range'}")
         event(f"pass: tombstones removed {min(stats.tombstones_removed, 2)}, "
               f"batches emptied {min(stats.batches_emptied, 2)}, merged {stats.segments_replaced > stats.segments_written}")
-        self._apply_pass(map_end, removable)
+        self._apply_pass(map_end, reach, removable)
 
-    def _expected_pass(self, capacity: int, force: bool) -> tuple[bool, int]:
-        """Whether a pass runs, and where its map ends (from the contract)."""
+    def _expected_pass(self, capacity: int, force: bool) -> tuple[bool, int, int]:
+        """Whether a pass runs, where its map ends, and the end of the segments it may
+        rewrite (from the contract: only closed segments wholly below the high watermark,
+        which a truncation cannot reach while the pass runs)."""
         start = self.cleaned
         end = start
         closed = self.log.segments[:-1]
@@ -185,18 +187,22 @@ class CompactedLogMachine(RuleBasedStateMachine):
             if seg.next_offset > self.hw:
                 break
             end = seg.next_offset
-        picked = [s for s in closed if s.base_offset < max(end, start) and s.size > 0]
+        picked = [s for s in closed if s.base_offset < max(end, start) and s.next_offset <= self.hw and s.size > 0]
+        reach = max((s.next_offset for s in picked), default=0)
         happens = (end > start or force) and bool(picked) and not (end <= start and start <= 0)
         control = {o for b in self.batches if b.control for o in range(b.base, b.last + 1)}
         keys: set[bytes] = set()
         for r in self.records:
             if start <= r.offset < end and r.key is not None and r.offset not in control:
                 if r.key not in keys and len(keys) == capacity:
-                    return happens, r.offset
+                    return happens, r.offset, reach
                 keys.add(r.key)
-        return happens, end
+        return happens, end, reach
 
-    def _apply_pass(self, map_end: int, removable: int) -> None:
+    def _apply_pass(self, map_end: int, reach: int, removable: int) -> None:
+        """Records go only from the segments the pass rewrote (below ``reach``): with
+        nothing dirty, the segment holding the cleaned offset may reach past the high
+        watermark, and its tombstones wait."""
         now = self.clock.now
         for o in range(self.cleaned, map_end):
             self.first_cleaned.setdefault(o, now)
@@ -205,7 +211,7 @@ class CompactedLogMachine(RuleBasedStateMachine):
             if r.present and r.key is not None and r.offset < map_end:
                 latest[r.key] = r.offset
         for r in self.records:
-            if not r.present or r.key is None or r.offset >= map_end:
+            if not r.present or r.key is None or r.offset >= min(map_end, reach):
                 continue
             if latest[r.key] != r.offset:
                 r.present = False  # superseded below the cleaned offset

@@ -25,6 +25,7 @@ from strata.client.records import ControlType, build_control_batch, decode_batch
 from strata.storage import CleanerConfig, Log, LogCleaner, LogConfig, logical_digest
 from strata.storage.batch_rewrite import UndecodableRecords, first_record_without_key
 from strata.storage.clean_state import MAX_RANGES, CleanerState
+from strata.storage.cleaner import CleanAbandonedError
 from strata.storage.key_map import BYTES_PER_ENTRY, KeyOffsetMap
 from strata.storage.throttle import Throttle
 from tests.storage_helpers import Clock, keyed_batch, read_batches, read_records
@@ -501,6 +502,72 @@ def test_a_truncation_above_the_range_does_not_disturb_the_pass(open_log, clock,
     plan.run()
     lg.truncate_to(read_batches(lg)[-2][0].base_offset)  # in the active segment
     assert plan.swap() is not None
+
+
+def test_a_truncation_above_the_high_watermark_never_fails_a_pass_with_nothing_dirty(open_log, clock):
+    """Issue 16 (found by the stateful test): the cleaned offset inside a segment that
+    reaches past the high watermark, a forced pass planned, then a Raft conflict cuts
+    that segment above the high watermark. The pass must not read what the cut may take
+    (it used to, and failed with "shorter than when the clean began", which the broker
+    takes for a faulty disk); it cleans what lies wholly below the high watermark."""
+    lg = open_log()
+    append(lg, clock, [(b"x", b"x" * 1900)])
+    lg.roll()  # [0, 1): too big to merge with the next one
+    append(lg, clock, [(b"a", b"a1"), (b"a", b"a2")])
+    append(lg, clock, [(b"b", b"b1")])
+    lg.roll()  # [1, 4)
+    lg.flush()
+    two_keys = LogCleaner(CleanerConfig(map_bytes=2 * BYTES_PER_ENTRY))
+    assert two_keys.clean(lg, 4, 0) is not None
+    assert lg.cleaned_offset == 3  # the map filled at b: inside the segment [1, 4)
+    # The process dies with the next segment's first batch torn (it was not durable):
+    # recovery drops that segment, and [1, 4) takes the appends again, past the high
+    # watermark (4).
+    append(lg, clock, [(b"c", b"c1")])
+    active = lg.active_segment.log_path
+    lg.abandon()
+    with open(active, "r+b") as f:
+        f.truncate(9)
+    lg = open_log()
+    assert [s.base_offset for s in lg.segments] == [0, 1]
+    append(lg, clock, [(b"d", b"d1")])
+    append(lg, clock, [(b"e", b"e1")])
+    lg.roll()  # [1, 6), above the high watermark from 4
+    hw = 4
+    before = read_records(lg)
+    plan = two_keys.plan(lg, hw, 0, force=True)
+    assert plan is not None and plan.cleanable_end == 3
+    lg.truncate_to(5)  # a Raft conflict: at a batch boundary above the high watermark
+    plan.run()
+    stats = plan.swap()
+    assert stats is not None and stats.end_offset == 3
+    assert lg.corruption is None and lg.cleaned_offset == 3
+    assert triples(read_records(lg)) == [t for t in triples(before) if t[0] < 5]
+    assert lg.log_end_offset == 5
+
+
+def test_a_truncation_into_a_segment_the_pass_copies_cancels_it_even_above_the_dirty_range(open_log, clock):
+    """A pass copies whole segments, and the one holding the cleaned offset may end past
+    ``cleanable_end`` (here: too young for ``min_compaction_lag_ms``). A cut into it
+    cancels the pass, as a cut into the dirty range does: it is not a corrupt batch."""
+    lg = open_log(min_compaction_lag_ms=1000)
+    append(lg, clock, [(b"x", b"x" * 1900)])
+    lg.roll()  # [0, 1)
+    append(lg, clock, [(b"a", b"a1"), (b"a", b"a2")])
+    append(lg, clock, [(b"b", b"b1")])
+    lg.roll()  # [1, 4)
+    two_keys = LogCleaner(CleanerConfig(map_bytes=2 * BYTES_PER_ENTRY))
+    assert two_keys.clean(lg, 4, 0, now_ms=clock.now + 10_000) is not None
+    assert lg.cleaned_offset == 3
+    plan = two_keys.plan(lg, 4, 0, now_ms=clock.now, force=True)  # [1, 4) too young now
+    assert plan is not None and plan.cleanable_end == 3
+    assert [s.base_offset for s in plan.sources] == [0, 1]
+    lg.truncate_to(3)
+    with pytest.raises(CleanAbandonedError) as info:
+        plan.run()
+    plan.release(info.value)
+    assert lg.corruption is None
+    assert triples(read_records(lg)) == [(0, b"x", b"x" * 1900), (2, b"a", b"a2")]
 
 
 def test_closing_the_log_cancels_a_pass_and_leaves_no_temporary_files(open_log, clock, cleaner):

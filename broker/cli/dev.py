@@ -277,6 +277,16 @@ async def probe_ready(host: str, port: int, timeout_s: float = 1.0) -> tuple[boo
 # -- the supervisor ----------------------------------------------------------------------
 
 
+def _controlling_terminal_on_stdin() -> bool:
+    """Whether stdin is our controlling terminal (whose hang-up we must notice)."""
+    try:
+        fd = sys.stdin.fileno()
+        os.tcgetpgrp(fd)
+    except (AttributeError, ValueError, OSError):
+        return False
+    return True
+
+
 @dataclass(slots=True)
 class _Command:
     text: str
@@ -329,6 +339,7 @@ class Supervisor:
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         self._install_signals(loop)
+        self._stdin_tty = _controlling_terminal_on_stdin()
         self._log = open(self.data_dir / SUPERVISOR_LOG, "a", encoding="utf-8")  # noqa: SIM115 - closed below
         try:
             socket_note = await self._start_control()
@@ -603,15 +614,28 @@ class Supervisor:
     # -- stdin ------------------------------------------------------------------------------
 
     def _attach_stdin(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Read commands from stdin when it is ours to read (not a background job's tty)."""
+        """Read commands from stdin when it is ours to read (not a background job's tty).
+
+        Whether stdin is a terminal was asked when we started: a terminal that hung up
+        meanwhile (closed while the brokers were starting, or just after the banner)
+        answers as no terminal at all, and its end would pass for a closed pipe.
+        """
         try:
             fd = sys.stdin.fileno()
-            self._stdin_tty = os.isatty(fd)  # asked now: a hung-up terminal is no tty any more
-            if self._stdin_tty and os.tcgetpgrp(fd) != os.getpgrp():
-                return  # a background job: reading would stop us (SIGTTIN); the socket still works
-            loop.add_reader(fd, self._stdin_readable, loop, fd)
         except (AttributeError, ValueError, OSError):
-            return  # no stdin, or one epoll cannot watch (a regular file, /dev/null)
+            return  # no stdin
+        if self._stdin_tty:
+            try:
+                foreground = os.tcgetpgrp(fd)
+            except OSError:
+                self._request_stop("the terminal closed")
+                return
+            if foreground != os.getpgrp():
+                return  # a background job: reading would stop us (SIGTTIN); the socket still works
+        try:
+            loop.add_reader(fd, self._stdin_readable, loop, fd)
+        except (ValueError, OSError):
+            return  # one epoll cannot watch (a regular file, /dev/null)
 
     def _detach_stdin(self, loop: asyncio.AbstractEventLoop) -> None:
         with contextlib.suppress(AttributeError, ValueError, OSError):

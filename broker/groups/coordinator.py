@@ -68,6 +68,7 @@ from strata.broker.groups.offsets_log import (
     offset_value,
     partition_for_group,
 )
+from strata.client.admin.types import consumer_lag
 from strata.client.errors import ErrorCode, StrataError
 from strata.client.tasks import TaskOwner
 
@@ -657,8 +658,7 @@ class GroupCoordinator(ClassicOps):
         out = []
         for (t, p), e in sorted(shard.offsets.get(group, {}).items()):
             hw = self._high_watermark(t, p)
-            lag = max(0, hw - e.value.offset) if hw >= 0 else -1
-            out.append(OffsetLag(t, p, e.value.offset, hw, lag))
+            out.append(OffsetLag(t, p, e.value.offset, hw, consumer_lag(e.value.offset, hw)))
         return out
 
     # -- metrics -------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import datetime
 import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 from strata.client._types import TopicPartition
@@ -40,7 +40,13 @@ from strata.client.backoff import Backoff
 from strata.client.cluster import Cluster
 from strata.client.config import ClientConfig
 from strata.client.consumer.group import CoordinatorClient, admin_commit
-from strata.client.consumer.offsets import EARLIEST, LATEST, list_offsets
+from strata.client.consumer.offsets import (
+    EARLIEST,
+    LATEST,
+    ListedOffset,
+    list_offsets,
+    list_offsets_once,
+)
 from strata.client.errors import (
     ClosedError,
     ErrorCode,
@@ -504,7 +510,25 @@ class AIOAdminClient:
         if entry.get("err"):
             raise error_for(entry["err"], entry.get("msg", "") or f"group {group!r}")
         broker = coord.coordinator[0] if coord.coordinator else -1
-        return GroupDescription.from_wire(entry, broker)
+        return await self._with_leaders_lag(GroupDescription.from_wire(entry, broker))
+
+    async def _with_leaders_lag(self, desc: GroupDescription) -> GroupDescription:
+        """Lag against each partition's high watermark as its leader says it now (Kafka's
+        tools do the same). The coordinator's own figures come from its cluster view, which
+        can be a heartbeat or two behind a produce; they stay where a leader does not answer.
+        """
+        offsets = {TopicPartition(o.topic, o.partition): o for o in desc.offsets}
+        if not offsets:
+            return desc
+        try:
+            await self._cluster.refresh({tp.topic for tp in offsets}, force=True)
+            got = await list_offsets_once(self._cluster, dict.fromkeys(offsets, LATEST), self.request_timeout_s)
+        except StrataError as exc:
+            log.debug("describe_group: high watermarks from the coordinator's view (%s)", exc)
+            return desc
+        fresh = [o.at(a.high_watermark) if isinstance(a := got.get(tp), ListedOffset) and a.high_watermark >= 0
+                 else o for tp, o in offsets.items()]
+        return replace(desc, offsets=fresh)
 
     async def delete_group(self, group: str) -> None:
         """Delete a group and its committed offsets (refused while it has live members)."""

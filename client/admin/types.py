@@ -5,7 +5,7 @@ shapes the CLI prints with ``--output json`` (DESIGN.md)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from strata.client._types import TopicPartition
@@ -148,6 +148,12 @@ class MemberDescription:
     assignment: list[TopicPartition]
 
 
+def consumer_lag(committed: int, high_watermark: int) -> int:
+    """Records between a committed offset and the high watermark (``-1`` when the high
+    watermark is unknown; never negative)."""
+    return max(0, high_watermark - committed) if high_watermark >= 0 else -1
+
+
 @dataclass(slots=True, frozen=True)
 class OffsetDescription:
     """A committed offset, with the partition's high watermark and the lag between them
@@ -158,6 +164,11 @@ class OffsetDescription:
     committed: int
     high_watermark: int
     lag: int
+
+    def at(self, high_watermark: int) -> OffsetDescription:
+        """The same committed offset against another high watermark."""
+        return replace(self, high_watermark=high_watermark,
+                       lag=consumer_lag(self.committed, high_watermark))
 
 
 @dataclass(slots=True, frozen=True)

@@ -10,8 +10,14 @@
 BENCH_TOOLS := nats-server redis-server iperf3
 BENCH_STAMP := $(VENV)/.bench-installed
 BENCH_ARGS  ?=
+# The Go load generator of the lone-produce rows (loadGenerator: go-lone), built from its
+# go.mod/go.sum (franz-go, nats.go from the Go module proxy) with the machine's Go
+# toolchain ($(GO), from tests/compat/compat.mk) into build/golat.
+GOLAT_DIR := benchmarks/native/golat
+GOLAT     := build/golat
+GOLAT_SRC := $(wildcard $(GOLAT_DIR)/*.go) $(GOLAT_DIR)/go.mod $(GOLAT_DIR)/go.sum
 
-.PHONY: bench bench-quick bench-tools
+.PHONY: bench bench-quick bench-tools golat
 
 # System tools come from apt, and only when a binary is missing (the Debian
 # package names are the binary names). Needs root or sudo.
@@ -29,8 +35,15 @@ $(BENCH_STAMP): $(STAMP) pyproject.toml
 	$(PIP) install --quiet -e '.[test,bench]'
 	@touch $(BENCH_STAMP)
 
-bench: bench-tools kafka-dist $(BENCH_STAMP)
+## golat: the one-produce-in-flight load generator (Go: franz-go and nats.go) into build/golat
+golat: $(GOLAT)
+
+$(GOLAT): $(GOLAT_SRC)
+	@mkdir -p $(dir $@)
+	cd $(GOLAT_DIR) && $(GO) build -buildvcs=false -o $(abspath $@) .
+
+bench: bench-tools kafka-dist golat $(BENCH_STAMP)
 	$(PY) -m benchmarks.omb.run $(BENCH_ARGS)
 
-bench-quick: bench-tools kafka-dist $(BENCH_STAMP)
+bench-quick: bench-tools kafka-dist golat $(BENCH_STAMP)
 	$(PY) -m benchmarks.omb.run --quick $(BENCH_ARGS)

@@ -69,6 +69,9 @@ class Driver(ABC):
     #: Whether the servers speak the Kafka protocol (:meth:`kafka_bootstrap`), so that
     #: the native load generator's workloads (``loadGenerator: kafka-perf``) apply.
     speaks_kafka: bool = False
+    #: Whether the servers are NATS JetStream (:meth:`jetstream_servers`), so that the
+    #: Go load generator (``loadGenerator: go-lone``) can drive them with nats.go.
+    speaks_jetstream: bool = False
     #: Whether the row exists only for the native load generator's workloads (Strata's
     #: Kafka listener: its Python-client rows would repeat ``strata-never``'s), so that
     #: the Python-client workloads show ``n/a`` instead of running twice.
@@ -147,6 +150,17 @@ class Driver(ABC):
         Native load generators (Kafka's ProducerPerformance, ``benchmarks/omb/native.py``)
         run only against systems that return one; the others show ``n/a`` for them.
         """
+        return None
+
+    def jetstream_servers(self) -> str | None:
+        """NATS server URLs (``nats://host:port,...``) of the running cluster, if JetStream.
+
+        The Go load generator (``benchmarks/omb/golat.py``) publishes with nats.go there.
+        """
+        return None
+
+    def jetstream_subject(self, topic: str, partition: int) -> str | None:
+        """The subject whose stream holds ``partition`` of ``topic``, if JetStream."""
         return None
 
     async def find_leader(self, topic: str, partition: int) -> int:

@@ -214,6 +214,12 @@ SUMMARY_ROWS: list[tuple[str, str, Figure]] = [
      Figure("", ("publish_latency_ms", "p50"), False, 0)),
     ("native-paced-5000-1-topic-6-partitions-1kb", "native paced 5,000 msg/s: publish p99 (ms)",
      Figure("", ("publish_latency_ms", "p99"), False, 0)),
+    ("native-lone-produce-1-topic-1-partition-1kb", "one produce in flight, Go client: publish p50 (ms)",
+     Figure("", ("publish_latency_ms", "p50"), False, 3)),
+    ("native-lone-produce-1-topic-1-partition-1kb", "one produce in flight, Go client: publish p99 (ms)",
+     Figure("", ("publish_latency_ms", "p99"), False, 3)),
+    ("native-lone-produce-1-topic-1-partition-1kb", "one produce in flight, Go client: server CPU per MiB (CPU-ms)",
+     Figure("", ("server_cpu_ms_per_mib",), False, 1)),
     ("native-backlog-1-topic-6-partitions-1kb", "native catch-up read (MiB/s)",
      Figure("", ("catchup_rate_mib",), True, 1)),
 ]  # fmt: skip
@@ -271,8 +277,11 @@ def describe_run(w: dict[str, Any]) -> str:
         parts.append(f"settle {w['warmup_s']:g}s, CPU window {w['duration_s']:g}s")
     elif scenario == "failover":
         parts.append(f"{w['failover_trials']} trials")
-    if w.get("load_generator", "python") != "python":
-        parts.append(f"load generator {w['load_generator']} (native, JVM)")
+    generator = w.get("load_generator", "python")
+    if generator == "go-lone":
+        parts.append("load generator go-lone (golat, Go: one record in flight)")
+    elif generator != "python":
+        parts.append(f"load generator {generator} (native, JVM)")
     return ", ".join(parts)
 
 
@@ -328,7 +337,9 @@ def render_markdown(report: dict[str, Any]) -> str:
             "process's CPU (user + system, /proc) over the measured window ÷ the MiB "
             "acknowledged (or read) in it: what each MiB costs the servers, whoever the "
             "client. Native rows are Apache Kafka's perf tools (JVM) instead of a Python "
-            "client; `n/a` where a system has no Kafka-protocol listener. What an "
+            "client, and the *Go client* rows golat (franz-go, or nats.go for JetStream); "
+            "`n/a` where a system has no Kafka-protocol listener (nor, for golat, "
+            "JetStream). What an "
             "acknowledgement means differs per system: see the Systems table (Apache Kafka "
             "and strata-never acknowledge before fsync; strata-always after).",
             "",

@@ -31,6 +31,7 @@ from typing import Any
 from benchmarks.omb import procs
 from benchmarks.omb.driver import Driver, FailoverNotSupported
 from benchmarks.omb.drivers import DRIVERS, resolve
+from benchmarks.omb.golat import golat_client_name, golat_mode, run_go_lone
 from benchmarks.omb.loopback import measure_loopback
 from benchmarks.omb.native import NATIVE_RUNNERS, tool_client_name
 from benchmarks.omb.report import write_all
@@ -96,9 +97,9 @@ async def run_system(
         try:
             for index, w in enumerate(workloads):
                 say = console.scoped(driver.name, w.name)
-                client = _client_for(w, info["client"])
-                if w.native and not driver.speaks_kafka:
-                    reason = "no Kafka-protocol listener for the native load generator"
+                client = _client_for(w, info["client"], driver)
+                reason = _not_applicable(w, driver)
+                if reason is not None:
                     results.append(_result(driver.name, w, client, "n/a", reason=reason))
                     say(f"n/a: {reason}")
                     continue
@@ -146,7 +147,7 @@ async def run_system(
                         for rest in workloads[index:]:
                             results.append(
                                 _result(
-                                    driver.name, rest, _client_for(rest, info["client"]),
+                                    driver.name, rest, _client_for(rest, info["client"], driver),
                                     "skipped", reason=str(exc),
                                 )  # fmt: skip
                             )
@@ -161,7 +162,12 @@ async def run_system(
                 t0 = time.monotonic()
                 try:
                     async with asyncio.timeout(_workload_budget(w)):
-                        if w.native:
+                        if w.load_generator == "go-lone":
+                            metrics = await run_go_lone(
+                                driver, w, say, workdir=Path(tmp) / f"tool-{index}",
+                                cpus=native_cpus,
+                            )  # fmt: skip
+                        elif w.native:
                             metrics = await NATIVE_RUNNERS[w.scenario](
                                 driver, w, say, workdir=Path(tmp) / f"tool-{index}",
                                 cpus=native_cpus,
@@ -196,10 +202,23 @@ async def run_system(
     return results
 
 
-def _client_for(w: Workload, driver_client: str) -> str:
+def _not_applicable(w: Workload, driver: Driver) -> str | None:
+    """Why a native workload cannot run on this system (its row then reads n/a), or None."""
+    if w.load_generator == "go-lone":
+        if golat_mode(driver) is None:
+            return "neither a Kafka-protocol listener nor JetStream for the Go load generator"
+        return None
+    if w.native and not driver.speaks_kafka:
+        return "no Kafka-protocol listener for the native load generator"
+    return None
+
+
+def _client_for(w: Workload, driver_client: str, driver: Driver) -> str:
     """Who produced a workload's figures: the driver's client, or the native tool."""
     if not w.native:
         return driver_client
+    if w.load_generator == "go-lone":
+        return golat_client_name(golat_mode(driver))
     try:
         from tests.compat.apache_kafka import KafkaDist
 
@@ -213,10 +232,12 @@ def _headline(w: Workload, m: dict[str, Any]) -> str:
     if w.scenario in ("max-rate", "fixed-rate"):
         e2e = m.get("end_to_end_latency_ms") or {}
         pub = m.get("publish_latency_ms") or {}
-        return (
+        line = (
             f"done: {m['publish_rate_msgs']:,.0f} msg/s ({m['publish_rate_mib']:.1f} MiB/s), "
-            f"publish p99 {pub.get('p99', float('nan')):.1f} ms, e2e p99 {e2e.get('p99', float('nan')):.1f} ms"
+            f"publish p50 {pub.get('p50', float('nan')):.2f} ms p99 {pub.get('p99', float('nan')):.1f} ms"
         )
+        # Producer-only rows (native tools) have no end-to-end figure to show.
+        return line + (f", e2e p99 {e2e['p99']:.1f} ms" if e2e.get("p99") is not None else "")
     if w.scenario == "backlog":
         return f"done: catch-up {m['catchup_rate_mib']:.1f} MiB/s over {m['backlog_mib']:.0f} MiB"
     if w.scenario == "idle":

@@ -28,7 +28,9 @@ SCENARIOS = ("max-rate", "fixed-rate", "backlog", "failover", "idle")
 #: process (every system); ``kafka-perf`` is Apache Kafka's ProducerPerformance and
 #: ConsumerPerformance (a JVM), pointed at a system's Kafka-protocol bootstrap, so that
 #: the client is not the ceiling. Systems without a Kafka listener show n/a for it.
-LOAD_GENERATORS = ("python", "kafka-perf")
+#: ``go-lone`` is ``build/golat`` (Go: franz-go, or nats.go for JetStream) publishing one
+#: record at a time: the lone-write latency with a Go client (``benchmarks/omb/golat.py``).
+LOAD_GENERATORS = ("python", "kafka-perf", "go-lone")
 #: Scenarios the native tools can run (they cannot kill brokers or sit idle).
 NATIVE_SCENARIOS = ("max-rate", "fixed-rate", "backlog")
 
@@ -262,7 +264,9 @@ def validate(w: Workload) -> None:
         fail(f"scenario {w.scenario} needs producersPerTopic >= 1")
     if w.load_generator not in LOAD_GENERATORS:
         fail(f"loadGenerator {w.load_generator!r} is not one of {', '.join(LOAD_GENERATORS)}")
-    if w.native:
+    if w.load_generator == "go-lone":
+        _validate_go_lone(w, fail)
+    elif w.native:
         _validate_native(w, fail)
     elif w.scenario in ("max-rate", "fixed-rate", "backlog") and (
         w.consumer_per_subscription < 1 or w.subscriptions_per_topic < 1
@@ -302,6 +306,21 @@ def _validate_native(w: Workload, fail: Any) -> None:
     elif w.subscriptions_per_topic != 0 or w.consumer_per_subscription != 0:
         fail(
             f"loadGenerator {w.load_generator} only produces in {w.scenario}: "
+            "subscriptionsPerTopic and consumerPerSubscription must be 0"
+        )
+
+
+def _validate_go_lone(w: Workload, fail: Any) -> None:
+    """What golat runs: one producer, one record in flight, to partition 0, nothing else."""
+    if w.scenario != "max-rate":
+        fail(f"loadGenerator go-lone runs max-rate (one record in flight), not {w.scenario}")
+    if w.max_in_flight != 1:
+        fail(f"loadGenerator go-lone keeps one record in flight: maxInFlight must be 1, got {w.max_in_flight}")
+    if w.topics != 1 or w.partitions_per_topic != 1 or w.producers_per_topic != 1:
+        fail("loadGenerator go-lone runs one producer on one topic of one partition")
+    if w.subscriptions_per_topic != 0 or w.consumer_per_subscription != 0:
+        fail(
+            "loadGenerator go-lone only produces: "
             "subscriptionsPerTopic and consumerPerSubscription must be 0"
         )
 

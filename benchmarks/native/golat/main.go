@@ -4,7 +4,8 @@
 // acknowledgement, send the next. A warm-up (--warmup) comes first and is not
 // measured: it covers connecting, metadata, the idempotent producer's id and
 // the first round trips through the brokers. Then it measures for --duration
-// and prints one JSON object on stdout with the measured part's count, rate,
+// and prints one JSON object on stdout (after the lines "golat: measuring" and
+// "golat: measured", which bracket the measured window) with the measured part's count, rate,
 // latency percentiles (ms) and its own CPU seconds.
 //
 // Two modes:
@@ -43,6 +44,13 @@ import (
 // (a few thousand a second) no sane --duration comes near it; a run that does
 // stops measuring there and reports the window it actually measured.
 const maxSamples = 5_000_000
+
+// The lines printed when the measured window begins and ends; the result's
+// JSON line follows the second.
+const (
+	markMeasuring = "golat: measuring"
+	markMeasured  = "golat: measured"
+)
 
 // maxErrors is how many failed sends a run tolerates before it gives up: a
 // healthy cluster fails none, and a broken one must not spin for --duration.
@@ -274,6 +282,9 @@ func run(opts options) (result, error) {
 		res.WarmupRecords++
 	}
 
+	// The markers bracket the measured window for whoever reads stdout as it
+	// comes (the runner samples the servers' CPU between them).
+	fmt.Println(markMeasuring)
 	samples := make([]time.Duration, 0, 1<<16)
 	cpu0 := cpuSeconds()
 	start := time.Now()
@@ -294,6 +305,7 @@ func run(opts options) (result, error) {
 		}
 	}
 	elapsed := time.Since(start)
+	fmt.Println(markMeasured)
 	if len(samples) == 0 {
 		return res, errors.New("no record was acknowledged in the measured window")
 	}

@@ -122,6 +122,7 @@ class NatsJetStreamDriver(Driver):
 
     name = "nats-jetstream"
     supports_failover = True
+    speaks_jetstream = True
 
     def __init__(self, binary: str = "nats-server") -> None:
         self.binary = binary
@@ -150,6 +151,12 @@ class NatsJetStreamDriver(Driver):
     @property
     def urls(self) -> list[str]:
         return [f"nats://127.0.0.1:{p}" for p in self.client_ports]
+
+    def jetstream_servers(self) -> str | None:
+        return ",".join(self.urls) if self.client_ports else None
+
+    def jetstream_subject(self, topic: str, partition: int) -> str | None:
+        return subject_name(topic, partition)
 
     async def start(self, nodes: int, workdir: Path) -> None:
         path = shutil.which(self.binary)

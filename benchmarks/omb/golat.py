@@ -85,9 +85,9 @@ _LATENCY_KEYS = ("p50", "p99", "p99.9", "max", "mean")
 
 
 def parse_golat_output(lines: Iterable[str]) -> GolatResult:
-    """The result from golat's stdout: the JSON line that follows ``golat: measured``.
+    """The result from golat's stdout: the line that follows ``golat: measured``.
 
-    Everything else on stdout (the markers) is skipped; a missing or malformed result
+    What comes before the marker is skipped; a missing or malformed result
     is an error that says what was missing, never a row of zeros.
     """
     measured = False
@@ -96,7 +96,7 @@ def parse_golat_output(lines: Iterable[str]) -> GolatResult:
         if text == MARK_MEASURED:
             measured = True
             continue
-        if not (measured and text.startswith("{")):
+        if not (measured and text):
             continue
         try:
             data = json.loads(text)
@@ -192,7 +192,9 @@ def golat_args(
     ]  # fmt: skip
 
 
-def find_golat(binary: Path = GOLAT_BINARY) -> Path:
+def find_golat(binary: Path | None = None) -> Path:
+    """The built tool (``GOLAT_BINARY`` unless given): never built on the fly mid-run."""
+    binary = GOLAT_BINARY if binary is None else binary
     if not binary.is_file():
         raise GolatError(f"{binary} is not built: run `make golat` (or `make bench`)")
     return binary
@@ -290,7 +292,9 @@ async def run_go_lone(
         tool.kill()  # the reading thread then sees stdout end and reaps it
         raise
     if run.returncode != 0:
-        raise GolatError(f"golat exited with {run.returncode}:\n{_tail(workdir / 'golat-stderr.log')}")
+        raise GolatError(
+            f"golat exited with {run.returncode}:\n{_tail(workdir / 'golat-stderr.log')}"
+        )
     result = parse_golat_output(run.stdout)
     if bracket.usage is None:
         raise GolatError("golat's measured window was never bracketed on stdout")

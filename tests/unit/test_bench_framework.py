@@ -666,6 +666,7 @@ def test_shipped_native_workloads() -> None:
         "native-max-rate-1-topic-6-partitions-1kb",
         "native-paced-5000-1-topic-6-partitions-1kb",
         "native-backlog-1-topic-6-partitions-1kb",
+        "native-lone-produce-1-topic-1-partition-1kb",
     }
     paced = native["native-paced-5000-1-topic-6-partitions-1kb"]
     assert (paced.producer_rate, paced.message_size, paced.replication_factor) == (5000, 1024, 3)

@@ -314,6 +314,13 @@ async def run_all(
     return report
 
 
+def _file_suffix(text: str) -> str:
+    """A results-file suffix: letters, digits, '-' and '_' only (it becomes part of a path)."""
+    if not text or not all(c.isalnum() or c in "-_" for c in text):
+        raise argparse.ArgumentTypeError(f"{text!r}: use letters, digits, '-' and '_'")
+    return text
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.omb.run",
@@ -332,6 +339,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )  # fmt: skip
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="where results go")
     parser.add_argument("--no-loopback", action="store_true", help="skip the iperf3 measurement")
+    parser.add_argument(
+        "--name", metavar="SUFFIX", default=None, type=_file_suffix,
+        help="results file suffix: <date>[-quick]-SUFFIX.{json,md,png} (default: none)",
+    )  # fmt: skip
     parser.add_argument(
         "--pin-load-generator", metavar="CPUS", default=None,
         help="taskset CPU list for the native load generator (e.g. 1); default: not pinned",
@@ -371,6 +382,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         procs.kill_all()
     report["elapsed_seconds"] = time.monotonic() - started
     stamp = dt.date.today().isoformat() + ("-quick" if args.quick else "")
+    if args.name:
+        stamp += f"-{args.name}"
     for path in write_all(report, args.results_dir / stamp):
         console.say(f"wrote {path}")
     failed = [r for r in report["results"] if r["status"] == "error"]

@@ -287,3 +287,12 @@ def test_run_go_lone_reports_golat_failing(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setattr(golat, "GOLAT_BINARY", fake)
     with pytest.raises(GolatError, match="exited with 1(.|\n)*more than 100 failed sends"):
         asyncio.run(run_go_lone(_KafkaDriver(), go_lone(), print, workdir=tmp_path / "t"))  # type: ignore[arg-type]
+
+
+def test_results_name_suffix_is_checked_as_part_of_a_path() -> None:
+    from benchmarks.omb.run import parse_args
+
+    assert parse_args(["--name", "lone"]).name == "lone"
+    assert parse_args([]).name is None
+    with pytest.raises(SystemExit):
+        parse_args(["--name", "../escape"])

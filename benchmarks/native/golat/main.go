@@ -148,7 +148,9 @@ func percentile(sorted []time.Duration, p float64) float64 {
 	if len(sorted) == 0 {
 		return math.NaN()
 	}
-	rank := int(math.Ceil(p / 100 * float64(len(sorted))))
+	// The epsilon keeps float error (99.9/100*1000 = 999.0000000000001) from
+	// moving an exact rank one sample up.
+	rank := int(math.Ceil(p/100*float64(len(sorted)) - 1e-9))
 	rank = min(max(rank, 1), len(sorted))
 	return ms(sorted[rank-1])
 }

@@ -17,7 +17,7 @@ GOLAT_DIR := benchmarks/native/golat
 GOLAT     := build/golat
 GOLAT_SRC := $(wildcard $(GOLAT_DIR)/*.go) $(GOLAT_DIR)/go.mod $(GOLAT_DIR)/go.sum
 
-.PHONY: bench bench-quick bench-tools golat
+.PHONY: bench bench-quick bench-tools golat golat-test
 
 # System tools come from apt, and only when a binary is missing (the Debian
 # package names are the binary names). Needs root or sudo.
@@ -41,6 +41,10 @@ golat: $(GOLAT)
 $(GOLAT): $(GOLAT_SRC)
 	@mkdir -p $(dir $@)
 	cd $(GOLAT_DIR) && $(GO) build -buildvcs=false -o $(abspath $@) .
+
+## golat-test: golat's own Go tests (percentiles, payloads)
+golat-test:
+	cd $(GOLAT_DIR) && $(GO) test ./...
 
 bench: bench-tools kafka-dist golat $(BENCH_STAMP)
 	$(PY) -m benchmarks.omb.run $(BENCH_ARGS)

@@ -43,6 +43,40 @@ OnCommit = Callable[[Replica, int, int], None]
 PARTITION_METADATA = "partition.metadata"
 #: Every this many ticks the ticker looks at every replica, not only the awake ones.
 AWAKE_SWEEP_TICKS = 20
+#: A peer's silence counts against it only beyond an election timeout plus this many times
+#: this broker's own recent lag (see ``OwnLag``), and never needs more than ``LAG_CAP_TIMEOUTS``
+#: election timeouts.
+LAG_BACKOFF = 2.0
+LAG_CAP_TIMEOUTS = 10
+
+
+class OwnLag:
+    """How starved this broker's own event loop was lately, in ticks.
+
+    A tick that comes later than its interval says the process did not get the CPU (or
+    its loop was held) for that long. A starved process cannot judge its peers: their
+    pings may be waiting in its sockets, and on a machine short of cores they are likely
+    starved too. So the peer watch waits longer in proportion to this figure, the sum of
+    the lateness of the last ``window`` ticks (in ticks): zero on a healthy broker, which
+    then notices a dead peer after one election timeout, as before.
+    """
+
+    __slots__ = ("_late", "_pos", "total")
+
+    def __init__(self, window: int) -> None:
+        self._late = [0.0] * max(1, window)
+        self._pos = 0
+        self.total = 0.0
+
+    def note(self, late_ticks: float) -> None:
+        """One tick, ``late_ticks`` later than its interval (0 when on time)."""
+        late = max(0.0, late_ticks)
+        self.total += late - self._late[self._pos]
+        self._late[self._pos] = late
+        self._pos = (self._pos + 1) % len(self._late)
+        if self._pos == 0:
+            self.total = sum(self._late)  # no drift from the running sum
+
 
 
 def partition_dir_name(topic: str, partition: int) -> str:
@@ -93,6 +127,8 @@ class ReplicaManager:
         #: The tick at which a frame last came from each peer broker (see _watch_peers).
         self.peer_heard: dict[int, int] = dict.fromkeys((p for p in config.peers if p != self.node_id), 0)
         self._silent_peers: set[int] = set()
+        #: This broker's own recent lag: the peer watch backs off by it.
+        self.own_lag = OwnLag(2 * config.raft.election_ticks)
         #: Partitions whose leadership this broker lost since the last controller heartbeat.
         self.lost_leadership: set[GroupKey] = set()
         self.stopping = False
@@ -100,7 +136,7 @@ class ReplicaManager:
         #: enters on any input that may wake it and leaves when it is found quiesced, so an
         #: idle broker's tick costs nothing per sleeping partition.
         self._awake: dict[GroupKey, Replica] = {}
-        self.hard_state = HardStateWriter()
+        self.hard_state = HardStateWriter(self.data_dir)
         self._env = ReplicaEnv(
             config=config,
             send=transport.send,
@@ -252,12 +288,17 @@ class ReplicaManager:
     def _remove(self, key: GroupKey) -> None:
         r = self.replicas.pop(key)
         self._open_args.pop(key, None)
+        # At once, not when the delete task runs: a replica of a topic created again under
+        # this name may be opened in this very turn, in the same directory, and the old one
+        # must not start another save of its hard state meanwhile.
+        r.halt()
         self._tasks.spawn(self._delete(r), name=f"delete-{r.name}")
 
     async def _delete(self, r: Replica) -> None:
         await r.stop()
         r.log.close()
         shutil.rmtree(r.dir, ignore_errors=True)
+        self.hard_state.forget(r.dir, r.topic_id)
         log.info("deleted %s-%d and its data", *r.key)
 
     def _mark_awake(self, r: Replica) -> None:
@@ -318,10 +359,14 @@ class ReplicaManager:
         timing = self.config.raft
         interval = timing.tick_ms / 1000
         loop = asyncio.get_running_loop()
-        next_at = loop.time()
+        next_at = last_at = loop.time()
         while True:
             next_at += interval
             self.ticks += 1
+            now = loop.time()
+            # How much longer than a tick this one took to come: the loop's own starvation.
+            self.own_lag.note((now - last_at) / interval - 1.0)
+            last_at = now
             if self.ticks % timing.heartbeat_ticks == 0:
                 self.transport.ping()
             self._watch_peers()
@@ -330,7 +375,7 @@ class ReplicaManager:
                 # again within a second rather than never.
                 self._awake.update((k, r) for k, r in self.replicas.items() if not r.node.quiesced)
             replicas = self.replicas
-            if self.hard_state.pending > self.hard_state.threads:
+            if self.hard_state.backlogged:
                 # A wave of elections is waiting for its votes to reach the disk: Raft time
                 # stands still until the backlog drains (as it did when the saves blocked
                 # the loop), or every group whose save is still queued would time out and
@@ -364,13 +409,21 @@ class ReplicaManager:
                 next_at = loop.time()  # we fell far behind: do not tick in a burst
             await asyncio.sleep(max(0.0, delay))
 
+    def silence_limit(self) -> int:
+        """Ticks of a peer's silence after which its groups are woken: one election timeout,
+        plus ``LAG_BACKOFF`` times this broker's own recent lag (a starved broker cannot tell a
+        dead peer from a starved one, or from pings still unread in its sockets), capped."""
+        election = self.config.raft.election_ticks
+        backoff = int(LAG_BACKOFF * self.own_lag.total + 0.5)
+        return election + min(backoff, (LAG_CAP_TIMEOUTS - 1) * election)
+
     def _watch_peers(self) -> None:
-        """Wake the quiesced groups of a peer broker that went silent for an election timeout.
+        """Wake the quiesced groups of a peer broker that went silent (see :meth:`silence_limit`).
 
         Quiesced groups send nothing, so a leader's death would go unnoticed by its sleeping
         followers; the peers' pings (see ``PeerTransport.ping``) stand in for their heartbeats.
         """
-        limit = self.config.raft.election_ticks
+        limit = self.silence_limit()
         for peer, heard in self.peer_heard.items():
             silent_for = self.ticks - heard
             if silent_for <= limit:

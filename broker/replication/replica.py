@@ -151,7 +151,7 @@ class Replica:
         #: Committed-pending DeleteRecords: (offset of its control batch, new log start).
         self._log_starts: list[tuple[int, int]] = []
         self.raft_log = StorageRaftLog(self.log, self._follower_appended)
-        stored = hardstate.load(directory)
+        stored = env.hard_state.load(directory, topic_id)
         hs = HardState.from_wire(stored["hs"]) if "hs" in stored else None
         faulty = bool(self.log.recovery.corrupt)
         self._marker = read_marker(directory)
@@ -172,7 +172,7 @@ class Replica:
             # this replica could vote (and count toward commits) without data it acknowledged.
             base = hs or HardState()
             hs = HardState(base.term, base.vote, base.configs, True)
-            hardstate.save(directory, {"hs": hs.to_wire()})
+            env.hard_state.save_now(directory, {"hs": hs.to_wire()})
             log.warning("%s: recovery cut acknowledged data; this replica will not vote until it has "
                         "caught up from a leader", self.name)
         timing = self.config.raft
@@ -224,6 +224,11 @@ class Replica:
             else:
                 self.node.delay_election(2 * self.config.raft.election_ticks)
         self.env.awake(self)
+        self._kick.set()
+
+    def halt(self) -> None:
+        """Take no more inputs and start no more Readies from now on; :meth:`stop` finishes."""
+        self._stopped = True
         self._kick.set()
 
     async def stop(self) -> None:

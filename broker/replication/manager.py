@@ -29,6 +29,7 @@ from strata.broker.cluster.configs import (
 )
 from strata.broker.config import BrokerConfig
 from strata.broker.raft.messages import from_wire as raft_from_wire
+from strata.broker.raft.node import Role
 from strata.broker.replication.hardstate import HardStateWriter
 from strata.broker.replication.replica import Replica, ReplicaEnv
 from strata.broker.replication.transport import PeerTransport
@@ -43,40 +44,48 @@ OnCommit = Callable[[Replica, int, int], None]
 PARTITION_METADATA = "partition.metadata"
 #: Every this many ticks the ticker looks at every replica, not only the awake ones.
 AWAKE_SWEEP_TICKS = 20
-#: A peer's silence counts against it only beyond an election timeout plus this many times
-#: this broker's own recent lag (see ``OwnLag``), and never needs more than ``LAG_CAP_TIMEOUTS``
-#: election timeouts.
+#: A tick later than this (in ticks) says the loop was starved; less is timer jitter.
+LATE_SLACK_TICKS = 0.2
+#: A starved broker holds its judgement of others for this many times the span it lagged...
 LAG_BACKOFF = 2.0
-LAG_CAP_TIMEOUTS = 10
+#: ... but never more than this many election timeouts (a dead peer is still noticed).
+LAG_CAP_TIMEOUTS = 4
 
 
-class OwnLag:
-    """How starved this broker's own event loop was lately, in ticks.
+class LivenessClock:
+    """The broker's clock for judging others: it stands still while this broker was starved.
 
-    A tick that comes later than its interval says the process did not get the CPU (or
-    its loop was held) for that long. A starved process cannot judge its peers: their
-    pings may be waiting in its sockets, and on a machine short of cores they are likely
-    starved too. So the peer watch waits longer in proportion to this figure, the sum of
-    the lateness of the last ``window`` ticks (in ticks): zero on a healthy broker, which
-    then notices a dead peer after one election timeout, as before.
+    A tick that comes later than its interval says the process did not get the CPU (or its
+    loop was held) for that long. A starved process cannot judge its peers: their pings and
+    heartbeats may be waiting unread in its sockets, and on a machine short of cores they
+    are likely starved too. So after each late tick this clock stands still for
+    ``LAG_BACKOFF`` times the lateness (at most ``LAG_CAP_TIMEOUTS`` election timeouts in
+    all), and everything that decides another broker is gone counts in it: a peer's silence
+    (which wakes the quiesced groups it leads), the election timers of the groups this
+    broker follows (the ticker does not tick them while the clock holds), and the in-sync
+    horizon of the groups it leads. On a broker that keeps time it runs with the ticks, so a
+    dead peer is noticed after one election timeout, as before. Timers only: no safety
+    argument depends on it.
     """
 
-    __slots__ = ("_late", "_pos", "total")
+    __slots__ = ("cap", "hold", "now")
 
-    def __init__(self, window: int) -> None:
-        self._late = [0.0] * max(1, window)
-        self._pos = 0
-        self.total = 0.0
+    def __init__(self, cap_ticks: int) -> None:
+        self.now = 0
+        #: Ticks this clock will still stand still for.
+        self.hold = 0.0
+        self.cap = cap_ticks
 
-    def note(self, late_ticks: float) -> None:
-        """One tick, ``late_ticks`` later than its interval (0 when on time)."""
-        late = max(0.0, late_ticks)
-        self.total += late - self._late[self._pos]
-        self._late[self._pos] = late
-        self._pos = (self._pos + 1) % len(self._late)
-        if self._pos == 0:
-            self.total = sum(self._late)  # no drift from the running sum
-
+    def tick(self, late_ticks: float) -> bool:
+        """One broker tick that came ``late_ticks`` after its interval; whether it counts."""
+        late = late_ticks - LATE_SLACK_TICKS
+        if late > 0:
+            self.hold = min(float(self.cap), self.hold + LAG_BACKOFF * late)
+        if self.hold >= 1:
+            self.hold -= 1
+            return False
+        self.now += 1
+        return True
 
 
 def partition_dir_name(topic: str, partition: int) -> str:
@@ -122,13 +131,13 @@ class ReplicaManager:
         self._tasks = tasks
         self._on_leadership = on_leadership
         self._open_args: dict[GroupKey, _OpenArgs] = {}
-        #: Raft ticks since start; peers' liveness is counted in them.
+        #: Raft ticks since start.
         self.ticks = 0
+        #: Peers' liveness is counted in this clock's ticks (see LivenessClock).
+        self.liveness = LivenessClock((LAG_CAP_TIMEOUTS - 1) * config.raft.election_ticks)
         #: The tick at which a frame last came from each peer broker (see _watch_peers).
         self.peer_heard: dict[int, int] = dict.fromkeys((p for p in config.peers if p != self.node_id), 0)
         self._silent_peers: set[int] = set()
-        #: This broker's own recent lag: the peer watch backs off by it.
-        self.own_lag = OwnLag(2 * config.raft.election_ticks)
         #: Partitions whose leadership this broker lost since the last controller heartbeat.
         self.lost_leadership: set[GroupKey] = set()
         self.stopping = False
@@ -142,7 +151,7 @@ class ReplicaManager:
             send=transport.send,
             group_commit=group_commit,
             hard_state=self.hard_state,
-            clock=lambda: self.ticks,
+            clock=lambda: self.liveness.now,
             peer_heard=self.peer_heard,
             on_leadership=self._leadership_changed,
             awake=self._mark_awake,
@@ -340,7 +349,7 @@ class ReplicaManager:
     def deliver(self, frm: int | None, msgs: Iterable[Any], payload: memoryview) -> None:
         """A peer's RAFT frame: many groups' messages, one frame per peer per loop turn."""
         if frm in self.peer_heard:
-            self.peer_heard[frm] = self.ticks
+            self.peer_heard[frm] = self.liveness.now
         for item in msgs:
             try:
                 group, fields, pos, size = item
@@ -365,11 +374,12 @@ class ReplicaManager:
             self.ticks += 1
             now = loop.time()
             # How much longer than a tick this one took to come: the loop's own starvation.
-            self.own_lag.note((now - last_at) / interval - 1.0)
+            judging = self.liveness.tick((now - last_at) / interval - 1.0)
             last_at = now
             if self.ticks % timing.heartbeat_ticks == 0:
                 self.transport.ping()
-            self._watch_peers()
+            if judging:
+                self._watch_peers()
             if self.ticks % AWAKE_SWEEP_TICKS == 0:
                 # A safety net: a group woken by a path that forgot to say so is ticked
                 # again within a second rather than never.
@@ -387,9 +397,10 @@ class ReplicaManager:
                 await asyncio.sleep(max(0.0, next_at - loop.time()))
                 continue
             for key, r in list(self._awake.items()):
-                if r.node.quiesced or replicas.get(key) is not r:
+                node = r.node
+                if node.quiesced or replicas.get(key) is not r:
                     del self._awake[key]
-                else:
+                elif judging or node.role is Role.LEADER:
                     r.tick()  # never raises: a replica whose storage fails restarts itself
             delay = next_at - loop.time()
             if delay < -interval * timing.election_ticks:
@@ -409,23 +420,17 @@ class ReplicaManager:
                 next_at = loop.time()  # we fell far behind: do not tick in a burst
             await asyncio.sleep(max(0.0, delay))
 
-    def silence_limit(self) -> int:
-        """Ticks of a peer's silence after which its groups are woken: one election timeout,
-        plus ``LAG_BACKOFF`` times this broker's own recent lag (a starved broker cannot tell a
-        dead peer from a starved one, or from pings still unread in its sockets), capped."""
-        election = self.config.raft.election_ticks
-        backoff = int(LAG_BACKOFF * self.own_lag.total + 0.5)
-        return election + min(backoff, (LAG_CAP_TIMEOUTS - 1) * election)
-
     def _watch_peers(self) -> None:
-        """Wake the quiesced groups of a peer broker that went silent (see :meth:`silence_limit`).
+        """Wake the quiesced groups of a peer broker that went silent for an election timeout
+        (of the liveness clock: longer if this broker was starved itself).
 
         Quiesced groups send nothing, so a leader's death would go unnoticed by its sleeping
         followers; the peers' pings (see ``PeerTransport.ping``) stand in for their heartbeats.
         """
-        limit = self.silence_limit()
+        limit = self.config.raft.election_ticks
+        now = self.liveness.now
         for peer, heard in self.peer_heard.items():
-            silent_for = self.ticks - heard
+            silent_for = now - heard
             if silent_for <= limit:
                 self._silent_peers.discard(peer)
             elif peer not in self._silent_peers:

@@ -11,8 +11,10 @@ driver does (:class:`benchmarks.omb.drivers.strata.StrataDriver`), then:
 * **create**: one ``CreateTopics`` of ``--create`` partitions x 3 replicas; reports the time
   until the request returned, until every partition has a leader (what a producer needs), and
   until every partition is led by its preferred replica with all replicas in sync (what the
-  benchmark waits for), and each broker's CPU seconds over that span (a figure the machine's
-  other load disturbs less than the wall-clock ones). Polled with ``describe_topic`` every 50 ms, so each figure is late by
+  benchmark waits for), each broker's CPU seconds over that span (a figure the machine's
+  other load disturbs less than the wall-clock ones), and the highest and mean leader epoch
+  (Raft term) at the end (1 when every partition was elected once: higher terms are
+  re-elections). Polled with ``describe_topic`` every 50 ms, so each figure is late by
   at most one poll plus a describe.
 * **idle** (optional): topics are added until the cluster holds each ``--idle`` total of
   partitions (the created topic counts), the cluster is left ``--settle`` seconds to quiesce,
@@ -77,6 +79,12 @@ async def create_and_time(driver: StrataDriver, topic: str, partitions: int, tim
         parts = desc.partitions
         now = time.perf_counter() - t0
         led = sum(1 for p in parts if p.leader is not None)
+        # Leader epochs (Raft terms): 1 for a partition elected once; a storm of re-elections
+        # shows as higher terms.
+        epochs = [p.leader_epoch for p in parts if p.leader_epoch >= 0]
+        if epochs:
+            out["epoch_max"] = max(epochs)
+            out["epoch_mean"] = round(sum(epochs) / len(epochs), 2)
         if "all_leaders_s" not in out and len(parts) == partitions and led == partitions:
             out["all_leaders_s"] = now
             out["preferred_at_first"] = sum(1 for p in parts if p.replicas and p.leader == p.replicas[0])
@@ -92,6 +100,23 @@ async def create_and_time(driver: StrataDriver, topic: str, partitions: int, tim
     return out
 
 
+async def scrape_gauges(port: int, names: tuple[str, ...]) -> dict[str, float]:
+    """The unlabelled gauges ``names`` from a broker's ``/metrics`` (missing ones left out)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        await writer.drain()
+        body = (await asyncio.wait_for(reader.read(), 10)).decode("utf-8", "replace")
+    finally:
+        writer.close()
+    out: dict[str, float] = {}
+    for line in body.splitlines():
+        name, _, value = line.partition(" ")
+        if name in names:
+            out[name] = float(value)
+    return out
+
+
 async def measure_idle(driver: StrataDriver, settle_s: float, window_s: float) -> dict[str, Any]:
     await asyncio.sleep(settle_s)
     pids = driver.server_pids()
@@ -99,10 +124,19 @@ async def measure_idle(driver: StrataDriver, settle_s: float, window_s: float) -
     await asyncio.sleep(window_s)
     usage = cpu.end()
     per = {k: 100 * v / usage.window_s for k, v in usage.server_seconds_by_label.items()}
+    # After the window, so the scrape is not in the figure: how many groups were asleep.
+    groups: dict[str, dict[str, float]] = {}
+    for server, port in zip(driver.servers, driver.metrics_ports, strict=True):
+        label = server.name
+        try:
+            groups[label] = await scrape_gauges(port, ("strata_partitions", "strata_raft_quiesced_groups"))
+        except (OSError, TimeoutError) as exc:
+            groups[label] = {"error": str(exc)}  # type: ignore[dict-item]
     return {
         "cpu_percent_by_broker": per,
         "cpu_percent_max": max(per.values()) if per else None,
         "rss_mib_by_broker": {k: rss_mib(pid) for k, pid in pids.items()},
+        "groups_by_broker": groups,
         "window_s": usage.window_s,
         "load": load_average(),
     }

@@ -107,7 +107,7 @@ class Broker:
                                        tasks=self.tasks, on_leadership=self._leadership_changed)
         self.view = ClusterView(self.node_id, self.replicas.replicas)
         self.channel = ControllerChannel(self.node_id, config.peers, lambda: self.controller.leader_id)
-        self.removable = RemovableOffsets(self.replicas.replicas)
+        self.removable = RemovableOffsets(self.replicas.compacted)  # reports compacted replicas only
         self.heartbeater = BrokerHeartbeater(config, self.controller, self.view, self.replicas, self.channel,
                                              self.removable)
         self.cleaner = CleanerService(config, self.replicas.replicas, self.removable.removable_offset,

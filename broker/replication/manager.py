@@ -145,6 +145,11 @@ class ReplicaManager:
         #: enters on any input that may wake it and leaves when it is found quiesced, so an
         #: idle broker's tick costs nothing per sleeping partition.
         self._awake: dict[GroupKey, Replica] = {}
+        #: The replicas that lead their group (as their last Ready said), and those of
+        #: compacted topics: what the controller heartbeat reports, without a walk over
+        #: every replica four times a second (10,000 partitions: 80,000 looks a second).
+        self.led: dict[GroupKey, Replica] = {}
+        self.compacted: dict[GroupKey, Replica] = {}
         self.hard_state = HardStateWriter(self.data_dir)
         self._env = ReplicaEnv(
             config=config,
@@ -224,6 +229,7 @@ class ReplicaManager:
                     on_commit=args.on_commit, topic_id=args.topic_id, quiesce=args.quiesce)
         r.apply_topic_configs(args.configs)
         self.replicas[key] = r
+        self._index(r)
         r.start()
         return r
 
@@ -288,6 +294,7 @@ class ReplicaManager:
                     args.configs = dict(a.configs)
                     r.log.config = self.log_config(a.configs)
                     r.apply_topic_configs(a.configs)
+                    self._index(r)
                     log.info("%s: configs now %s", r.name, args.configs or "the defaults")
         for key in list(self.replicas):
             if key not in wanted and key not in keep:
@@ -297,6 +304,7 @@ class ReplicaManager:
     def _remove(self, key: GroupKey) -> None:
         r = self.replicas.pop(key)
         self._open_args.pop(key, None)
+        self._unindex(key, r)
         # At once, not when the delete task runs: a replica of a topic created again under
         # this name may be opened in this very turn, in the same directory, and the old one
         # must not start another save of its hard state meanwhile.
@@ -314,7 +322,26 @@ class ReplicaManager:
         r.activity += 1
         self._awake[r.key] = r
 
+    def _index(self, r: Replica) -> None:
+        """Keep ``led`` and ``compacted`` in step with ``r`` (opened, reconfigured, role changed)."""
+        key = r.key
+        for index, member in ((self.led, r.role is Role.LEADER and not r.failed),
+                              (self.compacted, r.log.config.compact)):
+            if member:
+                index[key] = r
+            elif index.get(key) is r:
+                del index[key]
+
+    def _unindex(self, key: GroupKey, r: Replica) -> None:
+        for index in (self.led, self.compacted):
+            if index.get(key) is r:
+                del index[key]
+
     def _leadership_changed(self, r: Replica) -> None:
+        if self.replicas.get(r.key) is r:
+            self._index(r)
+        else:
+            self._unindex(r.key, r)
         if not r.is_leader:
             self.lost_leadership.add(r.key)
         self._on_leadership(r)

@@ -28,6 +28,7 @@ from strata.broker.cluster.configs import (
     MAX_COMPACTION_LAG_NEVER,
 )
 from strata.broker.config import BrokerConfig
+from strata.broker.raft.messages import Message
 from strata.broker.raft.messages import from_wire as raft_from_wire
 from strata.broker.raft.node import Role
 from strata.broker.replication.hardstate import HardStateWriter
@@ -44,6 +45,8 @@ OnCommit = Callable[[Replica, int, int], None]
 PARTITION_METADATA = "partition.metadata"
 #: Every this many ticks the ticker looks at every replica, not only the awake ones.
 AWAKE_SWEEP_TICKS = 20
+#: Messages kept for a partition that is about to be opened here (see ``_early``).
+EARLY_PER_GROUP = 4
 #: A tick later than this (in ticks) says the loop was starved; less is timer jitter.
 LATE_SLACK_TICKS = 0.2
 #: A starved broker holds its judgement of others for this many times the span it lagged...
@@ -149,6 +152,12 @@ class ReplicaManager:
         #: compacted topics: what the controller heartbeat reports, without a walk over
         #: every replica four times a second (10,000 partitions: 80,000 looks a second).
         self.led: dict[GroupKey, Replica] = {}
+        #: Partitions the metadata assigns here that are not open yet (a big topic is opened
+        #: in slices), and the first messages their peers sent meanwhile: a new partition's
+        #: preferred replica asks for votes at once, and a request dropped here would cost it
+        #: an election timeout. Bounded: the wanted partitions, EARLY_PER_GROUP each.
+        self._opening: set[GroupKey] = set()
+        self._early: dict[GroupKey, list[Message]] = {}
         self.compacted: dict[GroupKey, Replica] = {}
         self.hard_state = HardStateWriter(self.data_dir)
         self._env = ReplicaEnv(
@@ -198,6 +207,9 @@ class ReplicaManager:
         args = _OpenArgs(list(voters), on_commit, topic_id, dict(configs or {}), quiesce)
         r = self._open(key, args)
         self._open_args[key] = args
+        self._opening.discard(key)
+        for msg in self._early.pop(key, ()):
+            r.step(msg)
         return r
 
     def _open(self, key: GroupKey, args: _OpenArgs) -> Replica:
@@ -277,7 +289,7 @@ class ReplicaManager:
         """
         keep = set(keep)
         deadline = None if budget_s is None else time.monotonic() + budget_s
-        more = False
+        opening: set[GroupKey] = set()
         for key, a in wanted.items():
             r = self.replicas.get(key)
             if r is not None and r.topic_id != a.topic_id:
@@ -285,13 +297,14 @@ class ReplicaManager:
                 r = None
             if r is None:
                 if deadline is not None and time.monotonic() > deadline:
-                    more = True
+                    opening.add(key)
                     continue
                 self.open(key, a.voters, topic_id=a.topic_id, configs=a.configs, on_commit=on_commit_for(key))
             else:
                 args = self._open_args[key]
-                if dict(a.configs) != args.configs:
-                    args.configs = dict(a.configs)
+                configs = a.configs if isinstance(a.configs, dict) else dict(a.configs)
+                if configs != args.configs:
+                    args.configs = dict(configs)
                     r.log.config = self.log_config(a.configs)
                     r.apply_topic_configs(a.configs)
                     self._index(r)
@@ -299,7 +312,10 @@ class ReplicaManager:
         for key in list(self.replicas):
             if key not in wanted and key not in keep:
                 self._remove(key)
-        return more
+        self._opening = opening
+        if self._early:
+            self._early = {k: v for k, v in self._early.items() if k in opening}
+        return bool(opening)
 
     def _remove(self, key: GroupKey) -> None:
         r = self.replicas.pop(key)
@@ -380,9 +396,16 @@ class ReplicaManager:
         for item in msgs:
             try:
                 group, fields, pos, size = item
-                r = self.replicas.get((group[0], group[1]))
+                key = (group[0], group[1])
+                r = self.replicas.get(key)
                 if r is None:
-                    continue  # not (yet) ours: Raft resends
+                    if key in self._opening and not size:
+                        # About to be opened here (vote requests and the like: no entries,
+                        # which the leader resends anyway): kept for it, a few at most.
+                        early = self._early.setdefault(key, [])
+                        if len(early) < EARLY_PER_GROUP:
+                            early.append(raft_from_wire(fields, b""))
+                    continue  # not ours (yet): Raft resends
                 msg = raft_from_wire(fields, payload[pos: pos + size] if size else b"")
             except Exception as exc:
                 log.warning("dropping malformed raft message from broker %s: %s", frm, exc)

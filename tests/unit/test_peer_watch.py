@@ -1,13 +1,22 @@
 """The broker's peer watch: a silent peer's quiesced groups are woken after one election
-timeout, later when this broker was itself starved of CPU (it cannot judge its peers then)."""
+timeout, later when this broker was itself starved of CPU (it cannot judge its peers then);
+and a new partition's first vote request is not lost while the partition is being opened."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
+from typing import Any
 
 from strata.broker.config import BrokerConfig
-from strata.broker.replication.manager import LAG_CAP_TIMEOUTS, LivenessClock, ReplicaManager
+from strata.broker.raft.messages import Message, VoteRequest, VoteResponse, from_wire
+from strata.broker.replication.manager import (
+    LAG_CAP_TIMEOUTS,
+    Assignment,
+    LivenessClock,
+    ReplicaManager,
+)
 from strata.broker.replication.transport import PeerTransport
 from strata.client.tasks import TaskOwner
 from strata.storage import GroupCommit
@@ -79,3 +88,45 @@ def test_a_broker_that_keeps_starving_keeps_holding_until_the_cap() -> None:
     assert clock.hold <= 30
     counted = sum(clock.tick(0.0) for _ in range(100))
     assert counted == 100 - 29 or counted == 100 - 30
+
+
+class RecordingTransport:
+    """Stands in for the peer transport: what the replicas send, and nothing on the wire."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[int, list[Any], Message]] = []
+
+    def send(self, to: int, group: list[Any], fields: list[Any], payload: Any) -> None:
+        self.sent.append((to, group, from_wire(fields, payload or b"")))
+
+    def ping(self) -> None:
+        pass
+
+
+def test_a_vote_request_for_a_partition_still_being_opened_is_answered_once_it_opens(tmp_path: Path) -> None:
+    """A new topic is opened in slices; the preferred replica's first (pre-)vote request must
+    not be lost on a broker that has not reached its partition yet."""
+
+    async def run() -> list[tuple[int, list[Any], Message]]:
+        cfg = BrokerConfig(node_id=2, listen=PEERS[2], peers=PEERS, data_dir=str(tmp_path))
+        transport = RecordingTransport()
+        m = ReplicaManager(cfg, group_commit=GroupCommit(), transport=transport,  # type: ignore[arg-type]
+                           tasks=TaskOwner(logging.getLogger("test"), "test"), on_leadership=lambda r: None)
+        wanted = {("t", 0): Assignment([1, 2, 3], 7, {})}
+        assert m.reconcile(wanted, keep=(), on_commit_for=lambda k: None, budget_s=-1.0), "nothing opened yet"
+        fields, _ = VoteRequest(1, 2, 1, -1, 0, pre=True).to_wire()
+        m.deliver(1, [[["t", 0], fields, 0, 0]], memoryview(b""))
+        # A message for a partition that is not assigned here is not kept.
+        m.deliver(1, [[["other", 0], fields, 0, 0]], memoryview(b""))
+        assert not m.reconcile(wanted, keep=(), on_commit_for=lambda k: None)
+        for _ in range(100):
+            if transport.sent:
+                break
+            await asyncio.sleep(0.01)
+        await m.stop()
+        m.close()
+        return transport.sent
+
+    sent = asyncio.run(run())
+    votes = [(to, msg) for to, group, msg in sent if isinstance(msg, VoteResponse)]
+    assert votes == [(1, VoteResponse(2, 1, 1, True, pre=True))]

@@ -62,8 +62,8 @@ class LivenessClock:
     loop was held) for that long. A starved process cannot judge its peers: their pings and
     heartbeats may be waiting unread in its sockets, and on a machine short of cores they
     are likely starved too. So after each late tick this clock stands still for
-    ``LAG_BACKOFF`` times the lateness (at most ``LAG_CAP_TIMEOUTS`` election timeouts in
-    all), and everything that decides another broker is gone counts in it: a peer's silence
+    ``LAG_BACKOFF`` times the lateness (so that a silence needs at most ``LAG_CAP_TIMEOUTS``
+    election timeouts in all), and everything that decides another broker is gone counts in it: a peer's silence
     (which wakes the quiesced groups it leads), the election timers of the groups this
     broker follows (the ticker does not tick them while the clock holds), and the in-sync
     horizon of the groups it leads. On a broker that keeps time it runs with the ticks, so a

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -79,12 +80,6 @@ async def create_and_time(driver: StrataDriver, topic: str, partitions: int, tim
         parts = desc.partitions
         now = time.perf_counter() - t0
         led = sum(1 for p in parts if p.leader is not None)
-        # Leader epochs (Raft terms): 1 for a partition elected once; a storm of re-elections
-        # shows as higher terms.
-        epochs = [p.leader_epoch for p in parts if p.leader_epoch >= 0]
-        if epochs:
-            out["epoch_max"] = max(epochs)
-            out["epoch_mean"] = round(sum(epochs) / len(epochs), 2)
         if "all_leaders_s" not in out and len(parts) == partitions and led == partitions:
             out["all_leaders_s"] = now
             out["preferred_at_first"] = sum(1 for p in parts if p.replicas and p.leader == p.replicas[0])
@@ -96,6 +91,17 @@ async def create_and_time(driver: StrataDriver, topic: str, partitions: int, tim
         await asyncio.sleep(POLL_S)
     usage = cpu.end()
     out["broker_cpu_s"] = usage.server_seconds_by_label
+    # Leader epochs (Raft terms) at the end: 1 for a partition elected once; a storm of
+    # re-elections shows as higher terms. (Raw metadata: the description has no epochs.)
+    try:
+        header = await admin._cluster.metadata([topic])
+        epochs = [p.get("leader_epoch", -1) for t in header.get("topics", ()) for p in t.get("partitions", ())]
+        epochs = [e for e in epochs if e >= 0]
+        if epochs:
+            out["epoch_max"] = max(epochs)
+            out["epoch_mean"] = round(sum(epochs) / len(epochs), 2)
+    except Exception as exc:  # a figure, not the run: note it and go on
+        out["epoch_error"] = repr(exc)
     out["load_after"] = load_average()
     return out
 
@@ -145,7 +151,13 @@ async def measure_idle(driver: StrataDriver, settle_s: float, window_s: float) -
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     driver = StrataDriver(args.flush_policy)
     report: dict[str, Any] = {"command": " ".join(sys.argv), "host_cpus": os.cpu_count()}
-    with tempfile.TemporaryDirectory(prefix="strata-partitions-", ignore_cleanup_errors=True) as tmp:
+    with contextlib.ExitStack() as stack:
+        if args.workdir is not None:
+            args.workdir.mkdir(parents=True, exist_ok=True)
+            tmp = str(args.workdir)
+        else:
+            tmp = stack.enter_context(
+                tempfile.TemporaryDirectory(prefix="strata-partitions-", ignore_cleanup_errors=True))
         await driver.start(3, Path(tmp))
         try:
             report["pids"] = driver.server_pids()
@@ -182,6 +194,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--timeout", type=float, default=300.0, help="bound on each creation, seconds")
     ap.add_argument("--flush-policy", choices=("always", "never"), default="never")
     ap.add_argument("--out", type=Path, help="write the report as JSON here")
+    ap.add_argument("--workdir", type=Path, help="keep the brokers' data and logs here (default: a temporary "
+                    "directory, removed)")
     ap.add_argument("--profile-pids-file", help="write the brokers' pids here once started (for py-spy)")
     ap.add_argument("--profile-delay", type=float, default=3.0, help="seconds to wait after writing pids")
     return ap.parse_args(argv)

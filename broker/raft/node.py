@@ -657,6 +657,12 @@ class RaftNode:
         assert self.role is Role.CANDIDATE and self.vote == self.id
         self.role = Role.LEADER
         self.leader = self.id
+        # A whole election timeout before the first check-quorum (etcd's becomeLeader resets
+        # it too): counted from the campaign, the check came while the first appends were
+        # still on their way, and with many groups electing on a busy machine new leaders
+        # stepped down by the hundred, their followers campaigned, and the terms climbed.
+        self.election_elapsed = 0
+        self.heartbeat_elapsed = 0
         leo = self.log.log_end_offset
         # A configuration a follower recorded for a batch it had not appended yet will never
         # be in this log: the no-op takes that offset.

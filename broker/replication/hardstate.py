@@ -43,6 +43,7 @@ import logging
 import os
 import struct
 import threading
+import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -66,6 +67,9 @@ COMPACT_RATIO = 4
 #: Saves waiting behind the batch being written past which the broker's Raft time stands
 #: still (see ``ReplicaManager.ticker``).
 BACKLOG_SAVES = 512
+
+#: A batch slower than this is logged: a disk that slow holds every election back.
+SLOW_BATCH_S = 1.0
 
 State = dict[str, Any]
 
@@ -352,7 +356,12 @@ class HardStateWriter:
         while self._queue:
             batch, self._queue = self._queue, []
             try:
+                t0 = time.monotonic()
                 await loop.run_in_executor(self._pool, self.journal.write, [(g, t, s) for g, t, s, _ in batch])
+                took = time.monotonic() - t0
+                if took > SLOW_BATCH_S:
+                    log.warning("saving %d Raft hard states took %.0f ms (one append and fdatasync of %s)",
+                                len(batch), took * 1000, self.journal.path)
             except Exception as exc:  # full disk, failed fsync: every save of the batch fails
                 for _, _, _, fut in batch:
                     if not fut.done():

@@ -200,6 +200,27 @@ def test_leader_steps_down_without_a_quorum_within_an_election_timeout():
     assert net.nodes[1].role is Role.FOLLOWER
 
 
+def test_a_new_leader_gets_a_whole_election_timeout_before_its_first_quorum_check():
+    """Counted from the campaign, the check could come right after the election, before any
+    follower had answered an append (many groups electing at once on a busy machine: new
+    leaders stepped down by the hundred)."""
+    net = Network.of(3, check_quorum=True, election_timeout=10)
+    net.nodes[1].campaign()
+    requests = drain(net.nodes[1])
+    for _ in range(9):  # the votes take most of a timeout to come back
+        net.nodes[1].tick()
+        drain(net.nodes[1])
+    net.send(requests)
+    assert net.nodes[1].role is Role.LEADER
+    net.isolate(1)
+    for _ in range(9):
+        net.tick(1)
+    assert net.nodes[1].role is Role.LEADER
+    for _ in range(11):
+        net.tick(1)
+    assert net.nodes[1].role is Role.FOLLOWER
+
+
 def test_leader_with_a_quorum_stays():
     net = Network.of(3, check_quorum=True, election_timeout=10)
     net.campaign(1)

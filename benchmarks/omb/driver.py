@@ -115,8 +115,13 @@ class Driver(ABC):
         """Delete a topic and its data, so that the next workload on the same cluster starts clean."""
 
     @abstractmethod
-    async def create_producer(self, topic: str) -> Producer:
-        """A new producer client (its own connection) for ``topic``."""
+    async def create_producer(self, topic: str, *, lone: bool = False) -> Producer:
+        """A new producer client (its own connection) for ``topic``.
+
+        ``lone``: the runner keeps one record in flight, so nothing can join a batch and a
+        client that lingers (Strata's, Kafka's) must send at once, as any application that
+        writes and waits would configure it.
+        """
 
     @abstractmethod
     async def create_consumer(

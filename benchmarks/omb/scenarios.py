@@ -202,7 +202,7 @@ async def run_steady(driver: Driver, w: Any, progress: Progress) -> dict[str, An
             pid = 0
             for topic in topics:
                 for k in range(w.producers_per_topic):
-                    handle = await driver.create_producer(topic)
+                    handle = await driver.create_producer(topic, lone=w.max_in_flight == 1)
                     clients.producers.append(handle)
                     parts = [
                         (p + k) % w.partitions_per_topic for p in range(w.partitions_per_topic)

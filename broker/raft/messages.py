@@ -205,7 +205,7 @@ Message = (
 
 def from_wire(header: list[Any], payload: bytes | memoryview = b"") -> Message:
     """Rebuild a message from ``to_wire()``'s output (after a msgpack round trip)."""
-    t = MsgType(header[0])
+    t = _TYPES[header[0]]  # a dict, not MsgType(...): an enum call costs more than the rest
     f = header[1:]
     if t is MsgType.APPEND:
         src, dst, term, prev_offset, prev_term, commit, last, entries_term = f
@@ -216,6 +216,8 @@ def from_wire(header: list[Any], payload: bytes | memoryview = b"") -> Message:
     message: Message = _SIMPLE[t](*f)
     return message
 
+
+_TYPES: dict[int, MsgType] = {int(t): t for t in MsgType}
 
 _SIMPLE: dict[MsgType, type] = {
     MsgType.VOTE: VoteRequest,

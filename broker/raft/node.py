@@ -70,6 +70,11 @@ with an uncommitted membership change, the remaining voters may lack a quorum th
 elect anyone (the simulator reports this as a "known stall", about one seed in 8,000).
 Recovering a faulty node's vote without a leader (PAR's full protocol) is not implemented.
 
+A new commit index is not broadcast: followers learn it from the next append or
+heartbeat (at most ``heartbeat_interval`` ticks later). Nothing on a follower waits for it
+(a leader answers every read and every ack), and a round of empty appends with their
+answers at every commit would double the messages of a lightly loaded group.
+
 Quiescence (CockroachDB's quiesced ranges). With ``RaftConfig.quiesce`` an idle group stops
 costing anything: when a heartbeat falls due and every follower has answered the last round,
 matches the whole log, and all of it is committed, the leader sends a last heartbeat marked
@@ -515,8 +520,7 @@ class RaftNode:
         if rd.sync_end > self.durable_end:
             self.durable_end = rd.sync_end
         if self.role is Role.LEADER:
-            if self._maybe_commit():
-                self._broadcast = True
+            self._maybe_commit()  # followers hear of it with the next append or heartbeat
             if self._config_batch is not None and self._configs[-1] in self._persisted.configs:
                 self._append_config_batch()
         self._maybe_clear_faulty()
@@ -795,10 +799,8 @@ class RaftNode:
         news = pr.acked(m.match)
         if pr.state is not ProgressState.REPLICATE:
             pr.become_replicate()
-        if news and self._maybe_commit():
-            self._broadcast = True
-            if self.role is not Role.LEADER:
-                return  # the commit completed our own removal
+        if news and self._maybe_commit() and self.role is not Role.LEADER:
+            return  # the commit completed our own removal
         if m.src == self.transferee and pr.match == self.log.log_end_offset - 1:
             self._send_now(TimeoutNow(self.id, m.src, self.term))
         self._send_append(m.src, allow_empty=False)

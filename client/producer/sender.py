@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -253,6 +254,7 @@ class Sender:
         self.producer_id = NO_PRODUCER_ID
         self.producer_epoch = NO_PRODUCER_EPOCH
         self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
         self._wake = asyncio.Event()
         self._wake_pending = False
         #: One task per PRODUCE in flight; each one's end wakes the send loop.
@@ -276,6 +278,11 @@ class Sender:
         if self._wake_pending:
             return
         self._wake_pending = True
+        if threading.get_ident() == self._loop_thread:
+            # The asyncio producer appends on the loop's own thread: no self-pipe write
+            # and extra loop wakeup for every record sent alone.
+            self._wake.set()
+            return
         try:
             self._loop.call_soon_threadsafe(self._wake.set)
         except RuntimeError:  # loop closed

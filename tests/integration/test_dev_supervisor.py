@@ -490,11 +490,15 @@ def test_a_second_strata_dev_on_the_same_data_dir_is_refused(tmp_path: Path) -> 
         dev.close()
 
 
-def test_closing_the_terminal_of_make_run_stops_every_broker(tmp_path: Path) -> None:
+@pytest.mark.parametrize("when", ["after the banner", "while the brokers start"])
+def test_closing_the_terminal_of_make_run_stops_every_broker(tmp_path: Path, when: str) -> None:
     """The kernel sends a hung-up terminal's SIGHUP to its session leader only: under
     ``make run`` that is make, which waits for its child. The supervisor must notice the
-    hang-up on its own (its stdin) and stop the cluster, so make can exit too."""
-    argv, data, _, _ = fake_cluster(tmp_path)
+    hang-up on its own (its stdin) and stop the cluster, so make can exit too: also when the
+    terminal closed before the supervisor began to read it (a hung-up terminal no longer
+    says it is one, and its end looks like a closed pipe)."""
+    starting = when == "while the brokers start"
+    argv, data, _, _ = fake_cluster(tmp_path, ready=() if starting else (1, 2, 3))
     makefile = tmp_path / "Makefile"
     makefile.write_text(f"run:\n\t{shlex.join(argv)}\n")
     master, slave = pty.openpty()
@@ -508,17 +512,24 @@ def test_closing_the_terminal_of_make_run_stops_every_broker(tmp_path: Path) -> 
     screen = bytearray()
     below: set[int] = set()
     try:
-        def banner_shown() -> bool:
+        expected = r"starting 3 broker" if starting else BANNER
+
+        def shown() -> bool:
             ready, _, _ = select.select([master], [], [], 0.2)
             if ready:
                 screen.extend(os.read(master, 4096))
-            return re.search(BANNER.encode(), bytes(screen), re.M) is not None
-        wait_for(banner_shown, 60, "the banner on the terminal")
+            return re.search(expected.encode(), bytes(screen), re.M) is not None
+        wait_for(shown, 60, f"{expected!r} on the terminal")
+        wait_for(lambda: len(descendants(make.pid)) == 4, 30, "strata dev and 3 brokers below make")
         below = descendants(make.pid)
-        assert len(below) == 4, f"make's descendants should be strata dev and 3 brokers: {below}"
 
         os.close(master)  # the terminal window closes
         master = -1
+        if starting:  # and only now do the brokers become ready
+            assert BANNER.encode() not in bytes(screen)
+            for i in (1, 2, 3):
+                (data / f"broker-{i}").mkdir(parents=True, exist_ok=True)
+                (data / f"broker-{i}" / "ready").touch()
         # make waits for strata dev, then dies of the hang-up it was sent (GNU make re-raises it).
         assert make.wait(timeout=60) in (0, -signal.SIGHUP)
         assert all(gone(p) for p in below)

@@ -32,7 +32,10 @@ def test_leader_replicates_a_proposal_to_every_follower():
     assert (base, last) == (1, 1)
     for n in net.nodes.values():
         assert n.log.log_end_offset == 2 and n.log.term_at(1) == 1
-        assert n.commit == 2
+    assert net.nodes[1].commit == 2
+    assert [net.nodes[i].commit for i in (2, 3)] == [1, 1]  # no round of empty appends to tell them
+    net.tick(1, net.nodes[1].cfg.heartbeat_interval)
+    assert [n.commit for n in net.nodes.values()] == [2, 2, 2]  # the next heartbeat does
 
 
 def test_leader_appends_carry_prev_offset_and_term_and_one_term_per_run():

@@ -67,8 +67,9 @@ BITES = [
     (Fault.FORGET_VOTE, {"p_pounce_vote": 0.5, "pre_vote": False, "swarm": False}, 600),
     (
         Fault.COMMIT_PREVIOUS_TERM,
+        # Busier: followers learn a commit only with the next append or heartbeat.
         {"p_pounce_commit": 0.5, "p_pounce_elected": 0.5, "p_pounce_propose": 0.2,
-         "p_long_delay": 0.3, "swarm": False},
+         "p_long_delay": 0.3, "p_propose": 0.6, "swarm": False},
         1500,
     ),
 ]

@@ -345,7 +345,7 @@ class ApacheKafkaDriver(Driver):
         futures = self._admin.delete_topics([topic], request_timeout=ADMIN_TIMEOUT_S)
         await asyncio.wrap_future(futures[topic])
 
-    async def create_producer(self, topic: str) -> Producer:
+    async def create_producer(self, topic: str, *, lone: bool = False) -> Producer:
         from confluent_kafka import Producer as RdProducer
 
         client = RdProducer(
@@ -354,7 +354,7 @@ class ApacheKafkaDriver(Driver):
                 **{
                     "acks": "all",
                     "enable.idempotence": True,
-                    "linger.ms": LINGER_MS,
+                    "linger.ms": 0 if lone else LINGER_MS,
                     "compression.type": "none",
                 },
             )

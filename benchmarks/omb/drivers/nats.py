@@ -261,7 +261,7 @@ class NatsJetStreamDriver(Driver):
                 )
             await asyncio.sleep(0.05)
 
-    async def create_producer(self, topic: str) -> Producer:
+    async def create_producer(self, topic: str, *, lone: bool = False) -> Producer:
         nc = await _connect(self.urls, f"bench-producer-{topic}")
         self._clients.append(nc)
         return NatsProducer(nc, topic, max_pending=100_000)

@@ -220,7 +220,7 @@ class RedisStreamsDriver(Driver):
         for start in range(0, len(keys), 500):
             await self._admin.delete(*keys[start : start + 500])
 
-    async def create_producer(self, topic: str) -> Producer:
+    async def create_producer(self, topic: str, *, lone: bool = False) -> Producer:
         producer = RedisProducer(_client(self.port), topic)
         self._owned.append(producer)
         return producer

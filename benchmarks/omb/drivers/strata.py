@@ -35,7 +35,7 @@ from benchmarks.omb.driver import Consumer, Driver, OnMessage, Producer
 from benchmarks.omb.procs import ServerProcess, free_ports, wait_tcp
 
 #: Producer linger: long enough that a max-rate producer fills batches, short enough
-#: that a paced producer's record is not held back noticeably (ms).
+#: that a paced producer's record is not held back noticeably (ms); 0 for a lone producer.
 LINGER_MS = 1
 #: How many records one consumer poll may hand over (the scenario counts each one).
 POLL_RECORDS = 20_000
@@ -270,14 +270,14 @@ class StrataDriver(Driver):
     async def delete_topic(self, topic: str) -> None:
         await self._admin.delete_topic(topic, timeout_ms=60_000)
 
-    async def create_producer(self, topic: str) -> Producer:
+    async def create_producer(self, topic: str, *, lone: bool = False) -> Producer:
         from strata.client.aio import AIOProducer
 
         client = AIOProducer(
             self.bootstrap,
             acks="all",
             idempotent=True,
-            linger_ms=LINGER_MS,
+            linger_ms=0 if lone else LINGER_MS,
             retry_backoff_ms=20,
             retry_backoff_max_ms=100,
             buffer_memory=256 << 20,

@@ -12,7 +12,7 @@ driver does (:class:`benchmarks.omb.drivers.strata.StrataDriver`), then:
   until the request returned, until every partition has a leader (what a producer needs), and
   until every partition is led by its preferred replica with all replicas in sync (what the
   benchmark waits for), each broker's CPU seconds over that span (a figure the machine's
-  other load disturbs less than the wall-clock ones), and the highest and mean leader epoch
+  other load disturbs less than the wall-clock ones) and the system (kernel) part of it, and the highest and mean leader epoch
   (Raft term) at the end (1 when every partition was elected once: higher terms are
   re-elections). Polled with ``describe_topic`` every 50 ms, so each figure is late by
   at most one poll plus a describe.
@@ -32,6 +32,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -49,6 +50,40 @@ def load_average() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
+def file_creation_ms(directory: Path, n: int = 200) -> float:
+    """Kernel CPU per file this machine spends creating a directory and four files in
+    ``directory`` (what opening a new partition does), in ms: on some disks here it was
+    0.02 ms and on others (same filesystem, other directories) 0.7 ms, which alone is
+    seconds of a broker's CPU for 1,000 partitions. Recorded beside each creation."""
+    probe = directory / f"fs-probe-{os.getpid()}"
+    probe.mkdir(parents=True, exist_ok=True)
+    t0 = os.times()
+    try:
+        for i in range(n // 5):
+            d = probe / str(i)
+            d.mkdir()
+            for name in ("a", "b", "c", "d"):
+                fd = os.open(d / name, os.O_RDWR | os.O_CREAT, 0o644)
+                os.write(fd, b"x")
+                os.close(fd)
+        t1 = os.times()
+    finally:
+        shutil.rmtree(probe, ignore_errors=True)
+    return round(1000 * (t1.system - t0.system + t1.user - t0.user) / n, 3)
+
+
+def system_cpu_s(pids: dict[str, int]) -> dict[str, float]:
+    """Each process's system (kernel) CPU seconds so far: file creation, fsync, sockets."""
+    out: dict[str, float] = {}
+    for label, pid in pids.items():
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        out[label] = int(fields[12]) / os.sysconf("SC_CLK_TCK")  # stime (field 15 of stat)
+    return out
+
+
 def rss_mib(pid: int) -> float | None:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -63,6 +98,7 @@ async def create_and_time(driver: StrataDriver, topic: str, partitions: int, tim
     """Create ``topic``; the seconds until it returned, had leaders everywhere, and settled."""
     admin = driver._admin
     cpu = CpuWindow.begin(driver.server_pids())
+    sys0 = system_cpu_s(driver.server_pids())
     t0 = time.perf_counter()
     # wait=False: the admin client's own wait gives up when a broker is slow to answer
     # metadata; the loop below polls (and tolerates such answers) until the bound.
@@ -91,6 +127,8 @@ async def create_and_time(driver: StrataDriver, topic: str, partitions: int, tim
         await asyncio.sleep(POLL_S)
     usage = cpu.end()
     out["broker_cpu_s"] = usage.server_seconds_by_label
+    sys1 = system_cpu_s(driver.server_pids())
+    out["broker_system_cpu_s"] = {k: round(sys1[k] - sys0[k], 2) for k in sys1 if k in sys0}
     # Leader epochs (Raft terms) at the end: 1 for a partition elected once; a storm of
     # re-elections shows as higher terms. (Raw metadata: the description has no epochs.)
     try:
@@ -161,12 +199,15 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         await driver.start(3, Path(tmp))
         try:
             report["pids"] = driver.server_pids()
+            report["fs_create_ms_per_file"] = file_creation_ms(Path(tmp))
             if args.profile_pids_file:
                 Path(args.profile_pids_file).write_text(" ".join(map(str, report["pids"].values())))
                 await asyncio.sleep(args.profile_delay)
             total = 0
             if args.create:
+                probe = file_creation_ms(Path(tmp))
                 res = await create_and_time(driver, "create-test", args.create, args.timeout)
+                res["fs_create_ms_per_file"] = probe
                 print(f"create {args.create} x RF=3: {json.dumps(res)}", flush=True)
                 report["create"] = res
                 total = args.create

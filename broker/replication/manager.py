@@ -156,7 +156,8 @@ class ReplicaManager:
         #: in slices), and the first messages their peers sent meanwhile: a new partition's
         #: preferred replica asks for votes at once, and a request dropped here would cost it
         #: an election timeout. Bounded: the wanted partitions, EARLY_PER_GROUP each.
-        self._opening: set[GroupKey] = set()
+        self._opening: dict[GroupKey, Assignment] = {}
+        self._on_commit_for: Callable[[GroupKey], OnCommit | None] = lambda key: None
         self._early: dict[GroupKey, list[Message]] = {}
         self.compacted: dict[GroupKey, Replica] = {}
         self.hard_state = HardStateWriter(self.data_dir)
@@ -207,7 +208,7 @@ class ReplicaManager:
         args = _OpenArgs(list(voters), on_commit, topic_id, dict(configs or {}), quiesce)
         r = self._open(key, args)
         self._open_args[key] = args
-        self._opening.discard(key)
+        self._opening.pop(key, None)
         for msg in self._early.pop(key, ()):
             r.step(msg)
         return r
@@ -289,7 +290,7 @@ class ReplicaManager:
         """
         keep = set(keep)
         deadline = None if budget_s is None else time.monotonic() + budget_s
-        opening: set[GroupKey] = set()
+        opening: dict[GroupKey, Assignment] = {}
         for key, a in wanted.items():
             r = self.replicas.get(key)
             if r is not None and r.topic_id != a.topic_id:
@@ -297,7 +298,7 @@ class ReplicaManager:
                 r = None
             if r is None:
                 if deadline is not None and time.monotonic() > deadline:
-                    opening.add(key)
+                    opening[key] = a
                     continue
                 self.open(key, a.voters, topic_id=a.topic_id, configs=a.configs, on_commit=on_commit_for(key))
             else:
@@ -313,8 +314,21 @@ class ReplicaManager:
             if key not in wanted and key not in keep:
                 self._remove(key)
         self._opening = opening
+        self._on_commit_for = on_commit_for
         if self._early:
             self._early = {k: v for k, v in self._early.items() if k in opening}
+        return bool(opening)
+
+    def open_pending(self, *, budget_s: float) -> bool:
+        """Open more of the replicas the last :meth:`reconcile` left for later (the metadata
+        unchanged since), for about ``budget_s``; whether some are still left."""
+        deadline = time.monotonic() + budget_s
+        opening = self._opening
+        while opening and time.monotonic() <= deadline:
+            key, a = next(iter(opening.items()))
+            del opening[key]
+            if key not in self.replicas:
+                self.open(key, a.voters, topic_id=a.topic_id, configs=a.configs, on_commit=self._on_commit_for(key))
         return bool(opening)
 
     def _remove(self, key: GroupKey) -> None:

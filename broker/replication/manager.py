@@ -437,6 +437,9 @@ class ReplicaManager:
             next_at += interval
             self.ticks += 1
             now = loop.time()
+            # A stall that comes while the clock still holds for an earlier one is not news:
+            # it is most likely the work the earlier one caused (see the wake below).
+            fresh = self.liveness.hold < 1
             # How much longer than a tick this one took to come: the loop's own starvation.
             judging = self.liveness.tick((now - last_at) / interval - 1.0)
             last_at = now
@@ -467,7 +470,7 @@ class ReplicaManager:
                 elif judging or node.role is Role.LEADER:
                     r.tick()  # never raises: a replica whose storage fails restarts itself
             delay = next_at - loop.time()
-            if delay < -interval * timing.election_ticks:
+            if delay < -interval * timing.election_ticks and fresh:
                 # This process stalled (paused, starved) for longer than an election
                 # timeout: a group it led may have moved on meanwhile, and a quiesced
                 # leader would not find out. Wake the groups it leads (their heartbeat
@@ -475,9 +478,14 @@ class ReplicaManager:
                 # died meanwhile is noticed by the peer watch (_watch_peers), which now
                 # finds that peer silent; waking every group of a starved broker set off
                 # heartbeats from all of them, which starved it further.
+                # Once per stall: the heartbeat round of thousands of woken groups itself
+                # holds the loop for longer than a timeout, and waking them again for that
+                # kept a broker with 5,000 partitions busy for good. (A leader deposed
+                # meanwhile learns it from its successor anyway, which cannot quiesce
+                # before this broker answers; a peer cut off is found by the peer watch.)
                 log.warning("broker %d stalled for %.1fs; waking the quiesced groups it leads",
                             self.node_id, -delay)
-                for r in list(self.replicas.values()):
+                for r in list(self.led.values()):
                     if r.is_leader:
                         r.wake()
             if delay < -interval * 5:

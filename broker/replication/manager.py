@@ -71,22 +71,30 @@ class LivenessClock:
     argument depends on it.
     """
 
-    __slots__ = ("cap", "hold", "now")
+    __slots__ = ("_held_in_a_row", "cap", "hold", "now")
 
     def __init__(self, cap_ticks: int) -> None:
         self.now = 0
         #: Ticks this clock will still stand still for.
         self.hold = 0.0
         self.cap = cap_ticks
+        self._held_in_a_row = 0
 
     def tick(self, late_ticks: float) -> bool:
-        """One broker tick that came ``late_ticks`` after its interval; whether it counts."""
+        """One broker tick that came ``late_ticks`` after its interval; whether it counts.
+
+        At least one tick in ``1 + LAG_BACKOFF`` counts: a broker that stays starved
+        judges others that much more slowly, but still does (else its followers of a
+        group whose leader stepped down never campaigned while it stayed busy).
+        """
         late = late_ticks - LATE_SLACK_TICKS
         if late > 0:
             self.hold = min(float(self.cap), self.hold + LAG_BACKOFF * late)
-        if self.hold >= 1:
+        if self.hold >= 1 and self._held_in_a_row < LAG_BACKOFF:
             self.hold -= 1
+            self._held_in_a_row += 1
             return False
+        self._held_in_a_row = 0
         self.now += 1
         return True
 
@@ -467,8 +475,8 @@ class ReplicaManager:
                 node = r.node
                 if node.quiesced or replicas.get(key) is not r:
                     del self._awake[key]
-                elif judging or node.role is Role.LEADER:
-                    r.tick()  # never raises: a replica whose storage fails restarts itself
+                else:
+                    r.tick(judging)  # never raises: a replica whose storage fails restarts itself
             delay = next_at - loop.time()
             if delay < -interval * timing.election_ticks and fresh:
                 # This process stalled (paused, starved) for longer than an election

@@ -264,7 +264,9 @@ class Replica:
 
     # -- inputs --------------------------------------------------------------------------
 
-    def tick(self) -> None:
+    def tick(self, judge: bool = True) -> None:
+        """One Raft tick. ``judge=False``: the broker was starved, and its clock for judging
+        other brokers stands still (see ``RaftNode.tick``)."""
         if self._stopped:
             return
         if self._busy:
@@ -274,14 +276,14 @@ class Replica:
             # with many elections at once the saves queue up, and a timeout's worth of
             # ticks replayed when one returns would start the next term at once, over and
             # over (timers only; safety does not depend on them).
-            if not self._saving_state:
+            if not self._saving_state and judge:
                 self._queued_ticks = min(self._queued_ticks + 1, self.config.raft.election_ticks)
             return
-        self._tick_node()
+        self._tick_node(judge)
 
-    def _tick_node(self) -> None:
+    def _tick_node(self, judge: bool = True) -> None:
         try:
-            self.node.tick()
+            self.node.tick(judge=judge)
         except Exception as exc:  # a storage failure inside the core
             self.fail(f"tick failed: {exc!r}")
             return

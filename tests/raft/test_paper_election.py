@@ -223,6 +223,23 @@ def test_a_new_leader_gets_a_whole_election_timeout_before_its_first_quorum_chec
     assert net.nodes[1].role is Role.FOLLOWER
 
 
+def test_ticks_that_do_not_judge_keep_a_leader_heartbeating_and_judge_no_one():
+    """A starved broker's ticks (judge=False): its leaders keep their followers' leases up
+    with heartbeats but do not check their quorum; its followers do not time out."""
+    net = Network.of(3, check_quorum=True, election_timeout=10)
+    net.campaign(1)
+    net.isolate(1)
+    for _ in range(50):
+        net.nodes[1].tick(judge=False)
+        net.nodes[2].tick(judge=False)
+    assert net.nodes[1].role is Role.LEADER and net.nodes[2].role is Role.FOLLOWER
+    heartbeats = [m for m in drain(net.nodes[1]) if isinstance(m, Heartbeat)]
+    assert len(heartbeats) >= 2 * 20, "a heartbeat to each follower every other tick"
+    for _ in range(20):
+        net.tick(1)
+    assert net.nodes[1].role is Role.FOLLOWER
+
+
 def test_leader_with_a_quorum_stays():
     net = Network.of(3, check_quorum=True, election_timeout=10)
     net.campaign(1)

@@ -11,8 +11,10 @@ driver does (:class:`benchmarks.omb.drivers.strata.StrataDriver`), then:
 * **create**: one ``CreateTopics`` of ``--create`` partitions x 3 replicas; reports the time
   until the request returned, until every partition has a leader (what a producer needs), and
   until every partition is led by its preferred replica with all replicas in sync (what the
-  benchmark waits for), and each broker's CPU seconds over that span (a figure the machine's
-  other load disturbs less than the wall-clock ones). Polled with ``describe_topic`` every 50 ms, so each figure is late by
+  benchmark waits for), each broker's CPU seconds over that span (a figure the machine's
+  other load disturbs less than the wall-clock ones) and the system (kernel) part of it, and the highest and mean leader epoch
+  (Raft term) at the end (1 when every partition was elected once: higher terms are
+  re-elections). Polled with ``describe_topic`` every 50 ms, so each figure is late by
   at most one poll plus a describe.
 * **idle** (optional): topics are added until the cluster holds each ``--idle`` total of
   partitions (the created topic counts), the cluster is left ``--settle`` seconds to quiesce,
@@ -27,8 +29,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -46,6 +50,40 @@ def load_average() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
+def file_creation_ms(directory: Path, n: int = 200) -> float:
+    """Kernel CPU per file this machine spends creating a directory and four files in
+    ``directory`` (what opening a new partition does), in ms: on some disks here it was
+    0.02 ms and on others (same filesystem, other directories) 0.7 ms, which alone is
+    seconds of a broker's CPU for 1,000 partitions. Recorded beside each creation."""
+    probe = directory / f"fs-probe-{os.getpid()}"
+    probe.mkdir(parents=True, exist_ok=True)
+    t0 = os.times()
+    try:
+        for i in range(n // 5):
+            d = probe / str(i)
+            d.mkdir()
+            for name in ("a", "b", "c", "d"):
+                fd = os.open(d / name, os.O_RDWR | os.O_CREAT, 0o644)
+                os.write(fd, b"x")
+                os.close(fd)
+        t1 = os.times()
+    finally:
+        shutil.rmtree(probe, ignore_errors=True)
+    return round(1000 * (t1.system - t0.system + t1.user - t0.user) / n, 3)
+
+
+def system_cpu_s(pids: dict[str, int]) -> dict[str, float]:
+    """Each process's system (kernel) CPU seconds so far: file creation, fsync, sockets."""
+    out: dict[str, float] = {}
+    for label, pid in pids.items():
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        out[label] = int(fields[12]) / os.sysconf("SC_CLK_TCK")  # stime (field 15 of stat)
+    return out
+
+
 def rss_mib(pid: int) -> float | None:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -60,6 +98,7 @@ async def create_and_time(driver: StrataDriver, topic: str, partitions: int, tim
     """Create ``topic``; the seconds until it returned, had leaders everywhere, and settled."""
     admin = driver._admin
     cpu = CpuWindow.begin(driver.server_pids())
+    sys0 = system_cpu_s(driver.server_pids())
     t0 = time.perf_counter()
     # wait=False: the admin client's own wait gives up when a broker is slow to answer
     # metadata; the loop below polls (and tolerates such answers) until the bound.
@@ -88,7 +127,37 @@ async def create_and_time(driver: StrataDriver, topic: str, partitions: int, tim
         await asyncio.sleep(POLL_S)
     usage = cpu.end()
     out["broker_cpu_s"] = usage.server_seconds_by_label
+    sys1 = system_cpu_s(driver.server_pids())
+    out["broker_system_cpu_s"] = {k: round(sys1[k] - sys0[k], 2) for k in sys1 if k in sys0}
+    # Leader epochs (Raft terms) at the end: 1 for a partition elected once; a storm of
+    # re-elections shows as higher terms. (Raw metadata: the description has no epochs.)
+    try:
+        header = await admin._cluster.metadata([topic])
+        epochs = [p.get("leader_epoch", -1) for t in header.get("topics", ()) for p in t.get("partitions", ())]
+        epochs = [e for e in epochs if e >= 0]
+        if epochs:
+            out["epoch_max"] = max(epochs)
+            out["epoch_mean"] = round(sum(epochs) / len(epochs), 2)
+    except Exception as exc:  # a figure, not the run: note it and go on
+        out["epoch_error"] = repr(exc)
     out["load_after"] = load_average()
+    return out
+
+
+async def scrape_gauges(port: int, names: tuple[str, ...]) -> dict[str, float]:
+    """The unlabelled gauges ``names`` from a broker's ``/metrics`` (missing ones left out)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        await writer.drain()
+        body = (await asyncio.wait_for(reader.read(), 10)).decode("utf-8", "replace")
+    finally:
+        writer.close()
+    out: dict[str, float] = {}
+    for line in body.splitlines():
+        name, _, value = line.partition(" ")
+        if name in names:
+            out[name] = float(value)
     return out
 
 
@@ -99,10 +168,19 @@ async def measure_idle(driver: StrataDriver, settle_s: float, window_s: float) -
     await asyncio.sleep(window_s)
     usage = cpu.end()
     per = {k: 100 * v / usage.window_s for k, v in usage.server_seconds_by_label.items()}
+    # After the window, so the scrape is not in the figure: how many groups were asleep.
+    groups: dict[str, dict[str, float]] = {}
+    for server, port in zip(driver.servers, driver.metrics_ports, strict=True):
+        label = server.name
+        try:
+            groups[label] = await scrape_gauges(port, ("strata_partitions", "strata_raft_quiesced_groups"))
+        except (OSError, TimeoutError) as exc:
+            groups[label] = {"error": str(exc)}  # type: ignore[dict-item]
     return {
         "cpu_percent_by_broker": per,
         "cpu_percent_max": max(per.values()) if per else None,
         "rss_mib_by_broker": {k: rss_mib(pid) for k, pid in pids.items()},
+        "groups_by_broker": groups,
         "window_s": usage.window_s,
         "load": load_average(),
     }
@@ -111,16 +189,25 @@ async def measure_idle(driver: StrataDriver, settle_s: float, window_s: float) -
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     driver = StrataDriver(args.flush_policy)
     report: dict[str, Any] = {"command": " ".join(sys.argv), "host_cpus": os.cpu_count()}
-    with tempfile.TemporaryDirectory(prefix="strata-partitions-", ignore_cleanup_errors=True) as tmp:
+    with contextlib.ExitStack() as stack:
+        if args.workdir is not None:
+            args.workdir.mkdir(parents=True, exist_ok=True)
+            tmp = str(args.workdir)
+        else:
+            tmp = stack.enter_context(
+                tempfile.TemporaryDirectory(prefix="strata-partitions-", ignore_cleanup_errors=True))
         await driver.start(3, Path(tmp))
         try:
             report["pids"] = driver.server_pids()
+            report["fs_create_ms_per_file"] = file_creation_ms(Path(tmp))
             if args.profile_pids_file:
                 Path(args.profile_pids_file).write_text(" ".join(map(str, report["pids"].values())))
                 await asyncio.sleep(args.profile_delay)
             total = 0
             if args.create:
+                probe = file_creation_ms(Path(tmp))
                 res = await create_and_time(driver, "create-test", args.create, args.timeout)
+                res["fs_create_ms_per_file"] = probe
                 print(f"create {args.create} x RF=3: {json.dumps(res)}", flush=True)
                 report["create"] = res
                 total = args.create
@@ -148,6 +235,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--timeout", type=float, default=300.0, help="bound on each creation, seconds")
     ap.add_argument("--flush-policy", choices=("always", "never"), default="never")
     ap.add_argument("--out", type=Path, help="write the report as JSON here")
+    ap.add_argument("--workdir", type=Path, help="keep the brokers' data and logs here (default: a temporary "
+                    "directory, removed)")
     ap.add_argument("--profile-pids-file", help="write the brokers' pids here once started (for py-spy)")
     ap.add_argument("--profile-delay", type=float, default=3.0, help="seconds to wait after writing pids")
     return ap.parse_args(argv)

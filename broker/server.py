@@ -93,6 +93,8 @@ class Broker:
         self.started_at = time.monotonic()
         self._stop = asyncio.Event()
         self._reconcile_pending = False
+        #: The metadata changed since the last full reconcile.
+        self._metadata_dirty = False
         self.tasks = TaskOwner(log, f"broker {self.node_id}")
         self.group_commit = GroupCommit()
         self.transport = PeerTransport(self.node_id, config.peers)
@@ -107,7 +109,7 @@ class Broker:
                                        tasks=self.tasks, on_leadership=self._leadership_changed)
         self.view = ClusterView(self.node_id, self.replicas.replicas)
         self.channel = ControllerChannel(self.node_id, config.peers, lambda: self.controller.leader_id)
-        self.removable = RemovableOffsets(self.replicas.replicas)
+        self.removable = RemovableOffsets(self.replicas.compacted)  # reports compacted replicas only
         self.heartbeater = BrokerHeartbeater(config, self.controller, self.view, self.replicas, self.channel,
                                              self.removable)
         self.cleaner = CleanerService(config, self.replicas.replicas, self.removable.removable_offset,
@@ -211,6 +213,10 @@ class Broker:
     # -- wiring ----------------------------------------------------------------------------
 
     def metadata_changed(self) -> None:
+        self._metadata_dirty = True
+        self._schedule_reconcile()
+
+    def _schedule_reconcile(self) -> None:
         if not self._reconcile_pending:
             self._reconcile_pending = True
             asyncio.get_running_loop().call_soon(self._reconcile)
@@ -218,6 +224,15 @@ class Broker:
     def _reconcile(self) -> None:
         """Hold the replicas the metadata assigns to this broker (and nothing else)."""
         self._reconcile_pending = False
+        if not self._metadata_dirty:
+            # Only replicas left to open from the last pass, the metadata unchanged since:
+            # open the next slice of them without walking every partition of the cluster
+            # again (a new topic of 1,000 partitions takes hundreds of slices).
+            if self.replicas.open_pending(budget_s=RECONCILE_SLICE_S):
+                self._schedule_reconcile()
+            self.controller.ensure_offsets_topic()
+            return
+        self._metadata_dirty = False
         image = self.controller.image
         wanted: dict[tuple[str, int], Assignment] = {}
         for name, topic in image.topics.items():
@@ -229,7 +244,7 @@ class Broker:
                                        if key[0] == OFFSETS_TOPIC else None,
                                        budget_s=RECONCILE_SLICE_S)
         if more:
-            self.metadata_changed()  # the rest in the next loop turn, after I/O and ticks
+            self._schedule_reconcile()  # the rest in the next loop turn, after I/O and ticks
         self.controller.ensure_offsets_topic()
 
     def _leadership_changed(self, replica: Replica) -> None:

@@ -68,7 +68,9 @@ class BrokerHeartbeater:
         reported = self._reported
         snapshot = self._snapshot = {}
         parts = []
-        for key, r in self._replicas.replicas.items():
+        # Only the replicas that led at their last Ready (ReplicaManager.led), not every
+        # replica: one elected since is reported by the next beat.
+        for key, r in self._replicas.led.items():
             if not r.is_leader or key[0] == METADATA_TOPIC or r.topic_id is None:
                 continue
             quiesced = r.node.quiesced

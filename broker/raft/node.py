@@ -281,27 +281,30 @@ class RaftNode:
 
     # ------------------------------------------------------------------ inputs
 
-    def tick(self) -> None:
-        """One unit of logical time. O(1) unless a heartbeat or quorum check falls due."""
+    def tick(self, *, judge: bool = True) -> None:
+        """One unit of logical time. O(1) unless a heartbeat or quorum check falls due.
+
+        ``judge=False``: the driver's process was starved (its ticks came late), so it
+        cannot tell a silent peer from one whose messages wait unread: the time that judges
+        others (a follower's election timeout, a leader's quorum check) stands still, and a
+        leader only keeps its heartbeats going. Timing only; safety does not depend on it.
+        """
         assert self._outstanding is None, "tick() between ready() and advance()"
         if self.quiesced:
             return
+        if not judge:
+            if self.role is Role.LEADER:
+                self._tick_heartbeat()
+            return
         self.election_elapsed += 1
         if self.role is Role.LEADER:
-            self.heartbeat_elapsed += 1
             if self.election_elapsed >= self.cfg.election_timeout:
                 self.election_elapsed = 0
                 if self.cfg.check_quorum and not self._quorum_recently_active():
                     self._become_follower(self.term, None)
                     return
                 self.transferee = None  # a transfer that did not finish in time is abandoned
-            if self.heartbeat_elapsed >= self.cfg.heartbeat_interval:
-                self.heartbeat_elapsed = 0
-                if self._can_quiesce():
-                    self._send_heartbeats(quiesce=True)
-                    self.quiesced = True
-                else:
-                    self._send_heartbeats()
+            self._tick_heartbeat()
         elif self.election_elapsed >= self._timeout:
             if self._promotable():
                 self.election_elapsed = 0
@@ -314,6 +317,16 @@ class RaftNode:
                 for p in self.membership.members:
                     if p != self.id:
                         self._send_now(HeartbeatResponse(self.id, p, self.term, self.faulty))
+
+    def _tick_heartbeat(self) -> None:
+        self.heartbeat_elapsed += 1
+        if self.heartbeat_elapsed >= self.cfg.heartbeat_interval:
+            self.heartbeat_elapsed = 0
+            if self._can_quiesce():
+                self._send_heartbeats(quiesce=True)
+                self.quiesced = True
+            else:
+                self._send_heartbeats()
 
     def wake(self, leader_silent: int = 0) -> None:
         """Leave quiescence (a no-op if not quiesced).
@@ -661,6 +674,12 @@ class RaftNode:
         assert self.role is Role.CANDIDATE and self.vote == self.id
         self.role = Role.LEADER
         self.leader = self.id
+        # A whole election timeout before the first check-quorum (etcd's becomeLeader resets
+        # it too): counted from the campaign, the check came while the first appends were
+        # still on their way, and with many groups electing on a busy machine new leaders
+        # stepped down by the hundred, their followers campaigned, and the terms climbed.
+        self.election_elapsed = 0
+        self.heartbeat_elapsed = 0
         leo = self.log.log_end_offset
         # A configuration a follower recorded for a batch it had not appended yet will never
         # be in this log: the no-op takes that offset.

@@ -1,37 +1,415 @@
-"""Raft's persistent state per group (currentTerm, votedFor): write, fsync, rename, fsync dir.
+"""Raft's persistent state (currentTerm, votedFor, configurations) of every group of a broker.
 
-Raft's safety depends on never voting twice in one term, so the vote reaches the disk before
-any message that depends on it leaves. The file is tiny and changes only on elections; what
-matters is that a crash at any instant leaves either the old or the new state, never a torn
-one.
+Raft's safety depends on never voting twice in one term, so a vote reaches the disk before
+any message that depends on it leaves, and a crash at any instant must leave either the old
+or the new state of a group, never a torn one.
 
-Elections come in waves, though: creating 1,000 partitions (or a broker's restart) makes
-every replica save once, and two fsyncs each on the event loop were seconds of a stalled
-broker. :class:`HardStateWriter` runs the saves on a small thread pool instead, so the saves
-of many groups proceed side by side (a journaling filesystem commits concurrent fsyncs
-together) while the loop keeps serving; each group still waits for its own save before it
-sends what depends on it.
+Elections come in waves: creating 1,000 partitions, or a broker's restart, makes every
+replica save once, and a storm of re-elections does it again. A file per group (write, fsync,
+rename, fsync the directory) cost two fsyncs per group per election, thousands of them in a
+wave, and they were what a starved broker spent its seconds on. So the states of all the
+groups of a broker live in one append-only journal, ``raft-hardstate.journal`` in the data
+directory, and :class:`HardStateWriter` writes the saves that arrive together as one append
+and one ``fdatasync``: a wave of elections costs one fsync per batch, however many groups it
+holds, and each group still waits for its own state to be durable before it sends what
+depends on it (the Ready waits in ``Replica._ready_loop`` as before).
+
+The journal (:class:`HardStateJournal`):
+
+* a record is ``length (u32) | crc32c (u32) | msgpack [group, topic id, state or nil]``;
+  the last record of a group is its state (nil: the group was deleted);
+* a record is acknowledged only after its ``fdatasync``; a torn or unsynced tail found at
+  open (short, or a CRC that does not match) was never acknowledged and is cut;
+* a failed append is cut back to the last good length before anything else is appended
+  (or, if that fails too, the next write rewrites the file whole): garbage in the middle
+  would hide the records after it;
+* when the file holds four times what is live (and at least ``COMPACT_MIN_BYTES``), the next
+  write rewrites it with one record per live group (temporary file, fsync, rename, fsync
+  the directory), so the file stays bounded by the groups the broker holds;
+* the topic id is kept with each state: a topic deleted and created again under the same
+  name (another id) never inherits the old group's term, vote or membership, even if the
+  tombstone written at deletion was lost in a crash.
+
+Brokers from before the journal kept ``raft-state`` in each partition directory: a group with
+no journal record reads that file, and the file is removed once the group's state is in the
+journal (which then wins).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
-from concurrent.futures import Future, ThreadPoolExecutor
+import struct
+import threading
+import time
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import msgpack
+from crc32c import crc32c
 
-FILE_NAME = "raft-state"
-#: Saves in progress at once (threads); more are queued, at most one per Raft group.
-WRITER_THREADS = 16
+log = logging.getLogger("strata.broker.replication.hardstate")
+
+#: The per-group file of brokers before the journal (read, never written).
+LEGACY_FILE_NAME = "raft-state"
+JOURNAL_NAME = "raft-hardstate.journal"
+_HEADER = struct.Struct(">II")
+#: A record larger than this is corrupt, not a state (a state is tens of bytes).
+MAX_RECORD_BYTES = 1 << 20
+#: The journal is rewritten when it is at least this large and four times its live records.
+COMPACT_MIN_BYTES = 1 << 20
+COMPACT_RATIO = 4
+#: Saves waiting behind the batch being written past which the broker's Raft time stands
+#: still (see ``ReplicaManager.ticker``).
+BACKLOG_SAVES = 512
+
+#: A batch slower than this is logged: a disk that slow holds every election back.
+SLOW_BATCH_S = 1.0
+
+State = dict[str, Any]
 
 
-def load(directory: Path) -> dict[str, Any]:
-    """The persisted state, or an empty dict for a new replica."""
-    path = directory / FILE_NAME
+@dataclass(slots=True)
+class _Entry:
+    topic_id: int | None
+    state: State
+    #: Bytes of its record in the journal (for the compaction threshold).
+    size: int
+
+
+def _encode(group: str, topic_id: int | None, state: State | None) -> bytes:
+    payload: bytes = msgpack.packb([group, topic_id, state], use_bin_type=True)
+    return _HEADER.pack(len(payload), crc32c(payload)) + payload
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def _fsync_dir(directory: Path) -> None:
+    dfd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+class HardStateJournal:
+    """The broker's journal of hard states (see the module docstring). Thread-safe: writes
+    come from the writer's thread, reads and the rare synchronous save from the loop."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        #: The durable state of every group (the journal's content, replayed).
+        self._entries: dict[str, _Entry] = {}
+        self._live_bytes = 0
+        #: Bytes of the journal known good: appends start here.
+        self._size = 0
+        #: A failed append could not be cut back: the next write rewrites the file.
+        self._broken = False
+        self.fsyncs = 0
+        self._fd = self._open()
+
+    def _open(self) -> int:
+        created = not self.path.exists()
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            data = b""
+            if not created:
+                with open(fd, "rb", closefd=False) as f:
+                    data = f.read()
+            good = self._replay(data)
+            if good < len(data):
+                log.warning("%s: cutting %d bytes of an unfinished or damaged record at %d (never acknowledged "
+                            "if torn by a crash)", self.path, len(data) - good, good)
+                os.ftruncate(fd, good)
+                os.fsync(fd)
+            self._size = good
+            os.lseek(fd, good, os.SEEK_SET)
+            if created:
+                os.fsync(fd)
+                _fsync_dir(self.path.parent)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def _replay(self, data: bytes) -> int:
+        """Apply every whole record of ``data``; returns the length of the good prefix."""
+        pos = 0
+        n = len(data)
+        while pos + _HEADER.size <= n:
+            length, crc = _HEADER.unpack_from(data, pos)
+            end = pos + _HEADER.size + length
+            if length > MAX_RECORD_BYTES or end > n:
+                break
+            payload = data[pos + _HEADER.size:end]
+            if crc32c(payload) != crc:
+                break
+            try:
+                group, topic_id, state = msgpack.unpackb(payload, raw=False, strict_map_key=False)
+            except (ValueError, TypeError):
+                break
+            self._apply(group, topic_id, state, end - pos)
+            pos = end
+        return pos
+
+    def _apply(self, group: str, topic_id: int | None, state: State | None, size: int) -> None:
+        old = self._entries.get(group)
+        if state is None and (old is None or old.topic_id != topic_id):
+            return  # the tombstone of an older topic of that name: the newer group stays
+        if old is not None:
+            self._live_bytes -= old.size
+            del self._entries[group]
+        if state is not None:
+            self._entries[group] = _Entry(topic_id, state, size)
+            self._live_bytes += size
+
+    def get(self, group: str, topic_id: int | None) -> State | None:
+        """The durable state of ``group`` if it belongs to ``topic_id``; None otherwise."""
+        with self._lock:
+            e = self._entries.get(group)
+        if e is None or e.topic_id != topic_id:
+            return None
+        return e.state
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, group: object) -> bool:
+        return group in self._entries
+
+    def write(self, records: Iterable[tuple[str, int | None, State | None]]) -> None:
+        """Make ``records`` durable: one append and one fdatasync (or a rewrite of the file).
+
+        Raises the OS error if it could not: none of the records counts as saved then.
+        """
+        records = list(records)
+        encoded = [_encode(g, t, s) for g, t, s in records]
+        with self._lock:
+            if self._broken or (self._size >= COMPACT_MIN_BYTES and self._size >= COMPACT_RATIO * self._live_bytes):
+                self._rewrite(records, encoded)
+                return
+            data = b"".join(encoded)
+            try:
+                _write_all(self._fd, data)
+                os.fdatasync(self._fd)
+            except OSError:
+                self._cut_back()
+                raise
+            self.fsyncs += 1
+            self._size += len(data)
+            for (g, t, s), rec in zip(records, encoded, strict=True):
+                self._apply(g, t, s, len(rec))
+
+    def _cut_back(self) -> None:
+        """After a failed append: the file ends at the last acknowledged record again."""
+        try:
+            os.ftruncate(self._fd, self._size)
+            os.lseek(self._fd, self._size, os.SEEK_SET)
+        except OSError:
+            self._broken = True
+
+    def _rewrite(self, records: list[tuple[str, int | None, State | None]], encoded: list[bytes]) -> None:
+        """The live states with ``records`` applied, one record per group, atomically replace the file."""
+        before = dict(self._entries), self._live_bytes
+        for (g, t, st), rec in zip(records, encoded, strict=True):
+            self._apply(g, t, st, len(rec))
+        parts = [_encode(g, e.topic_id, e.state) for g, e in self._entries.items()]
+        data = b"".join(parts)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                _write_all(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, self.path)
+            _fsync_dir(self.path.parent)
+            new_fd = os.open(self.path, os.O_RDWR)
+        except OSError:
+            self._entries, self._live_bytes = before  # none of it is acknowledged
+            self._broken = True  # the old file may have been replaced: rewrite again next time
+            raise
+        self.fsyncs += 2
+        os.lseek(new_fd, len(data), os.SEEK_SET)
+        old_fd, self._fd = self._fd, new_fd
+        os.close(old_fd)
+        self._broken = False
+        self._size = len(data)
+        for (g, e), part in zip(list(self._entries.items()), parts, strict=True):
+            self._entries[g] = _Entry(e.topic_id, e.state, len(part))
+        self._live_bytes = len(data)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
+
+
+class HardStateWriter:
+    """The broker's hard states: loaded from the journal (or a pre-journal file), saved in
+    batches off the event loop (see the module docstring).
+
+    The journal is opened at first use, after the broker has locked its data directory.
+    """
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self._journal: HardStateJournal | None = None
+        #: One thread: batches are written one after another, each with one fdatasync.
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="raft-state")
+        #: Saves waiting for the next batch: (group, topic id, state, future).
+        self._queue: list[tuple[str, int | None, State | None, asyncio.Future[None]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+        #: The latest save of each group not yet durable: at most one per group, as a group
+        #: waits for its save before its next one. Bounded by the groups this broker holds.
+        self._latest: dict[str, asyncio.Future[None]] = {}
+        #: The topic id of each group loaded here (what its saves are recorded under).
+        self._topic_ids: dict[str, int | None] = {}
+        #: Groups whose state was read from a pre-journal file, removed once journaled.
+        self._legacy: set[str] = set()
+        #: Saves submitted and not yet durable (queued or being written).
+        self.pending = 0
+        #: Batches written (one fdatasync each, two when the journal was rewritten).
+        self.batches = 0
+
+    @property
+    def journal(self) -> HardStateJournal:
+        if self._journal is None:
+            self._journal = HardStateJournal(self.data_dir / JOURNAL_NAME)
+        return self._journal
+
+    @property
+    def backlogged(self) -> bool:
+        """Many saves wait behind the batch being written (a wave of elections)."""
+        return len(self._queue) > BACKLOG_SAVES
+
+    def load(self, directory: Path, topic_id: int | None) -> State:
+        """The persisted state of the group in ``directory``, or an empty dict for a new one."""
+        group = directory.name
+        self._topic_ids[group] = topic_id
+        state = self.journal.get(group, topic_id)
+        if state is not None:
+            return state
+        legacy = _load_legacy(directory)
+        if legacy:
+            self._legacy.add(group)
+        return legacy
+
+    def save_now(self, directory: Path, state: State) -> None:
+        """Save synchronously, on the caller's thread (a replica's opening: rare)."""
+        group = directory.name
+        self.journal.write([(group, self._topic_ids.get(group), state)])
+        self._journaled([group])
+
+    async def save(self, directory: Path, state: State) -> None:
+        """Returns (or raises) once ``state`` is durable, written with whatever other saves
+        arrived meanwhile.
+
+        Cancelling the caller does not withdraw a save: :meth:`settle` waits for it before
+        the group's directory is reopened or removed.
+        """
+        group = directory.name
+        fut = self._enqueue(group, self._topic_ids.get(group), state)
+        await asyncio.shield(fut)
+
+    def forget(self, directory: Path, topic_id: int | None) -> None:
+        """The group of ``topic_id`` in ``directory`` was deleted: record it (no one waits).
+
+        The tombstone removes only that topic's state: a topic created again under the same
+        name may already have saved its own. A tombstone lost in a crash is harmless too: a
+        state is only read back for the topic id it was saved under.
+        """
+        group = directory.name
+        if self._topic_ids.get(group, topic_id) == topic_id:
+            self._topic_ids.pop(group, None)
+            self._legacy.discard(group)
+        if self.journal.get(group, topic_id) is not None:
+            self._enqueue(group, topic_id, None)
+
+    def _enqueue(self, group: str, topic_id: int | None, state: State | None) -> asyncio.Future[None]:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        # Nobody may be left to look at a failure (a stopped replica): mark it seen.
+        fut.add_done_callback(lambda f: f.cancelled() or f.exception())
+        self._queue.append((group, topic_id, state, fut))
+        self._latest[group] = fut
+        self.pending += 1
+        if self._flusher is None or self._flusher.done():
+            self._flusher = loop.create_task(self._flush(), name="raft-hardstate-writer")
+        return fut
+
+    async def _flush(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._queue:
+            batch, self._queue = self._queue, []
+            try:
+                t0 = time.monotonic()
+                await loop.run_in_executor(self._pool, self.journal.write, [(g, t, s) for g, t, s, _ in batch])
+                took = time.monotonic() - t0
+                if took > SLOW_BATCH_S:
+                    log.warning("saving %d Raft hard states took %.0f ms (one append and fdatasync of %s)",
+                                len(batch), took * 1000, self.journal.path)
+            except Exception as exc:  # full disk, failed fsync: every save of the batch fails
+                for _, _, _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(OSError(f"saving the Raft hard state failed: {exc!r}"))
+            else:
+                self.batches += 1
+                self._journaled([g for g, _, _, _ in batch])
+                for _, _, _, fut in batch:
+                    if not fut.done():
+                        fut.set_result(None)
+            finally:
+                self.pending -= len(batch)
+                for g, _, _, fut in batch:
+                    if self._latest.get(g) is fut:
+                        del self._latest[g]
+
+    def _journaled(self, groups: list[str]) -> None:
+        """Groups whose state is now in the journal: their pre-journal files go."""
+        for g in groups:
+            if g in self._legacy:
+                self._legacy.discard(g)
+                with contextlib.suppress(OSError):
+                    (self.data_dir / g / LEGACY_FILE_NAME).unlink()
+
+    async def settle(self, directory: Path) -> None:
+        """Wait until no save of ``directory`` is pending (its outcome no longer matters).
+
+        A replica reopened from disk (after a storage failure) must read the vote its
+        previous incarnation was saving, or it could vote twice in one term.
+        """
+        fut = self._latest.get(directory.name)
+        if fut is not None and not fut.done():
+            with contextlib.suppress(Exception):
+                await asyncio.shield(fut)
+
+    def close(self) -> None:
+        """Stop the thread (after the batch being written) and close the journal.
+
+        Saves still queued were never acknowledged: nothing was sent that depends on them.
+        """
+        self._pool.shutdown(wait=True)
+        if self._journal is not None:
+            self._journal.close()
+
+
+def _load_legacy(directory: Path) -> State:
+    """A group's state in its pre-journal file, or an empty dict."""
+    path = directory / LEGACY_FILE_NAME
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -40,65 +418,3 @@ def load(directory: Path) -> dict[str, Any]:
     if not isinstance(state, dict):
         raise ValueError(f"{path}: raft state is not a map")
     return state
-
-
-def save(directory: Path, state: dict[str, Any]) -> None:
-    path = directory / FILE_NAME
-    tmp = directory / (FILE_NAME + ".tmp")
-    data = msgpack.packb(state, use_bin_type=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    dfd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
-
-
-class HardStateWriter:
-    """Saves hard states off the event loop, many groups' at once (see the module docstring)."""
-
-    def __init__(self, threads: int = WRITER_THREADS) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="raft-state")
-        #: The latest save of each directory: at most one per group, as a group waits for
-        #: its save before its next one. Bounded by the groups this broker holds.
-        self._latest: dict[Path, Future[None]] = {}
-        #: Saves submitted and not yet returned (queued or running).
-        self.pending = 0
-        self.threads = threads
-
-    async def save(self, directory: Path, state: dict[str, Any]) -> None:
-        """:func:`save` on a pool thread; returns (or raises) once it is durable.
-
-        Cancelling the caller does not stop a save that has started: :meth:`settle` waits
-        for it before the group's directory is reopened or removed.
-        """
-        fut = self._pool.submit(save, directory, state)
-        self._latest[directory] = fut
-        self.pending += 1
-        try:
-            await asyncio.wrap_future(fut)
-        finally:
-            self.pending -= 1
-            if self._latest.get(directory) is fut and fut.done():
-                del self._latest[directory]
-
-    async def settle(self, directory: Path) -> None:
-        """Wait until no save of ``directory`` is running (its outcome no longer matters).
-
-        A replica reopened from disk (after a storage failure) must read the vote its
-        previous incarnation was saving, or it could vote twice in one term.
-        """
-        fut = self._latest.pop(directory, None)
-        if fut is not None and not fut.done():
-            with contextlib.suppress(Exception):
-                await asyncio.shield(asyncio.wrap_future(fut))
-
-    def close(self) -> None:
-        """Wait for the saves in progress (a stopping broker's last votes) and stop the threads."""
-        self._pool.shutdown(wait=True)

@@ -28,7 +28,9 @@ from strata.broker.cluster.configs import (
     MAX_COMPACTION_LAG_NEVER,
 )
 from strata.broker.config import BrokerConfig
+from strata.broker.raft.messages import Message
 from strata.broker.raft.messages import from_wire as raft_from_wire
+from strata.broker.raft.node import Role
 from strata.broker.replication.hardstate import HardStateWriter
 from strata.broker.replication.replica import Replica, ReplicaEnv
 from strata.broker.replication.transport import PeerTransport
@@ -43,6 +45,58 @@ OnCommit = Callable[[Replica, int, int], None]
 PARTITION_METADATA = "partition.metadata"
 #: Every this many ticks the ticker looks at every replica, not only the awake ones.
 AWAKE_SWEEP_TICKS = 20
+#: Messages kept for a partition that is about to be opened here (see ``_early``).
+EARLY_PER_GROUP = 4
+#: A tick later than this (in ticks) says the loop was starved; less is timer jitter.
+LATE_SLACK_TICKS = 0.2
+#: A starved broker holds its judgement of others for this many times the span it lagged...
+LAG_BACKOFF = 2.0
+#: ... but never more than this many election timeouts (a dead peer is still noticed).
+LAG_CAP_TIMEOUTS = 4
+
+
+class LivenessClock:
+    """The broker's clock for judging others: it stands still while this broker was starved.
+
+    A tick that comes later than its interval says the process did not get the CPU (or its
+    loop was held) for that long. A starved process cannot judge its peers: their pings and
+    heartbeats may be waiting unread in its sockets, and on a machine short of cores they
+    are likely starved too. So after each late tick this clock stands still for
+    ``LAG_BACKOFF`` times the lateness (so that a silence needs at most ``LAG_CAP_TIMEOUTS``
+    election timeouts in all), and everything that decides another broker is gone counts in it: a peer's silence
+    (which wakes the quiesced groups it leads), the election timers of the groups this
+    broker follows (the ticker does not tick them while the clock holds), and the in-sync
+    horizon of the groups it leads. On a broker that keeps time it runs with the ticks, so a
+    dead peer is noticed after one election timeout, as before. Timers only: no safety
+    argument depends on it.
+    """
+
+    __slots__ = ("_held_in_a_row", "cap", "hold", "now")
+
+    def __init__(self, cap_ticks: int) -> None:
+        self.now = 0
+        #: Ticks this clock will still stand still for.
+        self.hold = 0.0
+        self.cap = cap_ticks
+        self._held_in_a_row = 0
+
+    def tick(self, late_ticks: float) -> bool:
+        """One broker tick that came ``late_ticks`` after its interval; whether it counts.
+
+        At least one tick in ``1 + LAG_BACKOFF`` counts: a broker that stays starved
+        judges others that much more slowly, but still does (else its followers of a
+        group whose leader stepped down never campaigned while it stayed busy).
+        """
+        late = late_ticks - LATE_SLACK_TICKS
+        if late > 0:
+            self.hold = min(float(self.cap), self.hold + LAG_BACKOFF * late)
+        if self.hold >= 1 and self._held_in_a_row < LAG_BACKOFF:
+            self.hold -= 1
+            self._held_in_a_row += 1
+            return False
+        self._held_in_a_row = 0
+        self.now += 1
+        return True
 
 
 def partition_dir_name(topic: str, partition: int) -> str:
@@ -88,8 +142,10 @@ class ReplicaManager:
         self._tasks = tasks
         self._on_leadership = on_leadership
         self._open_args: dict[GroupKey, _OpenArgs] = {}
-        #: Raft ticks since start; peers' liveness is counted in them.
+        #: Raft ticks since start.
         self.ticks = 0
+        #: Peers' liveness is counted in this clock's ticks (see LivenessClock).
+        self.liveness = LivenessClock((LAG_CAP_TIMEOUTS - 1) * config.raft.election_ticks)
         #: The tick at which a frame last came from each peer broker (see _watch_peers).
         self.peer_heard: dict[int, int] = dict.fromkeys((p for p in config.peers if p != self.node_id), 0)
         self._silent_peers: set[int] = set()
@@ -100,13 +156,25 @@ class ReplicaManager:
         #: enters on any input that may wake it and leaves when it is found quiesced, so an
         #: idle broker's tick costs nothing per sleeping partition.
         self._awake: dict[GroupKey, Replica] = {}
-        self.hard_state = HardStateWriter()
+        #: The replicas that lead their group (as their last Ready said), and those of
+        #: compacted topics: what the controller heartbeat reports, without a walk over
+        #: every replica four times a second (10,000 partitions: 80,000 looks a second).
+        self.led: dict[GroupKey, Replica] = {}
+        #: Partitions the metadata assigns here that are not open yet (a big topic is opened
+        #: in slices), and the first messages their peers sent meanwhile: a new partition's
+        #: preferred replica asks for votes at once, and a request dropped here would cost it
+        #: an election timeout. Bounded: the wanted partitions, EARLY_PER_GROUP each.
+        self._opening: dict[GroupKey, Assignment] = {}
+        self._on_commit_for: Callable[[GroupKey], OnCommit | None] = lambda key: None
+        self._early: dict[GroupKey, list[Message]] = {}
+        self.compacted: dict[GroupKey, Replica] = {}
+        self.hard_state = HardStateWriter(self.data_dir)
         self._env = ReplicaEnv(
             config=config,
             send=transport.send,
             group_commit=group_commit,
             hard_state=self.hard_state,
-            clock=lambda: self.ticks,
+            clock=lambda: self.liveness.now,
             peer_heard=self.peer_heard,
             on_leadership=self._leadership_changed,
             awake=self._mark_awake,
@@ -148,6 +216,9 @@ class ReplicaManager:
         args = _OpenArgs(list(voters), on_commit, topic_id, dict(configs or {}), quiesce)
         r = self._open(key, args)
         self._open_args[key] = args
+        self._opening.pop(key, None)
+        for msg in self._early.pop(key, ()):
+            r.step(msg)
         return r
 
     def _open(self, key: GroupKey, args: _OpenArgs) -> Replica:
@@ -179,6 +250,7 @@ class ReplicaManager:
                     on_commit=args.on_commit, topic_id=args.topic_id, quiesce=args.quiesce)
         r.apply_topic_configs(args.configs)
         self.replicas[key] = r
+        self._index(r)
         r.start()
         return r
 
@@ -226,7 +298,7 @@ class ReplicaManager:
         """
         keep = set(keep)
         deadline = None if budget_s is None else time.monotonic() + budget_s
-        more = False
+        opening: dict[GroupKey, Assignment] = {}
         for key, a in wanted.items():
             r = self.replicas.get(key)
             if r is not None and r.topic_id != a.topic_id:
@@ -234,37 +306,80 @@ class ReplicaManager:
                 r = None
             if r is None:
                 if deadline is not None and time.monotonic() > deadline:
-                    more = True
+                    opening[key] = a
                     continue
                 self.open(key, a.voters, topic_id=a.topic_id, configs=a.configs, on_commit=on_commit_for(key))
             else:
                 args = self._open_args[key]
-                if dict(a.configs) != args.configs:
-                    args.configs = dict(a.configs)
+                configs = a.configs if isinstance(a.configs, dict) else dict(a.configs)
+                if configs != args.configs:
+                    args.configs = dict(configs)
                     r.log.config = self.log_config(a.configs)
                     r.apply_topic_configs(a.configs)
+                    self._index(r)
                     log.info("%s: configs now %s", r.name, args.configs or "the defaults")
         for key in list(self.replicas):
             if key not in wanted and key not in keep:
                 self._remove(key)
-        return more
+        self._opening = opening
+        self._on_commit_for = on_commit_for
+        if self._early:
+            self._early = {k: v for k, v in self._early.items() if k in opening}
+        return bool(opening)
+
+    def open_pending(self, *, budget_s: float) -> bool:
+        """Open more of the replicas the last :meth:`reconcile` left for later (the metadata
+        unchanged since), for about ``budget_s``; whether some are still left."""
+        deadline = time.monotonic() + budget_s
+        opening = self._opening
+        while opening and time.monotonic() <= deadline:
+            key, a = next(iter(opening.items()))
+            del opening[key]
+            if key not in self.replicas:
+                self.open(key, a.voters, topic_id=a.topic_id, configs=a.configs, on_commit=self._on_commit_for(key))
+        return bool(opening)
 
     def _remove(self, key: GroupKey) -> None:
         r = self.replicas.pop(key)
         self._open_args.pop(key, None)
+        self._unindex(key, r)
+        # At once, not when the delete task runs: a replica of a topic created again under
+        # this name may be opened in this very turn, in the same directory, and the old one
+        # must not start another save of its hard state meanwhile.
+        r.halt()
         self._tasks.spawn(self._delete(r), name=f"delete-{r.name}")
 
     async def _delete(self, r: Replica) -> None:
         await r.stop()
         r.log.close()
         shutil.rmtree(r.dir, ignore_errors=True)
+        self.hard_state.forget(r.dir, r.topic_id)
         log.info("deleted %s-%d and its data", *r.key)
 
     def _mark_awake(self, r: Replica) -> None:
         r.activity += 1
         self._awake[r.key] = r
 
+    def _index(self, r: Replica) -> None:
+        """Keep ``led`` and ``compacted`` in step with ``r`` (opened, reconfigured, role changed)."""
+        key = r.key
+        for index, member in ((self.led, r.role is Role.LEADER and not r.failed),
+                              (self.compacted, r.log.config.compact)):
+            if member:
+                index[key] = r
+            elif index.get(key) is r:
+                del index[key]
+
+    def _unindex(self, key: GroupKey, r: Replica) -> None:
+        for index in (self.led, self.compacted):
+            if index.get(key) is r:
+                del index[key]
+
     def _leadership_changed(self, r: Replica) -> None:
+        if self.replicas.get(r.key) is r:
+            self._index(r)
+        else:
+            self._unindex(r.key, r)
         if not r.is_leader:
             self.lost_leadership.add(r.key)
         self._on_leadership(r)
@@ -299,13 +414,20 @@ class ReplicaManager:
     def deliver(self, frm: int | None, msgs: Iterable[Any], payload: memoryview) -> None:
         """A peer's RAFT frame: many groups' messages, one frame per peer per loop turn."""
         if frm in self.peer_heard:
-            self.peer_heard[frm] = self.ticks
+            self.peer_heard[frm] = self.liveness.now
         for item in msgs:
             try:
                 group, fields, pos, size = item
-                r = self.replicas.get((group[0], group[1]))
+                key = (group[0], group[1])
+                r = self.replicas.get(key)
                 if r is None:
-                    continue  # not (yet) ours: Raft resends
+                    if key in self._opening and not size:
+                        # About to be opened here (vote requests and the like: no entries,
+                        # which the leader resends anyway): kept for it, a few at most.
+                        early = self._early.setdefault(key, [])
+                        if len(early) < EARLY_PER_GROUP:
+                            early.append(raft_from_wire(fields, b""))
+                    continue  # not ours (yet): Raft resends
                 msg = raft_from_wire(fields, payload[pos: pos + size] if size else b"")
             except Exception as exc:
                 log.warning("dropping malformed raft message from broker %s: %s", frm, exc)
@@ -318,19 +440,27 @@ class ReplicaManager:
         timing = self.config.raft
         interval = timing.tick_ms / 1000
         loop = asyncio.get_running_loop()
-        next_at = loop.time()
+        next_at = last_at = loop.time()
         while True:
             next_at += interval
             self.ticks += 1
+            now = loop.time()
+            # A stall that comes while the clock still holds for an earlier one is not news:
+            # it is most likely the work the earlier one caused (see the wake below).
+            fresh = self.liveness.hold < 1
+            # How much longer than a tick this one took to come: the loop's own starvation.
+            judging = self.liveness.tick((now - last_at) / interval - 1.0)
+            last_at = now
             if self.ticks % timing.heartbeat_ticks == 0:
                 self.transport.ping()
-            self._watch_peers()
+            if judging:
+                self._watch_peers()
             if self.ticks % AWAKE_SWEEP_TICKS == 0:
                 # A safety net: a group woken by a path that forgot to say so is ticked
                 # again within a second rather than never.
                 self._awake.update((k, r) for k, r in self.replicas.items() if not r.node.quiesced)
             replicas = self.replicas
-            if self.hard_state.pending > self.hard_state.threads:
+            if self.hard_state.backlogged:
                 # A wave of elections is waiting for its votes to reach the disk: Raft time
                 # stands still until the backlog drains (as it did when the saves blocked
                 # the loop), or every group whose save is still queued would time out and
@@ -342,12 +472,13 @@ class ReplicaManager:
                 await asyncio.sleep(max(0.0, next_at - loop.time()))
                 continue
             for key, r in list(self._awake.items()):
-                if r.node.quiesced or replicas.get(key) is not r:
+                node = r.node
+                if node.quiesced or replicas.get(key) is not r:
                     del self._awake[key]
                 else:
-                    r.tick()  # never raises: a replica whose storage fails restarts itself
+                    r.tick(judging)  # never raises: a replica whose storage fails restarts itself
             delay = next_at - loop.time()
-            if delay < -interval * timing.election_ticks:
+            if delay < -interval * timing.election_ticks and fresh:
                 # This process stalled (paused, starved) for longer than an election
                 # timeout: a group it led may have moved on meanwhile, and a quiesced
                 # leader would not find out. Wake the groups it leads (their heartbeat
@@ -355,9 +486,14 @@ class ReplicaManager:
                 # died meanwhile is noticed by the peer watch (_watch_peers), which now
                 # finds that peer silent; waking every group of a starved broker set off
                 # heartbeats from all of them, which starved it further.
+                # Once per stall: the heartbeat round of thousands of woken groups itself
+                # holds the loop for longer than a timeout, and waking them again for that
+                # kept a broker with 5,000 partitions busy for good. (A leader deposed
+                # meanwhile learns it from its successor anyway, which cannot quiesce
+                # before this broker answers; a peer cut off is found by the peer watch.)
                 log.warning("broker %d stalled for %.1fs; waking the quiesced groups it leads",
                             self.node_id, -delay)
-                for r in list(self.replicas.values()):
+                for r in list(self.led.values()):
                     if r.is_leader:
                         r.wake()
             if delay < -interval * 5:
@@ -365,14 +501,16 @@ class ReplicaManager:
             await asyncio.sleep(max(0.0, delay))
 
     def _watch_peers(self) -> None:
-        """Wake the quiesced groups of a peer broker that went silent for an election timeout.
+        """Wake the quiesced groups of a peer broker that went silent for an election timeout
+        (of the liveness clock: longer if this broker was starved itself).
 
         Quiesced groups send nothing, so a leader's death would go unnoticed by its sleeping
         followers; the peers' pings (see ``PeerTransport.ping``) stand in for their heartbeats.
         """
         limit = self.config.raft.election_ticks
+        now = self.liveness.now
         for peer, heard in self.peer_heard.items():
-            silent_for = self.ticks - heard
+            silent_for = now - heard
             if silent_for <= limit:
                 self._silent_peers.discard(peer)
             elif peer not in self._silent_peers:

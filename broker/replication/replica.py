@@ -151,7 +151,7 @@ class Replica:
         #: Committed-pending DeleteRecords: (offset of its control batch, new log start).
         self._log_starts: list[tuple[int, int]] = []
         self.raft_log = StorageRaftLog(self.log, self._follower_appended)
-        stored = hardstate.load(directory)
+        stored = env.hard_state.load(directory, topic_id)
         hs = HardState.from_wire(stored["hs"]) if "hs" in stored else None
         faulty = bool(self.log.recovery.corrupt)
         self._marker = read_marker(directory)
@@ -172,7 +172,7 @@ class Replica:
             # this replica could vote (and count toward commits) without data it acknowledged.
             base = hs or HardState()
             hs = HardState(base.term, base.vote, base.configs, True)
-            hardstate.save(directory, {"hs": hs.to_wire()})
+            env.hard_state.save_now(directory, {"hs": hs.to_wire()})
             log.warning("%s: recovery cut acknowledged data; this replica will not vote until it has "
                         "caught up from a leader", self.name)
         timing = self.config.raft
@@ -226,6 +226,11 @@ class Replica:
         self.env.awake(self)
         self._kick.set()
 
+    def halt(self) -> None:
+        """Take no more inputs and start no more Readies from now on; :meth:`stop` finishes."""
+        self._stopped = True
+        self._kick.set()
+
     async def stop(self) -> None:
         """Stop driving this replica; fail whoever still waits on it."""
         self._stopped = True
@@ -259,7 +264,9 @@ class Replica:
 
     # -- inputs --------------------------------------------------------------------------
 
-    def tick(self) -> None:
+    def tick(self, judge: bool = True) -> None:
+        """One Raft tick. ``judge=False``: the broker was starved, and its clock for judging
+        other brokers stands still (see ``RaftNode.tick``)."""
         if self._stopped:
             return
         if self._busy:
@@ -269,14 +276,14 @@ class Replica:
             # with many elections at once the saves queue up, and a timeout's worth of
             # ticks replayed when one returns would start the next term at once, over and
             # over (timers only; safety does not depend on them).
-            if not self._saving_state:
+            if not self._saving_state and judge:
                 self._queued_ticks = min(self._queued_ticks + 1, self.config.raft.election_ticks)
             return
-        self._tick_node()
+        self._tick_node(judge)
 
-    def _tick_node(self) -> None:
+    def _tick_node(self, judge: bool = True) -> None:
         try:
-            self.node.tick()
+            self.node.tick(judge=judge)
         except Exception as exc:  # a storage failure inside the core
             self.fail(f"tick failed: {exc!r}")
             return

@@ -6,6 +6,7 @@ import pytest
 
 from strata.broker.raft.messages import (
     Append,
+    AppendResponse,
     Heartbeat,
     HeartbeatResponse,
     VoteRequest,
@@ -195,6 +196,45 @@ def test_leader_steps_down_without_a_quorum_within_an_election_timeout():
     net = Network.of(3, check_quorum=True, election_timeout=10)
     net.campaign(1)
     net.isolate(1)
+    for _ in range(20):
+        net.tick(1)
+    assert net.nodes[1].role is Role.FOLLOWER
+
+
+def test_a_new_leader_gets_a_whole_election_timeout_before_its_first_quorum_check():
+    """Counted from the campaign, the check could come right after the election, before any
+    follower had answered an append (many groups electing at once on a busy machine: new
+    leaders stepped down by the hundred)."""
+    net = Network.of(3, check_quorum=True, election_timeout=10)
+    net.nodes[1].campaign()
+    requests = drain(net.nodes[1])
+    for _ in range(9):  # the votes take most of a timeout to come back
+        net.nodes[1].tick()
+        drain(net.nodes[1])
+    # ... and the followers' answers to the first appends are slow too: dropped here.
+    net.drop = lambda m: isinstance(m, AppendResponse | HeartbeatResponse)
+    net.send(requests)
+    assert net.nodes[1].role is Role.LEADER
+    for _ in range(9):
+        net.tick(1)
+    assert net.nodes[1].role is Role.LEADER
+    for _ in range(11):
+        net.tick(1)
+    assert net.nodes[1].role is Role.FOLLOWER
+
+
+def test_ticks_that_do_not_judge_keep_a_leader_heartbeating_and_judge_no_one():
+    """A starved broker's ticks (judge=False): its leaders keep their followers' leases up
+    with heartbeats but do not check their quorum; its followers do not time out."""
+    net = Network.of(3, check_quorum=True, election_timeout=10)
+    net.campaign(1)
+    net.isolate(1)
+    for _ in range(50):
+        net.nodes[1].tick(judge=False)
+        net.nodes[2].tick(judge=False)
+    assert net.nodes[1].role is Role.LEADER and net.nodes[2].role is Role.FOLLOWER
+    heartbeats = [m for m in drain(net.nodes[1]) if isinstance(m, Heartbeat)]
+    assert len(heartbeats) >= 2 * 20, "a heartbeat to each follower every other tick"
     for _ in range(20):
         net.tick(1)
     assert net.nodes[1].role is Role.FOLLOWER

@@ -70,10 +70,12 @@ with an uncommitted membership change, the remaining voters may lack a quorum th
 elect anyone (the simulator reports this as a "known stall", about one seed in 8,000).
 Recovering a faulty node's vote without a leader (PAR's full protocol) is not implemented.
 
-A new commit index is not broadcast: followers learn it from the next append or
-heartbeat (at most ``heartbeat_interval`` ticks later). Nothing on a follower waits for it
-(a leader answers every read and every ack), and a round of empty appends with their
-answers at every commit would double the messages of a lightly loaded group.
+A new commit index is broadcast only with ``RaftConfig.broadcast_commit``: otherwise
+followers learn it from the next append or heartbeat (at most ``heartbeat_interval`` ticks
+later). For a partition nothing on a follower waits for it (a leader answers every read and
+every ack), and a round of empty appends with their answers at every commit would double the
+messages of a lightly loaded group. A group whose followers act on what is committed (the
+controller's metadata log, which every broker applies) broadcasts, as etcd's Raft does.
 
 Quiescence (CockroachDB's quiesced ranges). With ``RaftConfig.quiesce`` an idle group stops
 costing anything: when a heartbeat falls due and every follower has answered the last round,
@@ -185,6 +187,9 @@ class RaftConfig:
     max_append_bytes: int = 1 << 20
     #: Idle groups stop ticking (see "Quiescence" above); the driver must then call wake().
     quiesce: bool = False
+    #: Tell followers of a new commit at once (an append, empty if need be), not with the
+    #: next append or heartbeat: for groups whose followers apply what is committed.
+    broadcast_commit: bool = False
     faults: frozenset[Fault] = frozenset()
 
     def __post_init__(self) -> None:
@@ -533,7 +538,8 @@ class RaftNode:
         if rd.sync_end > self.durable_end:
             self.durable_end = rd.sync_end
         if self.role is Role.LEADER:
-            self._maybe_commit()  # followers hear of it with the next append or heartbeat
+            if self._maybe_commit() and self.cfg.broadcast_commit:
+                self._broadcast = True  # else followers hear of it with the next append or heartbeat
             if self._config_batch is not None and self._configs[-1] in self._persisted.configs:
                 self._append_config_batch()
         self._maybe_clear_faulty()
@@ -812,8 +818,11 @@ class RaftNode:
         news = pr.acked(m.match)
         if pr.state is not ProgressState.REPLICATE:
             pr.become_replicate()
-        if news and self._maybe_commit() and self.role is not Role.LEADER:
-            return  # the commit completed our own removal
+        if news and self._maybe_commit():
+            if self.role is not Role.LEADER:
+                return  # the commit completed our own removal
+            if self.cfg.broadcast_commit:
+                self._broadcast = True
         if m.src == self.transferee and pr.match == self.log.log_end_offset - 1:
             self._send_now(TimeoutNow(self.id, m.src, self.term))
         self._send_append(m.src, allow_empty=False)

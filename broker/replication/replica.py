@@ -191,6 +191,10 @@ class Replica:
                 # The controller's group stays awake: it is one group, and the broker's
                 # metadata and liveness views lean on its heartbeats.
                 quiesce=self.config.quiesce and quiesce,
+                # The same group (the controller's) is the one whose followers act on each
+                # commit: every broker applies the metadata log, so a topic just created must
+                # be known everywhere at once, not a heartbeat later.
+                broadcast_commit=not quiesce,
                 faults=faults,
             ),
             self.raft_log,

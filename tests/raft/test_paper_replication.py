@@ -38,6 +38,14 @@ def test_leader_replicates_a_proposal_to_every_follower():
     assert [n.commit for n in net.nodes.values()] == [2, 2, 2]  # the next heartbeat does
 
 
+def test_a_group_that_broadcasts_commits_tells_followers_at_once():
+    """The controller's group: every broker applies its committed records."""
+    net = Network.of(3, broadcast_commit=True)
+    net.campaign(1)
+    net.propose(1, b"hello")
+    assert [n.commit for n in net.nodes.values()] == [2, 2, 2]
+
+
 def test_leader_appends_carry_prev_offset_and_term_and_one_term_per_run():
     n = elected([1, 2, 3])
     # followers acknowledge the no-op

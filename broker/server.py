@@ -176,9 +176,7 @@ class Broker:
         # The controller's metadata replica first: everything else follows from its log.
         self.controller.replica = self.replicas.open(
             (METADATA_TOPIC, 0), sorted(self.config.peers), on_commit=self.controller.on_commit,
-            # The controller's group stays awake: it is one group, and the broker's metadata
-            # and liveness views lean on its heartbeats.
-            quiesce=False)
+            metadata_log=True)
         self.transport.start()
         self.coordinator.start()
         self.tasks.spawn(self.replicas.ticker(), name="ticker")

@@ -38,11 +38,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from strata.broker.core.types import GroupKey
+
 if TYPE_CHECKING:
     from strata.broker.cluster.metadata import MetadataImage
     from strata.broker.replication.replica import Replica
-
-GroupKey = tuple[str, int]
 
 
 class CleanedOffsets:

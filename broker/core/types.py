@@ -15,6 +15,9 @@ if TYPE_CHECKING:
     from strata.client.errors import StrataError
     from strata.storage.segment import FileSlice
 
+#: A Raft group, i.e. a partition: (topic, partition).
+GroupKey = tuple[str, int]
+
 #: ``ListOffsets`` timestamps with a special meaning (Kafka's numbers).
 LATEST_TIMESTAMP = -1  # the high watermark: where new records go
 EARLIEST_TIMESTAMP = -2  # the log start offset

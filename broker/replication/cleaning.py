@@ -49,6 +49,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from strata.broker.core.types import GroupKey
 from strata.client.batch import CorruptBatchError, iter_batches
 from strata.storage import (
     CleanAbandonedError,
@@ -66,7 +67,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("strata.broker.cleaner")
 
-GroupKey = tuple[str, int]
 
 #: Bytes of a log's head read per loop turn while looking for its first non-empty batch
 #: (about 4,000 empty batch headers: a few milliseconds of the loop at a time).

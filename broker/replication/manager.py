@@ -28,6 +28,7 @@ from strata.broker.cluster.configs import (
     MAX_COMPACTION_LAG_NEVER,
 )
 from strata.broker.config import BrokerConfig
+from strata.broker.core.types import GroupKey
 from strata.broker.raft.messages import Message
 from strata.broker.raft.messages import from_wire as raft_from_wire
 from strata.broker.raft.node import Role
@@ -39,7 +40,6 @@ from strata.storage import GroupCommit, Log, LogConfig
 
 log = logging.getLogger("strata.broker.replicas")
 
-GroupKey = tuple[str, int]
 OnCommit = Callable[[Replica, int, int], None]
 
 PARTITION_METADATA = "partition.metadata"
@@ -118,7 +118,7 @@ class _OpenArgs:
     on_commit: OnCommit | None
     topic_id: int | None
     configs: Mapping[str, Any]
-    quiesce: bool
+    metadata_log: bool
 
 
 class ReplicaManager:
@@ -211,9 +211,10 @@ class ReplicaManager:
 
     def open(self, key: GroupKey, voters: list[int], *, on_commit: OnCommit | None = None,
              topic_id: int | None = None, configs: Mapping[str, Any] | None = None,
-             quiesce: bool = True) -> Replica:
-        """Open (recovering) the log of ``key`` and start its replica."""
-        args = _OpenArgs(list(voters), on_commit, topic_id, dict(configs or {}), quiesce)
+             metadata_log: bool = False) -> Replica:
+        """Open (recovering) the log of ``key`` and start its replica (``metadata_log``: the
+        controller's group, which never sleeps and tells followers of each commit at once)."""
+        args = _OpenArgs(list(voters), on_commit, topic_id, dict(configs or {}), metadata_log)
         r = self._open(key, args)
         self._open_args[key] = args
         self._opening.pop(key, None)
@@ -247,7 +248,7 @@ class ReplicaManager:
                         " (corrupt data: this replica will not vote until repaired from the leader)"
                         if lg.recovery.corrupt else "")
         r = Replica(key=key, node_id=self.node_id, voters=args.voters, log_obj=lg, directory=d, env=self._env,
-                    on_commit=args.on_commit, topic_id=args.topic_id, quiesce=args.quiesce)
+                    on_commit=args.on_commit, topic_id=args.topic_id, metadata_log=args.metadata_log)
         r.apply_topic_configs(args.configs)
         self.replicas[key] = r
         self._index(r)

@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from strata.broker.core.types import ACKS_ALL, ProduceResult
+from strata.broker.core.types import ACKS_ALL, GroupKey, ProduceResult
 from strata.broker.raft.membership import Membership
 from strata.broker.raft.messages import Message
 from strata.broker.raft.node import (
@@ -65,7 +65,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("strata.broker.replication.replica")
 
-GroupKey = tuple[str, int]
 
 #: Inputs queued while a Ready is being persisted; past this, peer messages are dropped
 #: (Raft resends) and proposals refused with a retriable error.
@@ -98,8 +97,6 @@ class ReplicaEnv:
     on_failure: Callable[[Replica, str], None]
 
 
-
-
 class Replica:
     """One replica of one partition (or of the controller's metadata log)."""
 
@@ -114,7 +111,7 @@ class Replica:
         env: ReplicaEnv,
         on_commit: Callable[[Replica, int, int], None] | None = None,
         topic_id: int | None = None,
-        quiesce: bool = True,
+        metadata_log: bool = False,
     ) -> None:
         self.key = key
         self.name = f"{key[0]}-{key[1]}"
@@ -190,11 +187,10 @@ class Replica:
                 max_inflight_bytes=limits.max_raft_inflight_bytes,
                 # The controller's group stays awake: it is one group, and the broker's
                 # metadata and liveness views lean on its heartbeats.
-                quiesce=self.config.quiesce and quiesce,
-                # The same group (the controller's) is the one whose followers act on each
-                # commit: every broker applies the metadata log, so a topic just created must
-                # be known everywhere at once, not a heartbeat later.
-                broadcast_commit=not quiesce,
+                quiesce=self.config.quiesce and not metadata_log,
+                # Every broker applies the metadata log as it commits: a topic just created
+                # must be known everywhere at once, not a heartbeat later.
+                broadcast_commit=metadata_log,
                 faults=faults,
             ),
             self.raft_log,

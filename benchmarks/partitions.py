@@ -145,7 +145,8 @@ async def create_and_time(driver: StrataDriver, topic: str, partitions: int, tim
 
 
 async def scrape_gauges(port: int, names: tuple[str, ...]) -> dict[str, float]:
-    """The unlabelled gauges ``names`` from a broker's ``/metrics`` (missing ones left out)."""
+    """The samples of the families ``names`` from a broker's ``/metrics``, keyed by the
+    sample as written (``name`` or ``name{label="value"}``; missing ones left out)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         writer.write(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
@@ -155,27 +156,43 @@ async def scrape_gauges(port: int, names: tuple[str, ...]) -> dict[str, float]:
         writer.close()
     out: dict[str, float] = {}
     for line in body.splitlines():
-        name, _, value = line.partition(" ")
-        if name in names:
+        name, _, value = line.rpartition(" ")
+        if name.partition("{")[0] in names:
             out[name] = float(value)
+    return out
+
+
+#: What the idle window reports of each broker: groups held and asleep, and the counters
+#: of wakes (by cause), sleeps and view entries the controller sent, as deltas over the window.
+IDLE_GAUGES = ("strata_partitions", "strata_raft_quiesced_groups")
+IDLE_COUNTERS = ("strata_raft_wakes_total", "strata_raft_sleeps_total", "strata_controller_view_entries_sent_total")
+
+
+async def scrape_all(driver: StrataDriver, names: tuple[str, ...]) -> dict[str, dict[str, float]]:
+    out: dict[str, dict[str, float]] = {}
+    for server, port in zip(driver.servers, driver.metrics_ports, strict=True):
+        try:
+            out[server.name] = await scrape_gauges(port, names)
+        except (OSError, TimeoutError) as exc:
+            out[server.name] = {"error": str(exc)}  # type: ignore[dict-item]
     return out
 
 
 async def measure_idle(driver: StrataDriver, settle_s: float, window_s: float) -> dict[str, Any]:
     await asyncio.sleep(settle_s)
     pids = driver.server_pids()
+    # Scrapes outside the CPU window, so they are not in the figure.
+    before = await scrape_all(driver, IDLE_COUNTERS)
     cpu = CpuWindow.begin(pids)
     await asyncio.sleep(window_s)
     usage = cpu.end()
     per = {k: 100 * v / usage.window_s for k, v in usage.server_seconds_by_label.items()}
-    # After the window, so the scrape is not in the figure: how many groups were asleep.
+    after = await scrape_all(driver, IDLE_GAUGES + IDLE_COUNTERS)
     groups: dict[str, dict[str, float]] = {}
-    for server, port in zip(driver.servers, driver.metrics_ports, strict=True):
-        label = server.name
-        try:
-            groups[label] = await scrape_gauges(port, ("strata_partitions", "strata_raft_quiesced_groups"))
-        except (OSError, TimeoutError) as exc:
-            groups[label] = {"error": str(exc)}  # type: ignore[dict-item]
+    for label, samples in after.items():
+        was = before.get(label, {})
+        groups[label] = {k: (v - was.get(k, 0) if k.partition("{")[0] in IDLE_COUNTERS else v)
+                         for k, v in samples.items()}
     return {
         "cpu_percent_by_broker": per,
         "cpu_percent_max": max(per.values()) if per else None,

@@ -77,6 +77,8 @@ class MetricsSource:
     group_commit: Any = None
     #: The ``CleanerService`` (``totals``, ``removable_offset(replica)``), if the broker runs one.
     cleaner: Any = None
+    #: The ``ReplicaManager`` (``wakes``, ``sleeps``: quiescence counters), if any.
+    replica_manager: Any = None
 
 
 def _api_name(api: int) -> str:
@@ -473,6 +475,17 @@ class _StateCollector:
                                 value=len(self.source.replicas))
         yield _Gauge("strata_raft_quiesced_groups",
                      "Partition replicas whose Raft group is idle: no ticks, no heartbeats.", value=n_quiesced)
+        manager = self.source.replica_manager
+        if manager is not None:
+            wakes = _Gauge("strata_raft_wakes_total", "Times a quiesced Raft group on this broker woke, by cause: "
+                           "a message of that type from a peer, leader_silent/follower_silent (a peer's "
+                           "pings stopped), stall (this broker's own), proposal, transfer.",
+                           labels=["cause"], kind="counter")
+            for cause, n in sorted(manager.wakes.items()):
+                wakes.add_metric([cause], n)
+            yield wakes
+            yield _Gauge("strata_raft_sleeps_total", "Times a Raft group on this broker quiesced.",
+                         value=manager.sleeps, kind="counter")
 
     def _cleaning(self) -> Iterator[_Gauge]:
         """Compaction, per compacted partition replica (each replica cleans its own log)."""
@@ -546,6 +559,9 @@ class _StateCollector:
                     offline += 1
         yield _Gauge("strata_controller_live_brokers", "Brokers the controller heard from lately.",
                                 value=len(live))
+        yield _Gauge("strata_controller_view_entries_sent_total",
+                     "Partition entries the controller sent in heartbeat answers (the view, when it changed).",
+                     value=ctl.view_entries_sent, kind="counter")
         yield _Gauge("strata_controller_partitions", "Partitions in the cluster's metadata.",
                                 value=total)
         yield _Gauge("strata_controller_offline_partitions",

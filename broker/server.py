@@ -123,7 +123,7 @@ class Broker:
             node_id=self.node_id, metrics_listen=config.metrics_listen, replicas=self.replicas.replicas,
             controller=self.controller, coordinator=self.coordinator, ready=self.ready, data_dir=self.data_dir,
             started_at=self.started_at, group_commit=self.group_commit,
-            cleaner=self.cleaner))
+            cleaner=self.cleaner, replica_manager=self.replicas))
         self.partitions = PartitionService(
             node_id=self.node_id, replicas=self.replicas.replicas, controller=self.controller, view=self.view,
             limits=config.limits, authorizer=authorizer,

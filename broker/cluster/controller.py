@@ -89,6 +89,9 @@ class Controller:
         self.partitions: dict[tuple[str, int], PartitionView] = {}
         self.live: set[int] = set()
         self.view_version = 0
+        #: Partition entries sent in heartbeat answers since start (a diagnostic: the cost of
+        #: telling brokers about the view grows with it).
+        self.view_entries_sent = 0
         self._applied_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._last_preferred_check = time.monotonic()
         self._pending_transfers: dict[int, list[list[Any]]] = {}
@@ -439,6 +442,7 @@ class Controller:
         if req.get("known_version") != self.view_version:
             resp["live"] = sorted(self.live)
             resp["parts"] = [v.to_wire(t, p) for (t, p), v in self.partitions.items()]
+            self.view_entries_sent += len(resp["parts"])
         self._plan_preferred_transfers()
         resp["transfers"] = self._pending_transfers.pop(bid, [])
         resp.update(self.cleaning.handle(self.require_leader().node.term, bid, req, self.image))

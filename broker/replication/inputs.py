@@ -43,6 +43,8 @@ class Transfer:
 
 @dataclass(slots=True)
 class Wake:
+    #: Why (counted in ``strata_raft_wakes_total``).
+    cause: str
     leader_silent: int
 
 

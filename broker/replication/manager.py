@@ -11,6 +11,7 @@ delivers peer Raft frames, and watches peers' liveness pings to wake quiesced gr
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import shutil
 import time
@@ -53,6 +54,50 @@ LATE_SLACK_TICKS = 0.2
 LAG_BACKOFF = 2.0
 #: ... but never more than this many election timeouts (a dead peer is still noticed).
 LAG_CAP_TIMEOUTS = 4
+
+
+#: Every this many ticks (10 s at 50 ms) the ticker logs what woke groups meanwhile.
+REPORT_TICKS = 200
+
+
+class LoopStats:
+    """How late the ticks came, and the interpreter's full collections, since the last report.
+
+    A diagnostic: with thousands of groups a broker's loop can stall (a wave of heartbeats,
+    a full garbage collection over millions of objects), and a stall longer than an election
+    timeout makes its peers think it is gone.
+    """
+
+    __slots__ = ("_gc_started", "gc_full", "gc_max_s", "late", "max_late_s")
+
+    def __init__(self) -> None:
+        self.late = 0
+        self.max_late_s = 0.0
+        self.gc_full = 0
+        self.gc_max_s = 0.0
+        self._gc_started = 0.0
+
+    def tick(self, took_s: float, interval_s: float) -> None:
+        late = took_s - interval_s
+        if late > LATE_SLACK_TICKS * interval_s:
+            self.late += 1
+            self.max_late_s = max(self.max_late_s, late)
+
+    def on_gc(self, phase: str, info: dict[str, int]) -> None:
+        """A ``gc.callbacks`` hook: time the collections of the oldest generation."""
+        if info.get("generation") != 2:
+            return
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+        else:
+            self.gc_full += 1
+            self.gc_max_s = max(self.gc_max_s, time.perf_counter() - self._gc_started)
+
+    def reset(self) -> None:
+        self.late = 0
+        self.max_late_s = 0.0
+        self.gc_full = 0
+        self.gc_max_s = 0.0
 
 
 class LivenessClock:
@@ -149,6 +194,9 @@ class ReplicaManager:
         #: The tick at which a frame last came from each peer broker (see _watch_peers).
         self.peer_heard: dict[int, int] = dict.fromkeys((p for p in config.peers if p != self.node_id), 0)
         self._silent_peers: set[int] = set()
+        self.loop_stats = LoopStats()
+        self._wakes_reported: dict[str, int] = {}
+        self._sleeps_reported = 0
         #: Partitions whose leadership this broker lost since the last controller heartbeat.
         self.lost_leadership: set[GroupKey] = set()
         self.stopping = False
@@ -437,7 +485,24 @@ class ReplicaManager:
 
     # -- loops -----------------------------------------------------------------------------
 
+    @property
+    def wakes(self) -> Mapping[str, int]:
+        """Wakes of quiesced groups since start, by cause (``strata_raft_wakes_total``)."""
+        return self._env.wakes
+
+    @property
+    def sleeps(self) -> int:
+        """Times a group went to sleep since start (``strata_raft_sleeps_total``)."""
+        return self._env.sleeps[0]
+
     async def ticker(self) -> None:
+        gc.callbacks.append(self.loop_stats.on_gc)
+        try:
+            await self._tick_forever()
+        finally:
+            gc.callbacks.remove(self.loop_stats.on_gc)
+
+    async def _tick_forever(self) -> None:
         timing = self.config.raft
         interval = timing.tick_ms / 1000
         loop = asyncio.get_running_loop()
@@ -451,7 +516,10 @@ class ReplicaManager:
             fresh = self.liveness.hold < 1
             # How much longer than a tick this one took to come: the loop's own starvation.
             judging = self.liveness.tick((now - last_at) / interval - 1.0)
+            self.loop_stats.tick(now - last_at, interval)
             last_at = now
+            if self.ticks % REPORT_TICKS == 0:
+                self._report()
             if self.ticks % timing.heartbeat_ticks == 0:
                 self.transport.ping()
             if judging:
@@ -496,10 +564,28 @@ class ReplicaManager:
                             self.node_id, -delay)
                 for r in list(self.led.values()):
                     if r.is_leader:
-                        r.wake()
+                        r.wake("stall")
             if delay < -interval * 5:
                 next_at = loop.time()  # we fell far behind: do not tick in a burst
             await asyncio.sleep(max(0.0, delay))
+
+    def _report(self) -> None:
+        """Log what woke groups and how late the ticks came since the last report, if anything
+        did: the time series that shows waves of wake-ups and the stalls around them."""
+        wakes = self._env.wakes
+        last = self._wakes_reported
+        delta = {k: v - last.get(k, 0) for k, v in wakes.items() if v != last.get(k, 0)}
+        self._wakes_reported = dict(wakes)
+        sleeps = self._env.sleeps[0] - self._sleeps_reported
+        self._sleeps_reported = self._env.sleeps[0]
+        st = self.loop_stats
+        if delta or sleeps or st.late:
+            asleep = sum(1 for r in self.replicas.values() if r.node.quiesced)
+            log.info("quiescence: %d of %d groups asleep; since the last report: wakes %s, %d went to sleep, "
+                     "%d late ticks (latest by %.0f ms), gc: %d full collections (longest %.0f ms)",
+                     asleep, len(self.replicas), delta or "none", sleeps, st.late, 1000 * st.max_late_s,
+                     st.gc_full, 1000 * st.gc_max_s)
+        st.reset()
 
     def _watch_peers(self) -> None:
         """Wake the quiesced groups of a peer broker that went silent for an election timeout

@@ -25,7 +25,7 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -75,6 +75,12 @@ MAX_QUEUED_INPUTS = 10_000
 UNSAFE_ACK_BEFORE_COMMIT = False
 
 
+def wake_cause(msg: Message) -> str:
+    """The name a wake by ``msg`` is counted under: its type (a pre-vote apart from a vote)."""
+    name = type(msg).__name__
+    return "PreVoteRequest" if name == "VoteRequest" and getattr(msg, "pre", False) else name
+
+
 @dataclass(slots=True)
 class ReplicaEnv:
     """What a replica needs from the broker that holds it: narrow collaborators, not the broker."""
@@ -95,6 +101,12 @@ class ReplicaEnv:
     awake: Callable[[Replica], None]
     #: Called when storage failed under the replica: the holder reopens it from disk.
     on_failure: Callable[[Replica, str], None]
+    #: Why quiesced groups woke, counted by cause (``strata_raft_wakes_total``): a message
+    #: of a given type from a peer, a peer's silence, this broker's own stall, a proposal...
+    #: Bounded: the causes are a fixed few names.
+    wakes: dict[str, int] = field(default_factory=dict)
+    #: Times a group of this broker went to sleep (quiesced), leader or follower.
+    sleeps: list[int] = field(default_factory=lambda: [0])
 
 
 class Replica:
@@ -287,6 +299,8 @@ class Replica:
         except Exception as exc:  # a storage failure inside the core
             self.fail(f"tick failed: {exc!r}")
             return
+        if self.node.quiesced:
+            self.env.sleeps[0] += 1
         if self.node.has_ready():
             self._kick.set()
 
@@ -302,13 +316,14 @@ class Replica:
         if self.node.has_ready():
             self._kick.set()
 
-    def wake(self, leader_silent: int = 0) -> None:
-        """Take this group out of quiescence (see ``RaftNode.wake``)."""
+    def wake(self, cause: str, leader_silent: int = 0) -> None:
+        """Take this group out of quiescence (see ``RaftNode.wake``); ``cause`` is counted."""
         if self._stopped or not self.node.quiesced:
             return
         if self._busy:
-            self._inbox.append(Wake(leader_silent))
+            self._inbox.append(Wake(cause, leader_silent))
             return
+        self._woke(cause)
         self.node.wake(leader_silent)
         self.env.awake(self)
         if self.node.has_ready():
@@ -321,17 +336,26 @@ class Replica:
         if not node.quiesced:
             return
         if node.leader == peer:
-            self.wake(silent_for)
+            self.wake("leader_silent", silent_for)
         elif node.role is Role.LEADER and peer in node.membership.members:
-            self.wake()
+            self.wake("follower_silent")
+
+    def _woke(self, cause: str) -> None:
+        wakes = self.env.wakes
+        wakes[cause] = wakes.get(cause, 0) + 1
 
     def _step(self, msg: Message) -> None:
+        was_quiesced = self.node.quiesced
         try:
             self.node.step(msg)
         except Exception as exc:  # e.g. a follower append on a full disk
             self.fail(f"handling {type(msg).__name__} failed: {exc!r}")
         if not self.node.quiesced:
+            if was_quiesced:
+                self._woke(wake_cause(msg))
             self.env.awake(self)
+        elif not was_quiesced:
+            self.env.sleeps[0] += 1
 
     def fail(self, reason: str) -> None:
         """Storage failed under the Raft core: stop this replica and have the broker reopen it.
@@ -371,6 +395,8 @@ class Replica:
             self._inbox.append(Transfer(to))
             return
         try:
+            if self.node.quiesced:
+                self._woke("transfer")
             self.node.transfer_leadership(to)
         except (NotLeaderError, ValueError):
             return
@@ -394,6 +420,8 @@ class Replica:
 
     def _propose(self, batch: bytes | memoryview, headers: list[BatchHeader] | None = None) -> tuple[int, int]:
         try:
+            if self.node.quiesced:
+                self._woke("proposal")
             base, last = self.node.propose(batch, headers)
             self.env.awake(self)
         except NotLeaderError:
@@ -699,7 +727,9 @@ class Replica:
                     except (NotLeaderError, ValueError):
                         pass
                     self.env.awake(self)
-                case Wake(leader_silent):
+                case Wake(cause, leader_silent):
+                    if node.quiesced:
+                        self._woke(cause)
                     node.wake(leader_silent)
                     self.env.awake(self)
 

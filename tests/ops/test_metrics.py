@@ -77,7 +77,7 @@ def fake_broker(tmp_path: Path, *, metrics_listen=("127.0.0.1", 0), lag_rows=Non
         is_leader=True, replica=SimpleNamespace(high_watermark=7),
         image=SimpleNamespace(topics=topics, applied_offset=6),
         partitions={("events", 0): SimpleNamespace(leader=1), ("events", 1): SimpleNamespace(leader=2)},
-        live_brokers=lambda: [1, 2],
+        live_brokers=lambda: [1, 2], view_entries_sent=12,
     )
     coordinator = SimpleNamespace()
     if lag_rows is not None:
@@ -85,6 +85,7 @@ def fake_broker(tmp_path: Path, *, metrics_listen=("127.0.0.1", 0), lag_rows=Non
     return MetricsSource(
         node_id=1, metrics_listen=metrics_listen, data_dir=tmp_path, replicas=replicas, controller=controller,
         coordinator=coordinator, ready=lambda: ready, started_at=0.0, group_commit=None, cleaner=cleaner,
+        replica_manager=SimpleNamespace(wakes={"Heartbeat": 4, "leader_silent": 2}, sleeps=9),
     )
 
 
@@ -111,6 +112,10 @@ def test_partition_replication_and_controller_values(tmp_path: Path) -> None:
     assert s[("strata_under_replicated_partitions", ())] == 1
     assert s[("strata_leaderless_partitions", ())] == 1
     assert s[("strata_raft_quiesced_groups", ())] == 1
+    assert s[("strata_raft_wakes_total", (("cause", "Heartbeat"),))] == 4
+    assert s[("strata_raft_wakes_total", (("cause", "leader_silent"),))] == 2
+    assert s[("strata_raft_sleeps_total", ())] == 9
+    assert s[("strata_controller_view_entries_sent_total", ())] == 12
     # events-2's view is missing and events-1's leader (2) is live: one offline partition.
     assert s[("strata_controller_offline_partitions", ())] == 1
     assert s[("strata_controller_active", ())] == 1

@@ -6,9 +6,9 @@
   records to its :class:`MetadataImage` and starts or stops the replicas it is assigned.
 * **Liveness and leadership** are soft state: every broker sends the controller leader a
   heartbeat every ``HEARTBEAT_S`` with its address and the partitions it leads (topic id,
-  leader epoch, in-sync replicas, offsets). The controller leader answers with the whole
-  view when it changed (every broker adopts it, see :mod:`.view`), so any broker can answer
-  a Metadata request about any partition.
+  leader epoch, in-sync replicas, offsets). The controller leader answers with what changed
+  in the view since the version that broker holds (every broker adopts it, see :mod:`.view`),
+  so any broker can answer a Metadata request about any partition.
 * **Preferred leaders**: the controller leader asks a partition's leader to hand leadership
   to the first replica in its assignment when that broker is alive and in sync again.
 
@@ -41,7 +41,7 @@ from strata.broker.cluster.metadata import (
     decode_record,
     encode_record,
 )
-from strata.broker.cluster.view import PartitionView
+from strata.broker.cluster.view import PartitionView, ViewHistory
 from strata.client.errors import ErrorCode, StrataError, error_for
 from strata.client.records import RecordBatchBuilder, decode_batches
 from strata.client.tasks import TaskOwner
@@ -89,6 +89,8 @@ class Controller:
         self.partitions: dict[tuple[str, int], PartitionView] = {}
         self.live: set[int] = set()
         self.view_version = 0
+        #: Which entries changed at which version, for delta answers (see ViewHistory).
+        self.view_history = ViewHistory()
         #: Partition entries sent in heartbeat answers since start (a diagnostic: the cost of
         #: telling brokers about the view grows with it).
         self.view_entries_sent = 0
@@ -407,7 +409,10 @@ class Controller:
         # send everything again.
         session = [self.node_id, r.node.term]
         resync = not req.get("full") and req.get("session") != session
+        if self.view_history.epoch != r.node.term:
+            self.view_history.restart(r.node.term)
         changed = False
+        touched: list[tuple[str, int]] = []
         topics = self.image.topics
         for item in req.get("parts", ()):
             key, new = PartitionView.from_wire(item)
@@ -418,18 +423,19 @@ class Controller:
             cur = self.partitions.get(key)
             if (cur is None or cur.topic_id != new.topic_id or new.epoch >= cur.epoch) and cur != new:
                 self.partitions[key] = new
-                changed = True
+                touched.append(key)
         for t, p, tid in req.get("lost", ()):
             cur = self.partitions.get((t, p))
             if cur is not None and cur.leader == bid and cur.topic_id == tid:
                 self.partitions[(t, p)] = replace(cur, leader=None, isr=[])
-                changed = True
+                touched.append((t, p))
         live = set(self.live_brokers())
         if live != self.live:
             self.live = live
             changed = True
-        if changed:
+        if changed or touched:
             self.view_version += 1
+            self.view_history.record(touched)
         registered = self.image.brokers.get(bid)
         endpoints = {name: (h, p) for name, (h, p) in (req.get("endpoints") or {}).items()}
         if registered is None or (registered.host, registered.port, registered.metrics_port,
@@ -439,14 +445,38 @@ class Controller:
         resp: dict[str, Any] = {"version": self.view_version, "controller": self.node_id, "session": session}
         if resync:
             resp["resync"] = True
-        if req.get("known_version") != self.view_version:
-            resp["live"] = sorted(self.live)
-            resp["parts"] = [v.to_wire(t, p) for (t, p), v in self.partitions.items()]
-            self.view_entries_sent += len(resp["parts"])
+        self._answer_view(req, resp)
         self._plan_preferred_transfers()
         resp["transfers"] = self._pending_transfers.pop(bid, [])
         resp.update(self.cleaning.handle(self.require_leader().node.term, bid, req, self.image))
         return resp
+
+    def _answer_view(self, req: Mapping[str, Any], resp: dict[str, Any]) -> None:
+        """Add the view to a heartbeat answer: nothing if the broker holds this version, the
+        entries changed since its version if this history can tell them, else all of it."""
+        history = self.view_history
+        if "view" not in req:
+            # A broker of an earlier build: the whole view when its number is not ours.
+            if req.get("known_version") != self.view_version:
+                resp["live"] = sorted(self.live)
+                resp["parts"] = [v.to_wire(t, p) for (t, p), v in self.partitions.items()]
+                self.view_entries_sent += len(resp["parts"])
+            return
+        version = history.version
+        resp["view"] = version
+        known = req["view"]
+        if known == version:
+            return
+        resp["live"] = sorted(self.live)
+        partitions = self.partitions
+        keys = history.changed_since(known, limit=len(partitions) // 2)
+        if keys is None:
+            resp["parts"] = [v.to_wire(t, p) for (t, p), v in partitions.items()]
+        else:
+            resp["delta"] = True
+            resp["parts"] = [v.to_wire(*k) for k in keys if (v := partitions.get(k)) is not None]
+            resp["gone"] = [list(k) for k in keys if k not in partitions]
+        self.view_entries_sent += len(resp["parts"])
 
     async def _register(self, bid: int, host: str, port: int, mport: int | None,
                         endpoints: dict[str, tuple[str, int]]) -> None:
@@ -465,6 +495,7 @@ class Controller:
             del self.partitions[k]
         if stale:
             self.view_version += 1
+            self.view_history.record(stale)
 
     def _plan_preferred_transfers(self) -> None:
         """Every PREFERRED_CHECK_S: which leaders should hand a partition back to its preferred

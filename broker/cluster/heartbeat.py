@@ -102,7 +102,7 @@ class BrokerHeartbeater:
             reported.pop((t, p), None)
         req: dict[str, Any] = {"id": self.node_id, "host": host, "port": port, "mport": mport,
                                "endpoints": {k: list(v) for k, v in self.config.endpoints().items()},
-                               "parts": parts, "lost": lost, "known_version": self._view.version}
+                               "parts": parts, "lost": lost, "view": self._view.version}
         if full:
             req["full"] = True
         else:

@@ -104,7 +104,8 @@ class Broker:
                                offsets_partitions=config.offsets_partitions,
                                default_replication_factor=config.default_replication_factor,
                                default_partitions=config.default_partitions),
-            on_change=self.metadata_changed, tasks=self.tasks)
+            on_change=self.metadata_changed, tasks=self.tasks,
+            liveness_s=lambda: self.replicas.liveness.now * config.raft.tick_ms / 1000)
         self.replicas = ReplicaManager(config, group_commit=self.group_commit, transport=self.transport,
                                        tasks=self.tasks, on_leadership=self._leadership_changed)
         self.view = ClusterView(self.node_id, self.replicas.replicas)

@@ -52,8 +52,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("strata.broker.controller")
 
 HEARTBEAT_S = 0.25
-#: A broker not heard from for this long is considered down.
-SESSION_TIMEOUT_S = 3.0
+#: A broker not heard from for this long is considered down: Kafka's default
+#: ``broker.session.timeout.ms`` (9 s), counted in the controller's liveness clock, which
+#: stands still while the controller itself is starved (see ``docs/decisions.md``,
+#: "A broker's session").
+SESSION_TIMEOUT_S = 9.0
 #: How often the controller leader looks for partitions away from their preferred leader.
 PREFERRED_CHECK_S = 5.0
 #: How long a metadata write may wait for its commit.
@@ -77,14 +80,20 @@ class ControllerSettings:
 class Controller:
     """Runs on every broker; only the controller group's leader makes decisions."""
 
-    def __init__(self, settings: ControllerSettings, *, on_change: Callable[[], None], tasks: TaskOwner) -> None:
+    def __init__(self, settings: ControllerSettings, *, on_change: Callable[[], None], tasks: TaskOwner,
+                 liveness_s: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
+        #: Seconds of the clock brokers' sessions are counted in: the broker's liveness clock
+        #: (``ReplicaManager.liveness``), which stands still while this process is starved,
+        #: so that a controller that could not read its sockets expires nobody for it.
+        self._liveness_s = liveness_s
         self.node_id = settings.node_id
         self.image = MetadataImage()
         self._on_change = on_change
         self._tasks = tasks
         self.replica: Replica | None = None  # of __cluster_metadata-0, set once it is open
-        #: The controller leader's soft state: last heartbeat time per broker, partitions' views.
+        #: The controller leader's soft state: last heartbeat time per broker (liveness clock),
+        #: partitions' views.
         self.last_seen: dict[int, float] = {}
         self.partitions: dict[tuple[str, int], PartitionView] = {}
         self.live: set[int] = set()
@@ -218,7 +227,7 @@ class Controller:
         return last
 
     def live_brokers(self) -> list[int]:
-        now = time.monotonic()
+        now = self._liveness_s()
         live = {b for b, t in self.last_seen.items() if now - t < SESSION_TIMEOUT_S}
         live.add(self.node_id)
         return sorted(b for b in live if b in self.settings.voters)
@@ -402,7 +411,7 @@ class Controller:
         """On the controller leader: record a broker's liveness and leaderships; answer the view."""
         r = self.require_leader()
         bid = req["id"]
-        self.last_seen[bid] = time.monotonic()
+        self.last_seen[bid] = self._liveness_s()
         self._heartbeat_heard.set()
         # Heartbeats carry only what changed since the last one this controller answered in
         # this term (see heartbeat.py): a broker whose session is not the current one must

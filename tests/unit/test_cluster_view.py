@@ -1,6 +1,7 @@
 """The controller's heartbeat answers carry what changed in the view since the version the
 broker holds (the whole view when it holds none of this controller's term), and a broker
-that applies them ends up with the controller's view."""
+that applies them ends up with the controller's view; and a broker's session is counted in
+the controller's liveness clock."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 import pytest
 
 from strata.broker.cluster import view as view_module
-from strata.broker.cluster.controller import Controller, ControllerSettings
+from strata.broker.cluster.controller import SESSION_TIMEOUT_S, Controller, ControllerSettings
 from strata.broker.cluster.view import ClusterView, PartitionView
 from strata.client.tasks import TaskOwner
 
@@ -107,3 +108,23 @@ def test_a_broker_behind_the_kept_changes_gets_the_whole_view(monkeypatch: pytes
     resp = beat(ctl, 3, other)
     assert not resp.get("delta") and len(resp["parts"]) == 20
     assert other.partitions == ctl.partitions
+
+
+def test_a_broker_stays_live_for_a_session_of_the_controllers_liveness_clock() -> None:
+    """Counted in the liveness clock, which stands still while the controller is starved: a
+    stall of the controller itself expires nobody."""
+    clock = [100.0]
+    ctl = Controller(ControllerSettings(node_id=1, voters=[1, 2, 3], max_partitions_per_topic=1000,
+                                        offsets_partitions=1),
+                     on_change=lambda: None, tasks=TaskOwner(logging.getLogger("test"), "test"),
+                     liveness_s=lambda: clock[0])
+    ctl.replica = SimpleNamespace(is_leader=True, node=SimpleNamespace(term=1))  # type: ignore[assignment]
+    for bid in (2, 3):
+        ctl.image.apply(ctl.image.applied_offset + 1,
+                        {"t": "broker", "id": bid, "host": "h", "port": bid, "mport": None, "endpoints": {}})
+        beat(ctl, bid, ClusterView(bid, {}))
+    clock[0] += SESSION_TIMEOUT_S - 0.5  # whatever the wall clock did meanwhile
+    assert ctl.live_brokers() == [1, 2, 3]
+    beat(ctl, 2, ClusterView(2, {}))
+    clock[0] += 1.0
+    assert ctl.live_brokers() == [1, 2], "broker 3 was not heard from for a whole session"

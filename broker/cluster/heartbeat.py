@@ -13,9 +13,9 @@ partitions whose entry differs from what the controller acknowledged, plus a ``s
 token the controller handed out: a new controller leader (or the same broker leading again
 in a later term) hands out another one and answers ``resync``, and the broker sends every
 entry once more (``full``). A group that was already quiesced when its entry was
-acknowledged with every replica in sync, and has not been woken since (``Replica.activity``),
-cannot have changed (losing a replica means its peer fell silent, which wakes the group), so
-it is not even looked at.
+acknowledged with every replica in sync, and has not been woken (or marked) since
+(``Replica.activity``), cannot have changed (losing a replica means its peer fell silent,
+which marks the group, see ``Replica.peer_silent``), so it is not even looked at.
 """
 
 from __future__ import annotations

@@ -605,7 +605,7 @@ class ReplicaManager:
                 log.info("broker %d: no word from broker %d for %d ticks; waking the groups it shares",
                          self.node_id, peer, silent_for)
                 for r in list(self.replicas.values()):
-                    r.peer_silent(peer, silent_for)
+                    r.peer_silent(peer, silent_for, self._silent_peers)
 
     async def retention(self) -> None:
         while True:

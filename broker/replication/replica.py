@@ -24,7 +24,7 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -329,16 +329,28 @@ class Replica:
         if self.node.has_ready():
             self._kick.set()
 
-    def peer_silent(self, peer: int, silent_for: int) -> None:
-        """Broker ``peer`` has been silent for ``silent_for`` ticks: if it leads this group,
-        or follows it while we lead, the group must be awake to notice."""
+    def peer_silent(self, peer: int, silent_for: int, silent: Collection[int]) -> None:
+        """Broker ``peer`` has been silent for ``silent_for`` ticks (``silent``: every peer
+        that is silent now, ``peer`` included). If it leads this group, the group must be
+        awake to elect another leader. If it follows a group we lead, the group wakes only
+        when the silent peers cost it its quorum (its check-quorum then steps it down):
+        otherwise there is nothing to decide, and waking every group a lagging peer follows
+        set off a heartbeat round in each, whose cost made the next lag (a loop: the waves
+        of wake-ups at 5,000 partitions). Its report to the controller still changes (the
+        in-sync replicas of a sleeping group come from the peers' pings), so it is marked
+        for the next controller heartbeat to look at."""
         node = self.node
         if not node.quiesced:
             return
         if node.leader == peer:
             self.wake("leader_silent", silent_for)
         elif node.role is Role.LEADER and peer in node.membership.members:
-            self.wake("follower_silent")
+            voters = node.membership.voters
+            heard = sum(1 for v in voters if v == self.node_id or v not in silent)
+            if heard < node.membership.quorum():
+                self.wake("quorum_silent")
+            else:
+                self.activity += 1
 
     def _woke(self, cause: str) -> None:
         wakes = self.env.wakes

@@ -266,8 +266,14 @@ class Simulation:
                 if j in node.silent or node.pending is not None:
                     continue  # already handled; or fsyncing: no input now, try next step
                 node.silent.add(j)
-                if raft.quiesced and (
-                    raft.leader == j or (raft.role is Role.LEADER and j in raft.membership.members)
+                if not raft.quiesced:
+                    continue
+                # As the broker does (Replica.peer_silent): a silent leader wakes the group;
+                # a silent follower only if the silent peers cost the leader its quorum.
+                m = raft.membership
+                if raft.leader == j or (
+                    raft.role is Role.LEADER and j in m.members
+                    and sum(1 for v in m.voters if v == node.id or v not in node.silent) < m.quorum()
                 ):
                     self._event("wake", node.id, j)
                     raft.wake(silent_for if raft.leader == j else 0)

@@ -7,16 +7,20 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from strata.broker.config import BrokerConfig
+from strata.broker.raft.membership import Membership
 from strata.broker.raft.messages import Message, VoteRequest, VoteResponse, from_wire
+from strata.broker.raft.node import Role
 from strata.broker.replication.manager import (
     LAG_CAP_TIMEOUTS,
     Assignment,
     LivenessClock,
     ReplicaManager,
 )
+from strata.broker.replication.replica import Replica
 from strata.broker.replication.transport import PeerTransport
 from strata.client.tasks import TaskOwner
 from strata.storage import GroupCommit
@@ -28,7 +32,7 @@ class FakeReplica:
     def __init__(self) -> None:
         self.silent: list[tuple[int, int]] = []
 
-    def peer_silent(self, peer: int, silent_for: int) -> None:
+    def peer_silent(self, peer: int, silent_for: int, silent: object) -> None:
         self.silent.append((peer, silent_for))
 
 
@@ -130,3 +134,29 @@ def test_a_vote_request_for_a_partition_still_being_opened_is_answered_once_it_o
     sent = asyncio.run(run())
     votes = [(to, msg) for to, group, msg in sent if isinstance(msg, VoteResponse)]
     assert votes == [(1, VoteResponse(2, 1, 1, True, pre=True))]
+
+
+class SleepingGroup:
+    """What ``Replica.peer_silent`` looks at: a quiesced group, led here or by a peer."""
+
+    def __init__(self, node_id: int, leader: int) -> None:
+        self.node_id = node_id
+        self.node = SimpleNamespace(quiesced=True, leader=leader,
+                                    role=Role.LEADER if leader == node_id else Role.FOLLOWER,
+                                    membership=Membership(frozenset({1, 2, 3})))
+        self.activity = 0
+        self.woken: list[tuple[str, int]] = []
+
+    def wake(self, cause: str, leader_silent: int = 0) -> None:
+        self.woken.append((cause, leader_silent))
+
+
+def test_a_silent_peer_wakes_the_groups_it_leads_and_only_marks_those_that_keep_their_quorum() -> None:
+    led_by_2, led_here = SleepingGroup(1, leader=2), SleepingGroup(1, leader=1)
+    for g in (led_by_2, led_here):
+        Replica.peer_silent(g, 2, 12, {2})  # type: ignore[arg-type]
+    assert led_by_2.woken == [("leader_silent", 12)], "its followers must elect another leader"
+    assert led_here.woken == [], "1 and 3 are still a quorum: nothing to decide"
+    assert led_here.activity == 1, "but its in-sync replicas changed: the controller heartbeat looks again"
+    Replica.peer_silent(led_here, 3, 11, {2, 3})  # type: ignore[arg-type]
+    assert led_here.woken == [("quorum_silent", 0)], "without a quorum it must wake to step down"

@@ -1,11 +1,14 @@
 """The broker's peer watch: a silent peer's quiesced groups are woken after one election
-timeout, later when this broker was itself starved of CPU (it cannot judge its peers then);
-and a new partition's first vote request is not lost while the partition is being opened."""
+timeout, later when this broker was itself starved of CPU (it cannot judge its peers then),
+and only those that need it; a new partition's first vote request is not lost while the
+partition is being opened; full garbage collections skip the replicas' heap."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
+import weakref
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -16,7 +19,10 @@ from strata.broker.raft.messages import Message, VoteRequest, VoteResponse, from
 from strata.broker.raft.node import Role
 from strata.broker.replication.manager import (
     LAG_CAP_TIMEOUTS,
+    OBJECTS_PER_REPLICA,
+    REFREEZE_SHARE,
     Assignment,
+    FrozenHeap,
     LivenessClock,
     ReplicaManager,
 )
@@ -160,3 +166,36 @@ def test_a_silent_peer_wakes_the_groups_it_leads_and_only_marks_those_that_keep_
     assert led_here.activity == 1, "but its in-sync replicas changed: the controller heartbeat looks again"
     Replica.peer_silent(led_here, 3, 11, {2, 3})  # type: ignore[arg-type]
     assert led_here.woken == [("quorum_silent", 0)], "without a quorum it must wake to step down"
+
+
+def test_the_replicas_heap_is_frozen_once_opened_and_collected_again_after_enough_removals() -> None:
+    """Full collections skip what the replicas hold (a pause of most of a second at 5,000
+    partitions); what removed replicas leave in cycles is collected once it adds up."""
+
+    class Cycle:
+        me: Cycle
+
+    heap = FrozenHeap()
+    try:
+        gc.unfreeze()
+        garbage = Cycle()
+        garbage.me = garbage
+        ref = weakref.ref(garbage)
+        heap.opened()
+        heap.settle()
+        frozen = gc.get_freeze_count()
+        assert frozen > 0
+        del garbage
+        gc.collect()
+        assert ref() is not None, "a frozen cycle waits"
+        for _ in range(int(REFREEZE_SHARE * frozen) // OBJECTS_PER_REPLICA):
+            heap.removed()
+        heap.settle()
+        assert ref() is not None, "not yet: one pause for a good share of the heap, not one per removal"
+        heap.removed()
+        heap.removed()
+        heap.settle()
+        assert ref() is None
+        assert gc.get_freeze_count() > 0, "and the rest is frozen again"
+    finally:
+        gc.unfreeze()

@@ -348,11 +348,16 @@ def test_roll_by_size_keeps_segments_under_segment_bytes(open_log, tmp_path):
     assert names[0] == "00000000000000000000.log"
     for n in names:
         assert os.path.getsize(tmp_path / "p0" / n) <= 500
-        assert os.path.exists(tmp_path / "p0" / n.replace(".log", ".index"))
-        assert os.path.exists(tmp_path / "p0" / n.replace(".log", ".timeindex"))
+    def has_indexes(n: str) -> bool:
+        return all(os.path.exists(tmp_path / "p0" / n.replace(".log", suffix)) for suffix in (".index", ".timeindex"))
+    # A rolled segment's indexes are written at the roll; the active one's at close.
+    assert all(has_indexes(n) for n in names[:-1])
+    assert not has_indexes(names[-1])
     # Names are base offsets.
     bases = [int(n[:-4]) for n in names]
     assert bases == [s.base_offset for s in log.segments]
+    log.close()
+    assert has_indexes(names[-1])
 
 
 def test_roll_by_age_uses_the_injected_clock(open_log, clock):

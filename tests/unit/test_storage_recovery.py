@@ -12,6 +12,7 @@ import os
 import random
 import struct
 import tempfile
+from dataclasses import replace
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -275,10 +276,10 @@ def test_recovery_point_past_the_data_still_checks_the_tail(tmp_path):
 
 
 def test_a_new_log_writes_no_checkpoint_and_reopens_empty(tmp_path):
-    """Opening an empty log (every replica of a new partition) costs no checkpoint write."""
+    """Opening an empty log (every replica of a new partition) costs no checkpoint write,
+    and no index file: one file, the segment's log."""
     log = Log.open(tmp_path, CFG)
-    assert sorted(os.listdir(tmp_path)) == [
-        "00000000000000000000.index", SEG0, "00000000000000000000.timeindex"]  # fmt: skip
+    assert sorted(os.listdir(tmp_path)) == [SEG0]
     log.abandon()  # a crash before anything was written
     log = Log.open(tmp_path, CFG)
     assert (log.log_start_offset, log.log_end_offset, log.epoch_cache.entries) == (0, 0, [])
@@ -286,6 +287,25 @@ def test_a_new_log_writes_no_checkpoint_and_reopens_empty(tmp_path):
     log.close()
     log = Log.open(tmp_path, CFG)
     assert (log.log_end_offset, log.epoch_cache.entries) == (1, [(1, 0)])
+    log.close()
+
+
+def test_a_crash_before_the_active_segment_wrote_its_indexes_recovers_them_from_the_log(tmp_path):
+    """The active segment's indexes reach the disk at roll or close: after a crash they are
+    rebuilt from the log, and reads by offset and by time find the same batches."""
+    cfg = replace(CFG, segment_bytes=1 << 20)
+    log = Log.open(tmp_path, cfg)
+    for i in range(200):
+        log.append_as_leader(make_batch([b"v%d" % i * 50], timestamp=1000 + i), 1)
+    entries = len(log.active_segment.offset_index)
+    assert entries > 0
+    expected = read_everything(log)
+    log.abandon()  # a crash: nothing persisted the indexes
+    assert not (tmp_path / "00000000000000000000.index").exists()
+    log = Log.open(tmp_path, cfg)
+    assert len(log.active_segment.offset_index) == entries
+    assert read_everything(log) == expected
+    assert log.offset_for_timestamp(1150) == 150
     log.close()
 
 

@@ -31,13 +31,15 @@ def seg(tmp_path):
     s.close()
 
 
-def test_a_new_segment_is_named_by_its_base_offset_with_both_indexes(tmp_path, seg):
+def test_a_new_segment_is_named_by_its_base_offset_and_writes_its_indexes_when_persisted(tmp_path, seg):
+    assert sorted(os.listdir(tmp_path)) == ["00000000000000001000.log"], "no empty index files at creation"
+    assert seg.is_empty and seg.next_offset == 1000
+    seg.persist_indexes(fsync=False)
     assert sorted(os.listdir(tmp_path)) == [
         "00000000000000001000.index",
         "00000000000000001000.log",
         "00000000000000001000.timeindex",
     ]
-    assert seg.is_empty and seg.next_offset == 1000
 
 
 def test_index_entries_are_sparse_and_point_at_batch_starts(seg):

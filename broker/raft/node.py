@@ -82,7 +82,9 @@ costing anything: when a heartbeat falls due and every follower has answered the
 matches the whole log, and all of it is committed, the leader sends a last heartbeat marked
 ``quiesce`` and stops ticking; a follower whose log ends exactly at that commit stops ticking
 too, without answering. Any input wakes a node (a message, a proposal, a transfer, a
-membership change), except a quiesce heartbeat itself. A node that has no leader always
+membership change), except a quiesce heartbeat itself and, on a leader, a late answer to a
+heartbeat round it sent before it slept that says nothing new (see
+``_answer_to_an_earlier_round``). A node that has no leader always
 speaks up once per election timeout: it campaigns, or, if it may not (storage-faulty,
 removed), sends its members a heartbeat response, so a restarted node wakes its group.
 What the core cannot see is a leader that died while its followers sleep: the driver must
@@ -435,6 +437,8 @@ class RaftNode:
         assert self._outstanding is None, "step() between ready() and advance()"
         assert m.dst == self.id
         if self.quiesced and not (isinstance(m, Heartbeat) and m.quiesce):
+            if self._answer_to_an_earlier_round(m):
+                return
             self.wake()
         if m.term > self.term:
             if isinstance(m, VoteRequest):
@@ -697,6 +701,28 @@ class RaftNode:
         }
         _, self._noop_offset = self.log.append_as_leader(self.cfg.noop_batch(), self.term)
         self._broadcast = True
+
+    def _answer_to_an_earlier_round(self, m: Message) -> bool:
+        """Is ``m``, reaching this quiesced leader, an answer to a heartbeat round it sent
+        before it went to sleep, which can change nothing?
+
+        A leader quiesces once every follower answered a round, but an answer does not say
+        which round it is for: when answers take longer than a heartbeat interval (a busy
+        loop, a full garbage collection), the answer to the last round arrives after the
+        leader already slept on an earlier one's. Waking for it sent a new round to every
+        follower (waking them too), whose answers came late in turn: with 5,000 partitions
+        on a busy machine, groups woke and slept in waves that never ended (tens of
+        thousands of wakes a minute per broker, every one by a heartbeat or its answer).
+        Such an answer (this term, from a follower that holds the whole log, not faulty)
+        is dropped without waking. Any other message still wakes the group: a faulty
+        follower's answer (it needs repair), one of a higher term, a vote request.
+        """
+        if not (isinstance(m, HeartbeatResponse) and self.role is Role.LEADER
+                and m.term == self.term and not m.faulty):
+            return False
+        pr = self.progress.get(m.src)
+        return (pr is not None and not pr.faulty and pr.state is ProgressState.REPLICATE
+                and pr.match == self.log.log_end_offset - 1)
 
     def _quorum_recently_active(self) -> bool:
         active = 1 if self.id in self.membership.voters else 0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from strata.broker.raft.messages import Heartbeat, HeartbeatResponse
+from strata.broker.raft.messages import Heartbeat, HeartbeatResponse, Message
 from strata.broker.raft.node import Role
 
 from .harness import Network, drain, node
@@ -102,3 +102,42 @@ def test_a_stray_message_wakes_a_quiesced_node_and_it_goes_back_to_sleep():
     net.tick_all(2 * TIMEOUT)
     assert net.nodes[1].role is Role.LEADER
     assert all(n.quiesced for n in net.nodes.values())
+
+
+def test_late_answers_to_an_earlier_round_do_not_wake_a_quiesced_leader():
+    """Answers slower than a heartbeat interval: the leader sleeps on one round's answers
+    while the next round's are still on their way. Those must not wake it (each wake sent a
+    new round to every follower, whose answers came late in turn: waves without end)."""
+    net = idle_cluster()
+    leader = net.nodes[1]
+    late: list[Message] = []
+
+    def hold_answers(m: Message) -> bool:
+        if isinstance(m, HeartbeatResponse) and m.dst == 1:
+            late.append(m)
+            return True
+        return False
+
+    net.drop = hold_answers
+    leader.wake()  # (a stray message, say): round k goes out, its answers are held back
+    net.send(drain(leader))
+    net.tick(1, HB)  # round k + 1 (round k unanswered, so no quiesce yet): held back too
+    assert len(late) == 4 and not leader.quiesced
+    net.drop = None
+    round_k, round_k1 = late[:2], late[2:]
+    net.send(round_k)  # round k's answers arrive: the leader takes them for the last round's
+    net.tick(1, HB)
+    assert leader.quiesced, "it slept on round k's answers"
+    before = len(net.delivered)
+    net.send(round_k1)
+    assert leader.quiesced, "round k + 1's answers said nothing new"
+    assert net.delivered[before:] == round_k1, "and nothing was sent for them"
+    net.tick_all(5 * TIMEOUT)
+    assert all(n.quiesced for n in net.nodes.values()) and leader.role is Role.LEADER
+
+
+def test_a_faulty_followers_answer_still_wakes_a_quiesced_leader():
+    net = idle_cluster()
+    leader = net.nodes[1]
+    net.send([HeartbeatResponse(2, 1, leader.term, faulty=True)])
+    assert not leader.quiesced

@@ -163,7 +163,8 @@ async def scrape_gauges(port: int, names: tuple[str, ...]) -> dict[str, float]:
 
 
 #: What the idle window reports of each broker: groups held and asleep, and the counters
-#: of wakes (by cause), sleeps and view entries the controller sent, as deltas over the window.
+#: of wakes (by cause), sleeps and view entries the controller sent, as deltas over the
+#: settling time and the window.
 IDLE_GAUGES = ("strata_partitions", "strata_raft_quiesced_groups")
 IDLE_COUNTERS = ("strata_raft_wakes_total", "strata_raft_sleeps_total", "strata_controller_view_entries_sent_total")
 
@@ -171,18 +172,25 @@ IDLE_COUNTERS = ("strata_raft_wakes_total", "strata_raft_sleeps_total", "strata_
 async def scrape_all(driver: StrataDriver, names: tuple[str, ...]) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
     for server, port in zip(driver.servers, driver.metrics_ports, strict=True):
+        t0 = time.perf_counter()
         try:
             out[server.name] = await scrape_gauges(port, names)
         except (OSError, TimeoutError) as exc:
             out[server.name] = {"error": str(exc)}  # type: ignore[dict-item]
+        # How long the broker took to answer /metrics (its loop is held meanwhile).
+        out[server.name]["scrape_s"] = round(time.perf_counter() - t0, 3)
     return out
 
 
 async def measure_idle(driver: StrataDriver, settle_s: float, window_s: float) -> dict[str, Any]:
+    # The counters are read before the settling time, not just before the window: a scrape
+    # renders every partition's series on the broker's loop (10,000 partitions: ~100,000
+    # samples), which holds it long enough for its peers to take it for silent; the settling
+    # time lets what that sets off die down before the CPU window. Their deltas cover the
+    # settling time and the window.
+    before = await scrape_all(driver, IDLE_COUNTERS)
     await asyncio.sleep(settle_s)
     pids = driver.server_pids()
-    # Scrapes outside the CPU window, so they are not in the figure.
-    before = await scrape_all(driver, IDLE_COUNTERS)
     cpu = CpuWindow.begin(pids)
     await asyncio.sleep(window_s)
     usage = cpu.end()

@@ -54,6 +54,9 @@ LATE_SLACK_TICKS = 0.2
 LAG_BACKOFF = 2.0
 #: ... but never more than this many election timeouts (a dead peer is still noticed).
 LAG_CAP_TIMEOUTS = 4
+#: A peer's silence is judged against the longest gap between its frames in this many
+#: liveness ticks (30 s at 50 ms), see ``_watch_peers``.
+PEER_GAP_MEMORY_TICKS = 600
 
 
 #: Every this many ticks (10 s at 50 ms) the ticker logs what woke groups meanwhile.
@@ -115,9 +118,11 @@ class FrozenHeap:
     partitions (half a million objects) it holds the loop for most of a second (158,000
     objects took 239 ms here), longer than an election timeout, so the peers took the broker
     for gone and woke the groups it leads, and their heartbeat rounds allocated enough for
-    the next full collection. Once replicas are open (nothing left to open), everything
-    alive is moved to the permanent generation (``gc.freeze``); later collections walk only
-    what is newer. Frozen objects are still freed by reference counting; only reference
+    the next full collection. After each slice of replicas opened, everything alive is
+    moved to the permanent generation (``gc.freeze``, which costs nothing: it joins two
+    lists); later collections walk only what is newer. (Frozen at the end of the opening
+    only, a full collection in the middle of a 4,000-partition creation still held a loop
+    for 478 ms, and its peers woke the groups it led.) Frozen objects are still freed by reference counting; only reference
     cycles among them (a removed replica's) wait, until they may add up to
     ``REFREEZE_SHARE`` of the frozen heap: then it is unfrozen, collected once, and frozen
     again (one pause, after deleting a good share of the partitions, not after each).
@@ -136,7 +141,7 @@ class FrozenHeap:
         self._removed_objects += OBJECTS_PER_REPLICA
 
     def settle(self) -> None:
-        """Nothing is left to open: freeze what the new replicas hold (see above)."""
+        """A slice of replicas was opened: freeze what they hold (see above)."""
         if self._removed_objects > REFREEZE_SHARE * max(1, gc.get_freeze_count()):
             gc.unfreeze()
             gc.collect()
@@ -241,6 +246,10 @@ class ReplicaManager:
         #: The tick at which a frame last came from each peer broker (see _watch_peers).
         self.peer_heard: dict[int, int] = dict.fromkeys((p for p in config.peers if p != self.node_id), 0)
         self._silent_peers: set[int] = set()
+        #: The longest gap (liveness ticks) between two frames of each peer lately, and when
+        #: it ended: a peer that has just shown such a lag is given that much more before
+        #: its silence wakes the groups it leads (see _watch_peers).
+        self._peer_gap: dict[int, tuple[int, int]] = {}
         self.loop_stats = LoopStats()
         self.heap = FrozenHeap()
         self._wakes_reported: dict[str, int] = {}
@@ -423,8 +432,7 @@ class ReplicaManager:
         self._on_commit_for = on_commit_for
         if self._early:
             self._early = {k: v for k, v in self._early.items() if k in opening}
-        if not opening:
-            self.heap.settle()
+        self.heap.settle()
         return bool(opening)
 
     def open_pending(self, *, budget_s: float) -> bool:
@@ -437,8 +445,7 @@ class ReplicaManager:
             del opening[key]
             if key not in self.replicas:
                 self.open(key, a.voters, topic_id=a.topic_id, configs=a.configs, on_commit=self._on_commit_for(key))
-        if not opening:
-            self.heap.settle()
+        self.heap.settle()
         return bool(opening)
 
     def _remove(self, key: GroupKey) -> None:
@@ -517,7 +524,11 @@ class ReplicaManager:
     def deliver(self, frm: int | None, msgs: Iterable[Any], payload: memoryview) -> None:
         """A peer's RAFT frame: many groups' messages, one frame per peer per loop turn."""
         if frm in self.peer_heard:
-            self.peer_heard[frm] = self.liveness.now
+            now = self.liveness.now
+            gap = now - self.peer_heard[frm]
+            if gap > self.config.raft.heartbeat_ticks:
+                self._note_gap(frm, gap, now)
+            self.peer_heard[frm] = now
         for item in msgs:
             try:
                 group, fields, pos, size = item
@@ -641,18 +652,40 @@ class ReplicaManager:
                      st.gc_full, 1000 * st.gc_max_s)
         st.reset()
 
+    def _note_gap(self, peer: int, gap: int, now: int) -> None:
+        longest, at = self._peer_gap.get(peer, (0, 0))
+        if gap >= longest or now - at > PEER_GAP_MEMORY_TICKS:
+            self._peer_gap[peer] = (gap, now)
+
+    def silence_limit(self, peer: int) -> int:
+        """How long (liveness ticks) ``peer`` may stay silent before its groups are woken:
+        an election timeout, or ``LAG_BACKOFF`` times the longest gap it showed in the last
+        ``PEER_GAP_MEMORY_TICKS``, at most ``LAG_CAP_TIMEOUTS`` election timeouts.
+
+        A broker whose loop lagged (a wave of work, the machine's other load) lags again
+        soon; judged by a fixed election timeout, each of its lags woke every group it leads
+        on the other brokers, and their election rounds were the next lag's cause (Akka's
+        "acceptable heartbeat pause", Cassandra's accrual detector: judge a peer against its
+        own rhythm). A peer that kept time is judged after one election timeout as before.
+        """
+        election = self.config.raft.election_ticks
+        longest, at = self._peer_gap.get(peer, (0, 0))
+        if not longest or self.liveness.now - at > PEER_GAP_MEMORY_TICKS:
+            return election
+        return min(LAG_CAP_TIMEOUTS * election, max(election, int(LAG_BACKOFF * longest)))
+
     def _watch_peers(self) -> None:
         """Wake the quiesced groups of a peer broker that went silent for an election timeout
-        (of the liveness clock: longer if this broker was starved itself).
+        (of the liveness clock: longer if this broker was starved itself, or if that peer
+        lagged lately, see :meth:`silence_limit`).
 
         Quiesced groups send nothing, so a leader's death would go unnoticed by its sleeping
         followers; the peers' pings (see ``PeerTransport.ping``) stand in for their heartbeats.
         """
-        limit = self.config.raft.election_ticks
         now = self.liveness.now
         for peer, heard in self.peer_heard.items():
             silent_for = now - heard
-            if silent_for <= limit:
+            if silent_for <= self.silence_limit(peer):
                 self._silent_peers.discard(peer)
             elif peer not in self._silent_peers:
                 self._silent_peers.add(peer)

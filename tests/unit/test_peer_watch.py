@@ -18,8 +18,10 @@ from strata.broker.raft.membership import Membership
 from strata.broker.raft.messages import Message, VoteRequest, VoteResponse, from_wire
 from strata.broker.raft.node import Role
 from strata.broker.replication.manager import (
+    LAG_BACKOFF,
     LAG_CAP_TIMEOUTS,
     OBJECTS_PER_REPLICA,
+    PEER_GAP_MEMORY_TICKS,
     REFREEZE_SHARE,
     Assignment,
     FrozenHeap,
@@ -51,13 +53,15 @@ def manager(tmp_path: Path) -> tuple[ReplicaManager, FakeReplica]:
     return m, r
 
 
-def run_ticks(m: ReplicaManager, n: int, late: float = 0.0) -> None:
-    """``n`` ticks of the ticker in which only broker 3 is heard from, each ``late`` ticks late."""
+def run_ticks(m: ReplicaManager, n: int, late: float = 0.0, heard: tuple[int, ...] = (3,)) -> None:
+    """``n`` ticks of the ticker in which only the brokers ``heard`` send frames, each
+    ``late`` ticks late."""
     for _ in range(n):
         m.ticks += 1
         if m.liveness.tick(late):
             m._watch_peers()
-        m.peer_heard[3] = m.liveness.now
+        for peer in heard:
+            m.deliver(peer, [], memoryview(b""))
 
 
 def test_a_healthy_broker_wakes_a_silent_peers_groups_after_one_election_timeout(tmp_path: Path) -> None:
@@ -199,3 +203,23 @@ def test_the_replicas_heap_is_frozen_once_opened_and_collected_again_after_enoug
         assert gc.get_freeze_count() > 0, "and the rest is frozen again"
     finally:
         gc.unfreeze()
+
+
+def test_a_peer_that_lagged_lately_is_given_that_much_more_before_its_groups_are_woken(tmp_path: Path) -> None:
+    m, r = manager(tmp_path)
+    election = m.config.raft.election_ticks
+    assert m.silence_limit(2) == election
+    run_ticks(m, 8)  # broker 2 silent for 8 ticks (under a timeout), then heard again
+    m.deliver(2, [], memoryview(b""))
+    assert r.silent == []
+    assert m.silence_limit(2) == max(election, int(LAG_BACKOFF * 8))
+    run_ticks(m, 2 * 8)  # a lag as long again is not taken for a death
+    assert r.silent == []
+    run_ticks(m, 1)
+    assert r.silent and r.silent[0][0] == 2, "a longer silence still is"
+    assert m.silence_limit(3) == election, "a peer that kept time is judged as before"
+    run_ticks(m, LAG_CAP_TIMEOUTS * election)
+    m.deliver(2, [], memoryview(b""))
+    assert m.silence_limit(2) == LAG_CAP_TIMEOUTS * election, "at most the cap"
+    run_ticks(m, PEER_GAP_MEMORY_TICKS + 1, heard=(2, 3))
+    assert m.silence_limit(2) == election, "and only for a while"

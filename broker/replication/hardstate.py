@@ -85,6 +85,8 @@ _MARK = MAGIC + bytes([FORMAT_VERSION])
 #: A frame's payload is at most this: a bigger batch (far beyond any wave of elections: a
 #: record is tens of bytes) is written as several frames, each with its own fdatasync.
 MAX_FRAME_BYTES = 16 << 20
+#: The most a msgpack array header takes (the payload's, before its records).
+_ARRAY_HEADER = 5
 
 #: The first format: ``length | crc32c | msgpack record`` (read, then rewritten in frames).
 _LEGACY_HEADER = struct.Struct(">II")
@@ -118,10 +120,11 @@ class HardStateCorruptError(Exception):
                          "(it could then vote twice in one term)")
         self.path = path
         self.offset = offset
-        self.hint = hint or (f"the disk under {path.parent} may be failing: keep a copy of {path.name} and check "
-                     "the disk; then rebuild this broker from its peers (move its data directory aside and "
-                     "start it on an empty one; its partitions catch up from their leaders), which is safe "
-                     "while the other replicas of its partitions are in sync")
+        self.hint = hint or (
+            f"the disk under {path.parent} may be failing: keep a copy of {path.name} and check the disk; "
+            "then rebuild this broker from its peers (move its data directory aside and start it on an "
+            "empty one; its partitions catch up from their leaders), which is safe while the other "
+            "replicas of its partitions are in sync")
 
 
 @dataclass(slots=True)
@@ -144,7 +147,7 @@ def _frames(packed: list[bytes]) -> list[tuple[bytes, int]]:
     start = 0
     while start < len(packed):
         end, size = start, 0
-        while end < len(packed) and (end == start or size + len(packed[end]) <= MAX_FRAME_BYTES - 5):
+        while end < len(packed) and (end == start or size + len(packed[end]) <= MAX_FRAME_BYTES - _ARRAY_HEADER):
             size += len(packed[end])
             end += 1
         payload = msgpack.Packer().pack_array_header(end - start) + b"".join(packed[start:end])

@@ -17,7 +17,10 @@ import pytest
 
 from strata.broker.core.auth import ANONYMOUS
 from strata.broker.frontends.kafka.codec import KafkaErrorCode
-from strata.broker.frontends.kafka.codec.messages.produce import InitProducerIdRequest, InitProducerIdResponse
+from strata.broker.frontends.kafka.codec.messages.produce import (
+    InitProducerIdRequest,
+    InitProducerIdResponse,
+)
 from strata.broker.frontends.kafka.handlers.cluster import ClusterHandlers
 from strata.client.errors import ErrorCode, error_for
 

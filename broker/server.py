@@ -42,6 +42,7 @@ from strata.broker.frontends.stream import Listener
 from strata.broker.groups.coordinator import GroupCoordinator
 from strata.broker.metrics import BrokerMetrics, MetricsSource
 from strata.broker.replication.cleaning import CleanerService
+from strata.broker.replication.hardstate import HardStateCorruptError
 from strata.broker.replication.manager import Assignment, ReplicaManager
 from strata.broker.replication.replica import Replica
 from strata.broker.replication.transport import PeerTransport
@@ -174,6 +175,12 @@ class Broker:
             await self._bind(flag, host, port, listener.start)
         if self.config.metrics_listen:
             await self._bind("--metrics-listen", *self.config.metrics_listen, self.metrics.start)
+        # The Raft hard states (terms, votes) of every group: a journal damaged before its
+        # end (not a torn tail) stops the broker here: starting would forget votes it gave.
+        try:
+            self.replicas.hard_state.open()
+        except HardStateCorruptError as exc:
+            raise StartupError(str(exc), exc.hint) from None
         # The controller's metadata replica first: everything else follows from its log.
         self.controller.replica = self.replicas.open(
             (METADATA_TOPIC, 0), sorted(self.config.peers), on_commit=self.controller.on_commit,

@@ -16,19 +16,33 @@ depends on it (the Ready waits in ``Replica._ready_loop`` as before).
 
 The journal (:class:`HardStateJournal`):
 
-* a record is ``length (u32) | crc32c (u32) | msgpack [group, topic id, state or nil]``;
-  the last record of a group is its state (nil: the group was deleted);
-* a record is acknowledged only after its ``fdatasync``; a torn or unsynced tail found at
-  open (short, or a CRC that does not match) was never acknowledged and is cut;
+* the unit of the journal is a *frame*: what one append, made durable by one ``fdatasync``,
+  writes (the saves of a batch): ``magic "SHJ" | version (u8) = 2 | length (u32) |
+  crc32c (u32) | payload``, the CRC over the magic, version, length and payload, the payload
+  a msgpack array of records ``[group, topic id, state or nil]``; the last record of a group
+  is its state (nil: the group was deleted);
+* a frame is acknowledged only after its ``fdatasync``, and the next one is written only
+  after that. So only the last frame of the file can be torn by a crash: a bad or short
+  frame with nothing valid after it was never acknowledged and is cut at open. A bad frame
+  *followed by a whole one* is damage (a bad sector, a flipped bit) to a frame that was
+  acknowledged: cutting there would forget the votes of every later frame, and a broker that
+  forgets a vote can vote twice in one term, so the journal refuses to open
+  (:class:`HardStateCorruptError`) and the broker to start. The search for a whole frame
+  after a bad one tries every place the magic appears; a payload may hold those bytes (a
+  term can spell them), but passing for a frame takes the CRC over what follows too;
 * a failed append is cut back to the last good length before anything else is appended
   (or, if that fails too, the next write rewrites the file whole): garbage in the middle
-  would hide the records after it;
+  would be taken for damage;
 * when the file holds four times what is live (and at least ``COMPACT_MIN_BYTES``), the next
   write rewrites it with one record per live group (temporary file, fsync, rename, fsync
   the directory), so the file stays bounded by the groups the broker holds;
 * the topic id is kept with each state: a topic deleted and created again under the same
   name (another id) never inherits the old group's term, vote or membership, even if the
   tombstone written at deletion was lost in a crash.
+
+A journal of the first format (records ``length (u32) | crc32c (u32) | msgpack`` one after
+another, no frames; it never starts with the magic) is read with that format's rule, which
+cuts at the first bad record, and rewritten in frames at once.
 
 Brokers from before the journal kept ``raft-state`` in each partition directory: a group with
 no journal record reads that file, and the file is removed once the group's state is in the
@@ -58,9 +72,27 @@ log = logging.getLogger("strata.broker.replication.hardstate")
 #: The per-group file of brokers before the journal (read, never written).
 LEGACY_FILE_NAME = "raft-state"
 JOURNAL_NAME = "raft-hardstate.journal"
-_HEADER = struct.Struct(">II")
-#: A record larger than this is corrupt, not a state (a state is tens of bytes).
-MAX_RECORD_BYTES = 1 << 20
+
+#: Every frame starts with these bytes, then its format's version. A journal of the first
+#: format starts with a record length below 16 MiB, whose first byte is 0: the two never mix.
+MAGIC = b"SHJ"
+FORMAT_VERSION = 2
+#: magic, version, payload length (the part the CRC covers with the payload)...
+_PREFIX = struct.Struct(">3sBI")
+#: ... and the CRC: the whole frame header.
+_FRAME = struct.Struct(">3sBII")
+_MARK = MAGIC + bytes([FORMAT_VERSION])
+#: A frame's payload is at most this: a bigger batch (far beyond any wave of elections: a
+#: record is tens of bytes) is written as several frames, each with its own fdatasync.
+MAX_FRAME_BYTES = 16 << 20
+#: The most a msgpack array header takes (the payload's, before its records).
+_ARRAY_HEADER = 5
+
+#: The first format: ``length | crc32c | msgpack record`` (read, then rewritten in frames).
+_LEGACY_HEADER = struct.Struct(">II")
+#: A record of the first format larger than this is corrupt, not a state.
+MAX_LEGACY_RECORD_BYTES = 1 << 20
+
 #: The journal is rewritten when it is at least this large and four times its live records.
 COMPACT_MIN_BYTES = 1 << 20
 COMPACT_RATIO = 4
@@ -72,6 +104,27 @@ BACKLOG_SAVES = 512
 SLOW_BATCH_S = 1.0
 
 State = dict[str, Any]
+Record = tuple[str, int | None, State | None]
+
+
+class HardStateCorruptError(Exception):
+    """The journal was damaged where it had been acknowledged (not a torn tail): the broker
+    must not start, since whatever it cut would be votes it gave and could give again.
+
+    ``hint`` says what an operator can do about it (the broker prints it as it exits).
+    """
+
+    def __init__(self, path: Path, offset: int, what: str, hint: str | None = None) -> None:
+        super().__init__(f"the Raft hard-state journal {path} is damaged at byte {offset}: {what}; "
+                         "refusing to start, since dropping it would forget votes this broker gave "
+                         "(it could then vote twice in one term)")
+        self.path = path
+        self.offset = offset
+        self.hint = hint or (
+            f"the disk under {path.parent} may be failing: keep a copy of {path.name} and check the disk; "
+            "then rebuild this broker from its peers (move its data directory aside and start it on an "
+            "empty one; its partitions catch up from their leaders), which is safe while the other "
+            "replicas of its partitions are in sync")
 
 
 @dataclass(slots=True)
@@ -82,9 +135,83 @@ class _Entry:
     size: int
 
 
-def _encode(group: str, topic_id: int | None, state: State | None) -> bytes:
-    payload: bytes = msgpack.packb([group, topic_id, state], use_bin_type=True)
-    return _HEADER.pack(len(payload), crc32c(payload)) + payload
+def _pack_record(group: str, topic_id: int | None, state: State | None) -> bytes:
+    packed: bytes = msgpack.packb([group, topic_id, state], use_bin_type=True)
+    return packed
+
+
+def _frames(packed: list[bytes]) -> list[tuple[bytes, int]]:
+    """Frames holding the records ``packed`` in order, each with how many of them it holds:
+    one frame unless they exceed ``MAX_FRAME_BYTES``."""
+    out: list[tuple[bytes, int]] = []
+    start = 0
+    while start < len(packed):
+        end, size = start, 0
+        while end < len(packed) and (end == start or size + len(packed[end]) <= MAX_FRAME_BYTES - _ARRAY_HEADER):
+            size += len(packed[end])
+            end += 1
+        payload = msgpack.Packer().pack_array_header(end - start) + b"".join(packed[start:end])
+        if len(payload) > MAX_FRAME_BYTES:
+            raise ValueError(f"a hard-state record of {len(packed[start])} bytes exceeds a frame")
+        out.append((_frame(payload), end - start))
+        start = end
+    return out
+
+
+def _frame(payload: bytes) -> bytes:
+    prefix = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(payload))
+    return prefix + struct.pack(">I", crc32c(payload, crc32c(prefix))) + payload
+
+
+def _whole_frame(data: bytes, pos: int) -> int | None:
+    """The end of the frame at ``pos`` if a whole one of this format is there (magic, length
+    within the data and the bound, CRC), else None."""
+    if len(data) - pos < _FRAME.size:
+        return None
+    magic, version, length, crc = _FRAME.unpack_from(data, pos)
+    end: int = pos + _FRAME.size + length
+    if magic != MAGIC or version != FORMAT_VERSION or length > MAX_FRAME_BYTES or end > len(data):
+        return None
+    body = memoryview(data)[pos + _FRAME.size:end]
+    if crc32c(body, crc32c(memoryview(data)[pos:pos + _PREFIX.size])) != crc:
+        return None
+    return end
+
+
+def _next_whole_frame(data: bytes, start: int) -> int | None:
+    """Where the first whole frame at or after ``start`` begins, if any. A payload may hold
+    the magic (a term can spell it); what follows it must then pass the CRC as well, which
+    happens by chance once in 2**32."""
+    pos = data.find(_MARK, start)
+    while pos >= 0:
+        if _whole_frame(data, pos) is not None:
+            return pos
+        pos = data.find(_MARK, pos + 1)
+    return None
+
+
+def _records(payload: memoryview) -> list[tuple[str, int | None, State | None, int]] | None:
+    """The records of a frame's payload with their sizes, or None if it is not a list of them
+    (a frame that passed its CRC: written so, not torn)."""
+    unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=MAX_FRAME_BYTES)
+    unpacker.feed(payload)
+    out: list[tuple[str, int | None, State | None, int]] = []
+    try:
+        count = unpacker.read_array_header()
+        at = unpacker.tell()
+        for _ in range(count):
+            rec = unpacker.unpack()
+            if not (isinstance(rec, list) and len(rec) == 3 and isinstance(rec[0], str)
+                    and (rec[1] is None or isinstance(rec[1], int))
+                    and (rec[2] is None or isinstance(rec[2], dict))):
+                return None
+            out.append((rec[0], rec[1], rec[2], unpacker.tell() - at))
+            at = unpacker.tell()
+    except (ValueError, TypeError, msgpack.OutOfData):
+        return None
+    if at != len(payload):
+        return None
+    return out
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -104,7 +231,10 @@ def _fsync_dir(directory: Path) -> None:
 
 class HardStateJournal:
     """The broker's journal of hard states (see the module docstring). Thread-safe: writes
-    come from the writer's thread, reads and the rare synchronous save from the loop."""
+    come from the writer's thread, reads and the rare synchronous save from the loop.
+
+    Opening it raises :class:`HardStateCorruptError` if it was damaged before its end.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -117,42 +247,80 @@ class HardStateJournal:
         #: A failed append could not be cut back: the next write rewrites the file.
         self._broken = False
         self.fsyncs = 0
-        self._fd = self._open()
+        self._fd = -1
+        self._open()
 
-    def _open(self) -> int:
+    def _open(self) -> None:
         created = not self.path.exists()
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             data = b""
             if not created:
-                with open(fd, "rb", closefd=False) as f:
+                with open(self._fd, "rb", closefd=False) as f:
                     data = f.read()
-            good = self._replay(data)
+            legacy = bool(data) and not data.startswith(MAGIC)
+            good = self._replay_legacy(data) if legacy else self._replay(data)
+            if legacy and good == 0 and (later := _next_whole_frame(data, 0)) is not None:
+                # Not the first format: a journal of frames whose first one lost its magic.
+                raise HardStateCorruptError(self.path, 0, f"a bad frame is followed by a whole one at byte {later}")
             if good < len(data):
-                log.warning("%s: cutting %d bytes of an unfinished or damaged record at %d (never acknowledged "
-                            "if torn by a crash)", self.path, len(data) - good, good)
-                os.ftruncate(fd, good)
-                os.fsync(fd)
+                log.warning("%s: cutting %d bytes of an unfinished or damaged %s at %d (never acknowledged "
+                            "if torn by a crash)", self.path, len(data) - good,
+                            "record" if legacy else "frame", good)
+                os.ftruncate(self._fd, good)
+                os.fsync(self._fd)
             self._size = good
-            os.lseek(fd, good, os.SEEK_SET)
+            os.lseek(self._fd, good, os.SEEK_SET)
             if created:
-                os.fsync(fd)
+                os.fsync(self._fd)
                 _fsync_dir(self.path.parent)
+            if legacy and good:
+                log.info("%s: rewriting the journal's %d groups in frames (journal format %d)",
+                         self.path, len(self._entries), FORMAT_VERSION)
+                self._rewrite([], [])
         except BaseException:
-            os.close(fd)
+            os.close(self._fd)
+            self._fd = -1
             raise
-        return fd
 
     def _replay(self, data: bytes) -> int:
-        """Apply every whole record of ``data``; returns the length of the good prefix."""
+        """Apply every frame of ``data``; returns the length of the good prefix (what follows
+        it is a torn tail), or raises if a whole frame follows a bad one."""
+        pos = 0
+        while pos < len(data):
+            end = _whole_frame(data, pos)
+            if end is None:
+                later = _next_whole_frame(data, pos + 1)
+                if later is not None:
+                    raise HardStateCorruptError(self.path, pos, f"a bad frame is followed by a whole one at byte {later}")
+                if data.startswith(MAGIC, pos) and len(data) > pos + len(MAGIC) \
+                        and data[pos + len(MAGIC)] != FORMAT_VERSION:
+                    # A crash tears a frame into zeros or what was written, never into
+                    # another version: frames of a format this broker does not know.
+                    raise HardStateCorruptError(
+                        self.path, pos, f"a frame of journal format {data[pos + len(MAGIC)]}, not "
+                        f"{FORMAT_VERSION} (written by a newer Strata?)",
+                        "run the Strata version that wrote this data directory")
+                return pos  # a torn tail
+            records = _records(memoryview(data)[pos + _FRAME.size:end])
+            if records is None:
+                raise HardStateCorruptError(self.path, pos, "a whole frame does not hold hard-state records")
+            for group, topic_id, state, size in records:
+                self._apply(group, topic_id, state, size)
+            pos = end
+        return pos
+
+    def _replay_legacy(self, data: bytes) -> int:
+        """Apply every whole record of a journal of the first format; returns the length of
+        its good prefix (that format's rule: a bad record ends it)."""
         pos = 0
         n = len(data)
-        while pos + _HEADER.size <= n:
-            length, crc = _HEADER.unpack_from(data, pos)
-            end = pos + _HEADER.size + length
-            if length > MAX_RECORD_BYTES or end > n:
+        while pos + _LEGACY_HEADER.size <= n:
+            length, crc = _LEGACY_HEADER.unpack_from(data, pos)
+            end = pos + _LEGACY_HEADER.size + length
+            if length > MAX_LEGACY_RECORD_BYTES or end > n:
                 break
-            payload = data[pos + _HEADER.size:end]
+            payload = data[pos + _LEGACY_HEADER.size:end]
             if crc32c(payload) != crc:
                 break
             try:
@@ -188,44 +356,48 @@ class HardStateJournal:
     def __contains__(self, group: object) -> bool:
         return group in self._entries
 
-    def write(self, records: Iterable[tuple[str, int | None, State | None]]) -> None:
-        """Make ``records`` durable: one append and one fdatasync (or a rewrite of the file).
+    def write(self, records: Iterable[Record]) -> None:
+        """Make ``records`` durable: one frame, one append and one fdatasync (or a rewrite of
+        the file).
 
         Raises the OS error if it could not: none of the records counts as saved then.
         """
         records = list(records)
-        encoded = [_encode(g, t, s) for g, t, s in records]
+        packed = [_pack_record(g, t, s) for g, t, s in records]
         with self._lock:
             if self._broken or (self._size >= COMPACT_MIN_BYTES and self._size >= COMPACT_RATIO * self._live_bytes):
-                self._rewrite(records, encoded)
+                self._rewrite(records, packed)
                 return
-            data = b"".join(encoded)
-            try:
-                _write_all(self._fd, data)
-                os.fdatasync(self._fd)
-            except OSError:
-                self._cut_back()
-                raise
-            self.fsyncs += 1
-            self._size += len(data)
-            for (g, t, s), rec in zip(records, encoded, strict=True):
-                self._apply(g, t, s, len(rec))
+            done = 0
+            for frame, count in _frames(packed):
+                try:
+                    _write_all(self._fd, frame)
+                    os.fdatasync(self._fd)
+                except OSError:
+                    self._cut_back()
+                    raise
+                self.fsyncs += 1
+                self._size += len(frame)
+                for (g, t, s), rec in zip(records[done:done + count], packed[done:done + count], strict=True):
+                    self._apply(g, t, s, len(rec))
+                done += count
 
     def _cut_back(self) -> None:
-        """After a failed append: the file ends at the last acknowledged record again."""
+        """After a failed append: the file ends at the last acknowledged frame again."""
         try:
             os.ftruncate(self._fd, self._size)
             os.lseek(self._fd, self._size, os.SEEK_SET)
         except OSError:
             self._broken = True
 
-    def _rewrite(self, records: list[tuple[str, int | None, State | None]], encoded: list[bytes]) -> None:
-        """The live states with ``records`` applied, one record per group, atomically replace the file."""
+    def _rewrite(self, records: list[Record], packed: list[bytes]) -> None:
+        """The live states with ``records`` applied, one record per group, atomically replace
+        the file (in this format's frames)."""
         before = dict(self._entries), self._live_bytes
-        for (g, t, st), rec in zip(records, encoded, strict=True):
+        for (g, t, st), rec in zip(records, packed, strict=True):
             self._apply(g, t, st, len(rec))
-        parts = [_encode(g, e.topic_id, e.state) for g, e in self._entries.items()]
-        data = b"".join(parts)
+        live = [(g, _pack_record(g, e.topic_id, e.state)) for g, e in self._entries.items()]
+        data = b"".join(frame for frame, _ in _frames([rec for _, rec in live]))
         tmp = self.path.with_name(self.path.name + ".tmp")
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
@@ -247,9 +419,11 @@ class HardStateJournal:
         os.close(old_fd)
         self._broken = False
         self._size = len(data)
-        for (g, e), part in zip(list(self._entries.items()), parts, strict=True):
-            self._entries[g] = _Entry(e.topic_id, e.state, len(part))
-        self._live_bytes = len(data)
+        self._live_bytes = 0
+        for g, rec in live:
+            e = self._entries[g]
+            self._entries[g] = _Entry(e.topic_id, e.state, len(rec))
+            self._live_bytes += len(rec)
 
     def close(self) -> None:
         with self._lock:
@@ -285,11 +459,17 @@ class HardStateWriter:
         #: Batches written (one fdatasync each, two when the journal was rewritten).
         self.batches = 0
 
-    @property
-    def journal(self) -> HardStateJournal:
+    def open(self) -> HardStateJournal:
+        """The journal, opened (replayed) now if it was not yet. The broker opens it as it
+        starts, so that a journal damaged where it had been acknowledged stops it with a
+        message (:class:`HardStateCorruptError`) before any replica opens."""
         if self._journal is None:
             self._journal = HardStateJournal(self.data_dir / JOURNAL_NAME)
         return self._journal
+
+    @property
+    def journal(self) -> HardStateJournal:
+        return self.open()
 
     @property
     def backlogged(self) -> bool:

@@ -4,6 +4,11 @@ The partition log *is* the Raft log: this adapter only renames. Raft's term is t
 ``partitionLeaderEpoch``; the term of ``log_start_offset - 1`` (Raft's last included term)
 comes from the storage's leader-epoch checkpoint, which keeps it across retention and
 ``truncate_fully_and_start_at``.
+
+The leader keeps the batch it appended last, stamped as written, until it commits: the
+followers' appends are cut from memory instead of read back from the segment file (one
+``pread`` and a batch walk per follower per write). Only the uncommitted tail is held, so
+the memory is bounded by what is in flight, not by the number of partitions.
 """
 
 from __future__ import annotations
@@ -11,18 +16,23 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from strata.broker.raft.log import Run
-from strata.client.batch import BatchHeader
+from strata.client.batch import BatchHeader, stamp
 from strata.storage import Log
+
+#: A leader batch larger than this is not kept in memory for the followers' appends.
+TAIL_MAX_BYTES = 256 << 10
 
 
 class StorageRaftLog:
-    __slots__ = ("log", "on_follower_append")
+    __slots__ = ("log", "on_follower_append", "_tail")
 
     def __init__(self, log: Log, on_follower_append: Callable[[bytes | memoryview, list[BatchHeader]], None] | None = None) -> None:
         self.log = log
         #: Sees the headers of every batch a follower appends (the replica keeps producer
         #: state current).
         self.on_follower_append = on_follower_append
+        #: The leader's last append, stamped, while it is not committed (see the module doc).
+        self._tail: Run | None = None
 
     @property
     def log_start_offset(self) -> int:
@@ -57,17 +67,40 @@ class StorageRaftLog:
     def append_as_leader(self, batch: bytes | memoryview, term: int,
                          headers: list[BatchHeader] | None = None) -> tuple[int, int]:
         info = self.log.append_as_leader(batch, term, headers)
+        if info.size <= TAIL_MAX_BYTES:
+            data = bytearray(batch)
+            pos = 0
+            offset = info.base_offset
+            for h in headers or ():
+                stamp(data, pos, offset, term)
+                offset += h.last_offset_delta + 1
+                pos += h.size
+            if headers is None or pos != len(data):
+                self._tail = None  # not described batch by batch: read it back from the file
+            else:
+                self._tail = Run(info.base_offset, info.last_offset, term, bytes(data))
+        else:
+            self._tail = None
         return info.base_offset, info.last_offset
 
+    def release_tail(self, commit: int) -> None:
+        """Forget the kept batch once ``commit`` passed it (the quorum has it)."""
+        tail = self._tail
+        if tail is not None and tail.last < commit:
+            self._tail = None
+
     def append_as_follower(self, data: bytes | memoryview) -> None:
+        self._tail = None
         info = self.log.append_as_follower(data)
         if self.on_follower_append is not None:
             self.on_follower_append(data, info.headers)
 
     def truncate_to(self, offset: int) -> None:
+        self._tail = None
         self.log.truncate_to(offset)
 
     def truncate_fully_and_start_at(self, offset: int, term: int) -> None:
+        self._tail = None
         self.log.truncate_fully_and_start_at(offset, term)
 
     def read(self, offset: int, max_bytes: int) -> Run | None:
@@ -75,6 +108,10 @@ class StorageRaftLog:
         lg = self.log
         if offset < lg.log_start_offset or offset >= lg.log_end_offset:
             return None
+        tail = self._tail
+        if (tail is not None and tail.base == offset and tail.last == lg.log_end_offset - 1
+                and len(tail.data) <= max_bytes):
+            return tail
         term = lg.epoch_for_offset(offset)
         if term is None:
             return None

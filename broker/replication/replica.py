@@ -43,6 +43,7 @@ from strata.broker.raft.node import (
     Role,
 )
 from strata.broker.replication import hardstate
+from strata.broker.replication.commit_waiters import CommitWaiters
 from strata.broker.replication.control import (
     decode_log_start,
     decode_membership,
@@ -141,7 +142,7 @@ class Replica:
         #: Largest batch a producer may write here (the topic's ``max.message.bytes``).
         self.max_message_bytes = env.config.limits.max_batch_bytes
         self.producers = ProducerStateTable()
-        self._commit_waiters: deque[tuple[int, asyncio.Future[None]]] = deque()
+        self._commit_waiters = CommitWaiters(self._commit_timed_out)
         self._data_event = asyncio.Event()
         self._kick = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -527,30 +528,17 @@ class Replica:
             return
         if not self.is_leader:
             raise self.not_leader_error()
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        waiters = self._commit_waiters
-        if waiters and waiters[-1][0] > last_offset:
-            # A duplicate waiting on an older offset: keep the deque sorted by offset.
-            items = sorted([*waiters, (last_offset, fut)], key=lambda x: x[0])
-            waiters.clear()
-            waiters.extend(items)
-        else:
-            waiters.append((last_offset, fut))
-        try:
-            async with asyncio.timeout(timeout_s):
-                await fut
-        except TimeoutError:
-            raise error_for(
-                ErrorCode.TIMED_OUT,
-                f"offset {last_offset} of {self.name} was appended but not committed within "
-                f"{timeout_s:.1f}s (is a majority of its replicas up?); it may still commit",
-            ) from None
+        await self._commit_waiters.wait(last_offset, timeout_s)
+
+    def _commit_timed_out(self, offset: int) -> StrataError:
+        return error_for(
+            ErrorCode.TIMED_OUT,
+            f"offset {offset} of {self.name} was appended but not committed within the request's "
+            "timeout (is a majority of its replicas up?); it may still commit",
+        )
 
     def _fail_waiters(self, code: ErrorCode, message: str) -> None:
-        while self._commit_waiters:
-            _, fut = self._commit_waiters.popleft()
-            if not fut.done():
-                fut.set_exception(error_for(code, message, leader=self.node.leader))
+        self._commit_waiters.fail_all(lambda: error_for(code, message, leader=self.node.leader))
 
     # -- reads ---------------------------------------------------------------------------
 
@@ -767,11 +755,8 @@ class Replica:
         if new_hw > self.high_watermark:
             old = self.high_watermark
             self.high_watermark = new_hw
-            waiters = self._commit_waiters
-            while waiters and waiters[0][0] < new_hw:
-                _, fut = waiters.popleft()
-                if not fut.done():
-                    fut.set_result(None)
+            self.raft_log.release_tail(new_hw)
+            self._commit_waiters.release(new_hw)
             if self._log_starts and self._log_starts[0][0] < new_hw:
                 self._apply_log_starts(new_hw)
             ev, self._data_event = self._data_event, asyncio.Event()

@@ -667,7 +667,10 @@ def test_shipped_native_workloads() -> None:
         "native-paced-5000-1-topic-6-partitions-1kb",
         "native-backlog-1-topic-6-partitions-1kb",
         "native-lone-produce-1-topic-1-partition-1kb",
+        "native-max-rate-1-topic-1000-partitions-1kb",
     }
+    spread = native["native-max-rate-1-topic-1000-partitions-1kb"]
+    assert (spread.partitions_per_topic, spread.replication_factor, spread.producer_rate) == (1000, 3, 0)
     paced = native["native-paced-5000-1-topic-6-partitions-1kb"]
     assert (paced.producer_rate, paced.message_size, paced.replication_factor) == (5000, 1024, 3)
 

@@ -139,32 +139,33 @@ def test_a_torn_tail_is_cut_and_later_records_are_readable(tmp_path: Path) -> No
 
 
 def test_a_crash_at_any_byte_keeps_every_acknowledged_batch(tmp_path: Path) -> None:
-    """Cut the file anywhere: what reads back is the state after a whole number of records
-    (a record of an unacknowledged batch may be there: harmless, nothing was sent on it),
-    and every batch that ended before the cut is there."""
+    """Cut the file anywhere: what reads back is the state after exactly the batches that
+    ended before the cut (a batch is one frame: all of it or none of it)."""
     rng = random.Random(17)
     path = tmp_path / JOURNAL_NAME
     j = HardStateJournal(path)
     states: list[dict[str, dict]] = [{}]
-    record_ends = [0]
+    batch_ends = [0]
     for _ in range(60):
         batch = [(f"g{rng.randrange(12)}", 1, hs(rng.randrange(1, 1000), rng.randrange(3)))
                  for _ in range(rng.randint(1, 5))]
         j.write(batch)
-        for g, t, s in batch:
-            states.append({**states[-1], g: s})
-            record_ends.append(record_ends[-1] + len(hardstate._encode(g, t, s)))
+        after = dict(states[-1])
+        for g, _, s in batch:
+            after[g] = s
+        states.append(after)
+        batch_ends.append(path.stat().st_size)
     j.close()
     data = path.read_bytes()
-    assert len(data) == record_ends[-1]
     for cut in sorted(rng.sample(range(len(data) + 1), 80)):
         p = tmp_path / f"cut-{cut}"
         p.write_bytes(data[:cut])
         r = HardStateJournal(p)
         got = {g: r.get(g, 1) for g in (f"g{i}" for i in range(12)) if g in r}
         r.close()
-        whole = max(i for i, e in enumerate(record_ends) if e <= cut)
+        whole = max(i for i, e in enumerate(batch_ends) if e <= cut)
         assert got == states[whole], cut
+        assert p.stat().st_size == batch_ends[whole], cut
 
 
 def test_the_journal_stays_bounded_by_the_live_groups(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -40,12 +40,10 @@ LINGER_MS = 1
 #: How many records one consumer poll may hand over (the scenario counts each one).
 POLL_RECORDS = 20_000
 READY_TIMEOUT_S = 60.0
-#: Batches in flight per partition. One, because the client (as of this writing) can
-#: put a partition's pipelined batches on the wire out of order when the connection's
-#: write buffer fills (a request that finds it writable overtakes one woken from the
-#: wait), which an idempotent producer then reports as OUT_OF_ORDER_SEQUENCE or, on a
-#: partition's first batches, as a fatal UNKNOWN_PRODUCER_ID. With one batch in
-#: flight per partition nothing can overtake; batches grow to fill the round trip.
+#: Batches in flight per partition. One: batches grow to fill the round trip, and five
+#: (the client's default) measured no lower paced latency (docs/performance.md, "Known
+#: issues found while benchmarking"). The client keeps pipelined batches in order since
+#: 2026-11-26, so this is a tuning, not a workaround.
 MAX_IN_FLIGHT_BATCHES = 1
 
 

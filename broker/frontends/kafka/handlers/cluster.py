@@ -3,6 +3,7 @@ config administration: Kafka's control path over the core."""
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from typing import Any
@@ -60,6 +61,8 @@ _TYPE = {int: 5, float: 6, str: 2}  # LONG, DOUBLE, STRING
 #: (Kafka's protocol has no "retry later" for it; an empty topic list would be a lie).
 METADATA_LOADING_WAIT_S = 5.0
 _UNKNOWN_TOPIC_ID = "topic id {} is not known"
+
+log = logging.getLogger("strata.broker.frontends.kafka")
 
 
 class ClusterHandlers:
@@ -167,12 +170,16 @@ class ClusterHandlers:
                 error_code=KafkaErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, producer_id=-1, producer_epoch=-1))
         try:
             pid, epoch = await self.ctx.admin.init_producer_id(conn.principal)
-        except StrataError as exc:
-            code = kafka_code(exc)
-            if exc.code in (ErrorCode.NOT_CONTROLLER, ErrorCode.BROKER_NOT_AVAILABLE, ErrorCode.TIMED_OUT):
-                # No controller reachable right now: a retriable answer producers understand.
-                code = KafkaErrorCode.COORDINATOR_NOT_AVAILABLE
-            return KafkaAnswer(InitProducerIdResponse(error_code=code, producer_id=-1, producer_epoch=-1))
+        except Exception as exc:
+            # A failure here is the controller being unreachable, busy or moving
+            # (NOT_CONTROLLER, a full proposal queue, a lost leadership, a timed-out forward):
+            # answered with the one retriable code every client understands for this API.
+            # Anything else is fatal to a Kafka producer (the Java client gives up on
+            # UNKNOWN_SERVER_ERROR), and a busy controller is no reason to kill it.
+            log.warning("InitProducerId from %s failed (%r): answered COORDINATOR_NOT_AVAILABLE",
+                        conn.remote, exc)
+            return KafkaAnswer(InitProducerIdResponse(
+                error_code=KafkaErrorCode.COORDINATOR_NOT_AVAILABLE, producer_id=-1, producer_epoch=-1))
         return KafkaAnswer(InitProducerIdResponse(error_code=0, producer_id=pid, producer_epoch=epoch))
 
     # -- topics ----------------------------------------------------------------------------

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import time
 from collections import deque
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
@@ -51,7 +50,7 @@ from strata.broker.replication.control import (
     membership_batch,
     noop_batch,
 )
-from strata.broker.replication.durable_marker import MARKER_INTERVAL_S, read_marker, write_marker
+from strata.broker.replication.durable_marker import DurableMarker
 from strata.broker.replication.inputs import Input, Propose, Step, Transfer, WaitingAppend, Wake
 from strata.broker.replication.keys import require_keys
 from strata.broker.replication.producer_state import ProducerStateTable, Verdict, log_tail_headers
@@ -164,17 +163,13 @@ class Replica:
         stored = env.hard_state.load(directory, topic_id)
         hs = HardState.from_wire(stored["hs"]) if "hs" in stored else None
         faulty = bool(self.log.recovery.corrupt)
-        self._marker = read_marker(directory)
-        self._marker_written_at = 0.0
-        #: A durable end waiting for the marker's rate limit, and the timer that writes it.
-        self._marker_due = 0
-        self._marker_timer: asyncio.TimerHandle | None = None
-        if self._marker > self.log.log_end_offset:
+        self._marker = DurableMarker(directory, lambda: self.failed)
+        if self._marker.value > self.log.log_end_offset:
             # The log ends below what this replica had made durable (and so may have
             # acknowledged): a truncated segment looks like an unsynced tail to recovery,
             # but it lost acknowledged data all the same.
             log.warning("%s: the log ends at %d but offsets up to %d had been made durable; treating "
-                        "the replica as storage-faulty", self.name, self.log.log_end_offset, self._marker)
+                        "the replica as storage-faulty", self.name, self.log.log_end_offset, self._marker.value)
             faulty = True
         if faulty and not (hs and hs.storage_faulty):
             # Recovery cut data that had been written whole: the log now looks clean, so the
@@ -247,10 +242,7 @@ class Replica:
     async def stop(self) -> None:
         """Stop driving this replica; fail whoever still waits on it."""
         self._stopped = True
-        if self._marker_timer is not None:
-            # (The directory may be about to go, with a deleted topic.)
-            self._marker_timer.cancel()
-            self._marker_timer = None
+        self._marker.cancel()
         self._kick.set()
         if self._task:
             self._task.cancel()
@@ -269,10 +261,7 @@ class Replica:
     def close_log(self) -> None:
         """Clean shutdown, after ``stop()``: everything is made durable, and the marker says so."""
         self.log.flush()
-        end = self.log.log_end_offset
-        if end > self._marker and not self.failed:
-            self._marker = end
-            write_marker(self.dir, end)
+        self._marker.write_now(self.log.log_end_offset)
         self.log.close()
 
     # -- inputs --------------------------------------------------------------------------
@@ -667,35 +656,10 @@ class Replica:
                 self._drain_inbox()
 
     def _note_durable(self, rd: Ready) -> None:
-        """Keep the on-disk "durable up to" marker (checked at the next open) current.
-
-        Lowered at once on a truncation; raised at most ten times a second, with a plain
-        write and no fsync: a stale, lower marker only weakens the check, never breaks it.
-        A raise that falls inside the interval is written when it ends, so the marker
-        catches up even if no further Ready comes (a quiesced group has none).
-        """
+        """Keep the on-disk "durable up to" marker (checked at the next open) current."""
         if rd.truncated_to is not None:
-            self._marker_due = min(self._marker_due, rd.truncated_to)
-            if rd.truncated_to < self._marker:
-                self._marker = rd.truncated_to
-                write_marker(self.dir, self._marker)
-                self._marker_written_at = time.monotonic()
-        end = rd.sync_end if self.config.flush_policy == "always" else self.log.log_end_offset
-        if end > self._marker:
-            self._marker_due = max(self._marker_due, end)
-            wait = self._marker_written_at + MARKER_INTERVAL_S - time.monotonic()
-            if wait <= 0:
-                self._raise_marker()
-            elif self._marker_timer is None:
-                self._marker_timer = asyncio.get_running_loop().call_later(wait, self._raise_marker)
-
-    def _raise_marker(self) -> None:
-        self._marker_timer = None
-        due, self._marker_due = self._marker_due, 0
-        if due > self._marker and not self.failed:
-            self._marker = due
-            write_marker(self.dir, due)
-            self._marker_written_at = time.monotonic()
+            self._marker.lower(rd.truncated_to)
+        self._marker.advance(rd.sync_end if self.config.flush_policy == "always" else self.log.log_end_offset)
 
     def _drain_inbox(self) -> None:
         node = self.node

@@ -67,20 +67,17 @@ class StorageRaftLog:
     def append_as_leader(self, batch: bytes | memoryview, term: int,
                          headers: list[BatchHeader] | None = None) -> tuple[int, int]:
         info = self.log.append_as_leader(batch, term, headers)
-        if info.size <= TAIL_MAX_BYTES:
+        self._tail = None
+        if headers is not None and info.size == len(batch) <= TAIL_MAX_BYTES:
+            # The batches as written: offsets and epoch stamped into one copy (the caller's
+            # buffer is not modified), kept for the followers' appends.
             data = bytearray(batch)
-            pos = 0
-            offset = info.base_offset
-            for h in headers or ():
+            pos, offset = 0, info.base_offset
+            for h in headers:
                 stamp(data, pos, offset, term)
                 offset += h.last_offset_delta + 1
                 pos += h.size
-            if headers is None or pos != len(data):
-                self._tail = None  # not described batch by batch: read it back from the file
-            else:
-                self._tail = Run(info.base_offset, info.last_offset, term, bytes(data))
-        else:
-            self._tail = None
+            self._tail = Run(info.base_offset, info.last_offset, term, memoryview(data))
         return info.base_offset, info.last_offset
 
     def release_tail(self, commit: int) -> None:
